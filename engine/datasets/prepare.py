@@ -1,0 +1,189 @@
+"""`anomascope prepare`: build reproducible normal-only training splits from the shared public data."""
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy.ndimage import binary_dilation
+
+from .layout import LayoutWriter, split_groups
+
+DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+
+
+class PrepareError(ValueError):
+    """The source data is missing or not laid out as expected."""
+
+
+def prepare(dataset: str, source: Path, out: Path, seed: int = 0, limit: int | None = None,
+            crop_size: int = 64, crops_per_image: int = 4, overwrite: bool = False) -> dict:
+    if dataset not in PREPARERS:
+        raise PrepareError(f"unknown dataset {dataset!r}; choose one of {', '.join(PREPARERS)}")
+    source, out = Path(source), Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise PrepareError(f"{out} is not empty; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = LayoutWriter(out)
+    options = {"seed": seed, "limit": limit, "crop_size": crop_size, "crops_per_image": crops_per_image}
+    description = PREPARERS[dataset](source, writer, **options)
+    return writer.finish(dict(description, dataset=dataset, seed=seed, limit=limit, fractions=DEFAULT_FRACTIONS))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise PrepareError(f"expected {path} in the source data (see the data README); it is missing")
+    return path
+
+
+def _limit_groups(assignment: dict[str, str], limit: int | None, seed: int) -> set[str]:
+    groups = sorted(assignment)
+    if limit is None or limit >= len(groups):
+        return set(groups)
+    chosen = np.random.default_rng(seed + 1).choice(len(groups), size=limit, replace=False)
+    return {groups[i] for i in chosen}
+
+
+def _lesion_free_crops(mask: np.ndarray, size: int, count: int, rng: np.random.Generator,
+                       margin: int = 4) -> list[tuple[int, int]]:
+    """Top-left corners of up to `count` size×size windows with no lesion within `margin` px.
+
+    Windows are chosen at random among the free positions, each at least size/2 from the others
+    so the crops of one image are not near-duplicates.
+    """
+    lesion = binary_dilation(mask, iterations=margin) if mask.any() else mask
+    h, w = lesion.shape
+    if h < size or w < size:
+        return []
+    integral = np.pad(lesion.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    window = integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
+    free = np.argwhere(window == 0)
+    chosen: list[tuple[int, int]] = []
+    for index in rng.permutation(len(free)):
+        y, x = (int(v) for v in free[index])
+        if all(max(abs(y - cy), abs(x - cx)) >= size // 2 for cy, cx in chosen):
+            chosen.append((y, x))
+            if len(chosen) == count:
+                break
+    return chosen
+
+
+def prepare_ham10000(source: Path, writer: LayoutWriter, seed: int, limit: int | None,
+                     crop_size: int, crops_per_image: int) -> dict:
+    root = _require(source / "ham10000" / "data")
+    rows = list(csv.DictReader(_require(root / "HAM10000_metadata.csv").open()))
+    assignment = split_groups([r["lesion_id"] for r in rows], DEFAULT_FRACTIONS, seed)
+    keep = _limit_groups(assignment, limit, seed)
+    rng = np.random.default_rng(seed)
+    for row in sorted(rows, key=lambda r: r["image_id"]):
+        if row["lesion_id"] not in keep:
+            continue
+        name, split = row["image_id"], assignment[row["lesion_id"]]
+        image = Image.open(_require(root / "images" / f"{name}.jpg")).convert("RGB")
+        mask = np.asarray(Image.open(_require(root / "masks_200x150" / f"{name}_segmentation.png")).convert("L")) >= 128
+        if mask.shape != (image.height, image.width):
+            image = image.resize((mask.shape[1], mask.shape[0]), Image.BICUBIC)
+        for k, (y, x) in enumerate(_lesion_free_crops(mask, crop_size, crops_per_image, rng)):
+            writer.add(split, "good", f"{name}_crop{k}", image.crop((x, y, x + crop_size, y + crop_size)))
+        if split != "train":
+            writer.add(split, "lesion", name, image, mask)
+    return {
+        "grouping": "lesion_id",
+        "normal": f"lesion-free {crop_size}x{crop_size} skin crops (lesion mask dilated by 4 px), up to {crops_per_image} per image",
+        "anomalous": "whole 200x150 dermoscopy images with lesion masks (mask value >= 128)",
+        "licence": "HAM10000 (Tschandl et al. 2018), CC BY-NC 4.0: research and non-commercial use",
+    }
+
+
+def prepare_hands(source: Path, writer: LayoutWriter, seed: int, limit: int | None, **_) -> dict:
+    root = _require(source / "hands")
+    folder = _require(root / "lessDataset_bregy")
+    present = {p.name for p in folder.glob("*.jpg")}
+    rows = [r for r in csv.DictReader(_require(root / "HandInfo.csv").open()) if r["imageName"] in present]
+    assignment = split_groups([r["id"] for r in rows], DEFAULT_FRACTIONS, seed)
+    keep = _limit_groups(assignment, limit, seed)
+    for row in sorted(rows, key=lambda r: r["imageName"]):
+        if row["id"] not in keep:
+            continue
+        split = assignment[row["id"]]
+        jewellery = row["accessories"].strip() == "1"
+        if split == "train" and jewellery:
+            continue  # normal-only training: hands with jewellery are never trained on
+        image = Image.open(folder / row["imageName"]).convert("RGB")
+        writer.add(split, "jewellery" if jewellery else "good", Path(row["imageName"]).stem, image)
+    return {
+        "grouping": "subject id",
+        "normal": "hands without jewellery (accessories = 0)",
+        "anomalous": "hands wearing jewellery (accessories = 1), image-level label only",
+        "licence": "11k Hands (Afifi 2019): academic research use",
+    }
+
+
+def prepare_brain_mri(source: Path, writer: LayoutWriter, seed: int, limit: int | None, **_) -> dict:
+    root = _require(source / "brain-mri-yes-no")
+    files = [(p, "good") for p in sorted(_require(root / "no").iterdir())] + \
+            [(p, "tumour") for p in sorted(_require(root / "yes").iterdir())]
+    files = [(p, kind) for p, kind in files if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    # The set records no patient identity; every file is its own group.
+    groups = [f"{kind}/{p.name}" for p, kind in files]
+    assignment = split_groups(groups, DEFAULT_FRACTIONS, seed)
+    keep = _limit_groups(assignment, limit, seed)
+    for (path, kind), group in zip(files, groups):
+        split = assignment[group]
+        if group not in keep or (split == "train" and kind != "good"):
+            continue
+        writer.add(split, kind, _safe_name(f"{kind}_{path.stem}"), _greyscale_if_grey(Image.open(path)))
+    return {
+        "grouping": "file (no patient identity in the source)",
+        "normal": "brain MRI slices without tumour (folder no/)",
+        "anomalous": "slices with tumour (folder yes/), image-level label only",
+        "licence": "public Kaggle brain MRI set, no stated licence: research use only",
+    }
+
+
+def prepare_chest_xray(source: Path, writer: LayoutWriter, seed: int, limit: int | None, **_) -> dict:
+    root = _require(source / "chest-xray-nih1000" / "NIH1000")
+    files = sorted(root.glob("*/*/*.png"))
+    if not files:
+        raise PrepareError(f"no PNG files under {root}")
+    # NIH file names are <patient>_<follow-up>.png: group by patient so no patient spans two splits.
+    groups = [p.name.split("_")[0] for p in files]
+    assignment = split_groups(groups, DEFAULT_FRACTIONS, seed)
+    keep = _limit_groups(assignment, limit, seed)
+    for path, group in zip(files, groups):
+        kind = "good" if path.parent.name.startswith("0") else "abnormal"
+        split = assignment[group]
+        if group not in keep or (split == "train" and kind != "good"):
+            continue
+        writer.add(split, kind, path.stem, _greyscale_if_grey(Image.open(path)))
+    return {
+        "grouping": "patient id (file name prefix)",
+        "normal": "chest X-rays labelled normal (0_normal)",
+        "anomalous": "chest X-rays with findings (1_abnormal), image-level label only",
+        "licence": "NIH ChestX-ray14 subset: public, cite Wang et al. 2017",
+    }
+
+
+def _greyscale_if_grey(image: Image.Image) -> Image.Image:
+    image = ImageOps.exif_transpose(image)
+    rgb = np.asarray(image.convert("RGB"))
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        return Image.fromarray(rgb[..., 0])
+    return Image.fromarray(rgb)
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+PREPARERS = {
+    "ham10000": prepare_ham10000,
+    "hands": prepare_hands,
+    "brain-mri": prepare_brain_mri,
+    "chest-xray": prepare_chest_xray,
+}

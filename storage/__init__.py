@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, sessions and export. Never imports engine or app."""
