@@ -1,4 +1,4 @@
-"""The `anomascope` command line: inspect | prepare | serve (more commands join as they are built)."""
+"""The `anomascope` command line: inspect | prepare | train | infer | serve (more join as they are built)."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,58 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                     crop_size=args.crop_size, crops_per_image=args.crops_per_image, overwrite=args.overwrite)
     print(json.dumps({"dataset": args.dataset, "out": str(args.out), "counts": split["counts"]}))
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.config import load_toml, merge, paper_defaults
+    from engine.fit import fit_denoiser
+    from engine.training import pick_device
+
+    config = paper_defaults(args.method)
+    if args.config:
+        config = merge(config, load_toml(Path(args.config)))
+    overrides: dict = {}
+    if args.steps is not None:
+        overrides["train"] = {"steps": args.steps, "epochs": None}
+    if args.image_size is not None:
+        overrides["preprocess"] = {"image_size": args.image_size}
+    config = merge(config, dict(overrides, method=args.method))
+    out = Path(args.out)
+    if (out / "manifest.json").exists() and not args.overwrite:
+        raise CommandError(f"{out} already holds a bundle; pass --overwrite to replace it")
+    if (out / "checkpoint" / "checkpoint.pt").exists():
+        print(f"resuming from the checkpoint in {out / 'checkpoint'}", file=sys.stderr)
+    bundle = fit_denoiser(config, Path(args.data), out, pick_device(args.device), show_progress=not args.quiet,
+                          keep_checkpoint=args.keep_checkpoint)
+    print(json.dumps({"bundle": str(out), "id": bundle.id, "method": bundle.method,
+                      "validation_metrics": bundle.manifest.get("validation_metrics")}))
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from app.inference_outputs import write_outputs
+    from engine.bundle import load_bundle
+    from engine.inference import score_case
+    from engine.io import ImageReadError, load_case
+    from engine.methods import make_predictor
+    from engine.preprocess import InputMismatchError
+    from engine.training import pick_device
+
+    device = pick_device(args.device)
+    predictor = make_predictor(load_bundle(Path(args.bundle)), device, args.method)
+    failures = 0
+    for name in args.files:
+        path = Path(name)
+        try:
+            case = load_case(path)
+            summary = write_outputs(Path(args.out), path, case, score_case(predictor, case), predictor, str(device))
+        except (ImageReadError, InputMismatchError) as exc:
+            print(f"anomascope infer: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        print(json.dumps({"file": summary["file"], "image_score": summary["image_score"],
+                          "seconds": summary["seconds"]}))
+    return EXIT_BAD_INPUT if failures else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -69,6 +121,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(run=cmd_prepare)
 
+    p = sub.add_parser("train", help="train a method on normal images (DIR/train/good) and write a model bundle",
+                       description="Writes BUNDLE/manifest.json (full config, data description and hash, preprocessing, "
+                                   "calibration, validation metrics) and BUNDLE/weights.safetensors. An interrupted run "
+                                   "resumes from BUNDLE/checkpoint when started again.")
+    p.add_argument("--method", required=True, choices=["sano", "spr"])
+    p.add_argument("--data", required=True, help="prepared dataset folder (MVTec layout with val/ for calibration)")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--config", help="TOML file overriding the paper defaults (same keys as the manifest's config)")
+    p.add_argument("--steps", type=int, help="training steps (overrides the config)")
+    p.add_argument("--image-size", type=int, help="training resolution in px (overrides the config)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument("--keep-checkpoint", action="store_true", help="keep BUNDLE/checkpoint after training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("infer", help="score images with a trained bundle",
+                       description="Per input writes <stem>.json (image_score, seconds, method, bundle id, shapes), "
+                                   "<stem>_heatmap.npy (slices, H, W) on the original pixel grid, <stem>_overlay.png and "
+                                   "<stem>_restoration.png where the method makes one. Unreadable files are reported "
+                                   "and skipped; the exit code is then 2.")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--method", choices=["sano", "spr"], help="read-out of a shared denoiser bundle (default: its own)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("files", nargs="+", help="any input `inspect` reads; volumes are scored slice by slice")
+    p.set_defaults(run=cmd_infer)
+
     p = sub.add_parser("serve", help="start the review app in the browser")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
@@ -79,12 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     args = build_parser().parse_args(argv)
+    from engine.bundle import BundleError
+    from engine.data import DataError
     from engine.datasets import PrepareError
     from engine.io import ImageReadError
 
     try:
         return args.run(args)
-    except (ImageReadError, PrepareError, CommandError) as exc:
+    except (ImageReadError, PrepareError, CommandError, BundleError, DataError) as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

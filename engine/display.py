@@ -15,3 +15,27 @@ def apply_window(pixels: np.ndarray, centre: float, width: float) -> np.ndarray:
     elif image.shape[0] != 3:
         image = np.repeat(image[:1], 3, axis=0)  # multi-channel volumes: show the first channel
     return image.transpose(1, 2, 0)
+
+
+def colormap_lut(name: str = "Inferno") -> np.ndarray:
+    """(256, 3) uint8 lookup table sampled from a plotly colour scale (the same scales the UI shows)."""
+    import plotly.colors as pc
+
+    samples = pc.sample_colorscale(name, list(np.linspace(0.0, 1.0, 256)))
+    rgb = [pc.unlabel_rgb(c) if c.startswith("rgb") else pc.hex_to_rgb(c) for c in samples]
+    return np.clip(np.round(np.asarray(rgb, dtype=np.float64)), 0, 255).astype(np.uint8)
+
+
+def overlay_heatmap(base: np.ndarray, heatmap: np.ndarray, low: float, high: float, opacity: float = 0.5,
+                    colormap: str = "Inferno") -> np.ndarray:
+    """Blend a colour-mapped heatmap over an (H, W, 3) uint8 image; scores at or below `low` stay clear."""
+    span = max(float(high) - float(low), 1e-12)
+    level = np.clip((heatmap - low) / span, 0.0, 1.0)
+    colours = colormap_lut(colormap)[(level * 255).astype(np.uint8)].astype(np.float32)
+    alpha = (opacity * (level > 0))[..., None]
+    return (base.astype(np.float32) * (1 - alpha) + colours * alpha + 0.5).astype(np.uint8)
+
+
+def unit_to_rgb(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [0, 1] to (H, W, 3) uint8."""
+    return apply_window(image, 0.5, 1.0)

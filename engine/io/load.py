@@ -48,7 +48,13 @@ def load_bytes(source: str | Path, data: bytes, max_voxels: int = DEFAULT_MAX_VO
         return read_nifti(source, data, max_voxels)
     if kind == "zip":
         return _read_zip(source, data, max_voxels)
+    claimed = _CLAIMED.get(Path(str(source)).suffix.lower())
+    if claimed:
+        raise ImageReadError(source, f"not a readable {claimed} image: the content is not {claimed} data")
     raise ImageReadError(source, f"not a recognised image format; expected {SUPPORTED}")
+
+
+_CLAIMED = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".nii": "NIfTI", ".zip": "zip"}
 
 
 def sniff_format(source: str | Path, data: bytes) -> str | None:

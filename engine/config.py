@@ -1,0 +1,174 @@
+"""Typed configurations. Defaults are the papers' values; every bundle saves the full config."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class ScheduleConfig:
+    """VP diffusion (DDPM) schedule: SANO Sec. 3.2, linear beta from 1e-4 to 0.02 over T = 1000 steps."""
+
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    num_train_timesteps: int = 1000
+
+
+@dataclass
+class DenoiserNetConfig:
+    """Epsilon-prediction U-Net (diffusers UNet2DModel). The papers use ADM-sized U-Nets; the
+    default here is compact, with attention at the lowest resolution only (2-4x cheaper on a CPU)."""
+
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
+    layers_per_block: int = 2
+    attention_levels: tuple[bool, ...] = (False, False, False, True)
+    norm_num_groups: int = 8
+    dropout: float = 0.0
+
+
+@dataclass
+class PreprocessConfig:
+    """How an image becomes model input.
+
+    mode "resize": every image is resized to image_size x image_size (SANO and SPR resize).
+    mode "native": images keep their pixel scale (models trained on crops, e.g. HAM10000 skin
+    patches) and are padded to a multiple of the U-Net's stride; they must lie in [min_side, max_side].
+    """
+
+    image_size: int = 256
+    channels: int = 3
+    mode: str = "resize"
+    min_side: int = 16
+    max_side: int = 1024
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation. SANO: Adam, lr 2e-4, batch 64, 400k iterations. SPR: AdamW (0.9, 0.999),
+    lr 1e-4, weight decay 1e-3, batch 16, EMA 0.9999, 3000 epochs, lr x0.1 at epochs 1000 and 2000."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 2e-4
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    steps: int | None = 400_000
+    epochs: int | None = None  # when set (and steps is None), steps = epochs x batches per epoch
+    lr_milestones: tuple[float, ...] = ()  # fractions of training after which lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    ema_decay: float = 0.9999
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 1000
+    mixed_precision: str = "bf16"  # on CUDA only: "bf16", "fp16" or "no"
+    num_workers: int = 0
+
+
+@dataclass
+class SanoConfig:
+    """SANO read-out (Sec. 2.2): squared score summed over channels at t ~ 0, Gaussian sigma 4 px at 256 px."""
+
+    timestep: int = 0
+    smoothing_sigma_at_256: float = 4.0
+    image_score: str = "max"
+    k_sigma: float = 3.0
+
+
+@dataclass
+class SprConfig:
+    """SPR read-out (Sec. 4.4, 5.3): N = 3 perturbations at (sigma, k) = (25, 0.001), 31x31 box filter
+    at 256 px, image score = max of the map."""
+
+    sigma: float = 25.0
+    k: float = 0.001
+    num_perturbations: int = 3
+    box_filter_at_256: int = 31
+    data_range: float = 1.0  # the paper perturbs images scaled to [0, 1]; the model sees [-1, 1]
+    seed: int = 0
+    k_sigma: float = 3.0
+
+
+@dataclass
+class CalibrationConfig:
+    target_fpr: float = 0.01
+    max_validation_images: int = 64
+
+
+@dataclass
+class DenoiserMethodConfig:
+    """Everything `anomascope train --method sano|spr` needs; saved whole in the bundle."""
+
+    method: str = "sano"
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    net: DenoiserNetConfig = field(default_factory=DenoiserNetConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sano: SanoConfig = field(default_factory=SanoConfig)
+    spr: SprConfig = field(default_factory=SprConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+
+def paper_defaults(method: str) -> DenoiserMethodConfig:
+    """The defaults of the paper the method comes from (resolution and optimiser differ)."""
+    if method == "sano":
+        return DenoiserMethodConfig(method="sano")
+    if method == "spr":
+        return DenoiserMethodConfig(
+            method="spr",
+            preprocess=PreprocessConfig(image_size=192),
+            train=TrainConfig(optimizer="adamw", learning_rate=1e-4, weight_decay=1e-3, batch_size=16,
+                              steps=None, epochs=3000, lr_milestones=(1 / 3, 2 / 3)),
+        )
+    raise ValueError(f"unknown denoiser method {method!r}")
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls, data: dict):
+    """Build a (nested) config dataclass from a dict, rejecting unknown keys with their name."""
+    kwargs = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in fields:
+            raise ValueError(f"unknown config key {key!r} for {cls.__name__}; known: {', '.join(fields)}")
+        default = getattr(cls(), key) if _has_default(fields[key]) else None
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = from_dict(type(default), value)
+        elif isinstance(default, tuple):
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _has_default(f) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def merge(config, overrides: dict):
+    """A copy of `config` with a nested dict of overrides applied."""
+    merged = to_dict(config)
+    _deep_update(merged, overrides)
+    return from_dict(type(config), merged)
+
+
+def _deep_update(target: dict, updates: dict) -> None:
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def load_toml(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return tomllib.load(f)

@@ -1,0 +1,83 @@
+"""Image folders (the prepared MVTec layout) as model-ready tensors."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import PreprocessConfig
+from .io import load_case
+from .preprocess import to_model_input
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".nii", ".gz")
+
+
+class DataError(ValueError):
+    """A training or evaluation folder that is missing, empty or unusable."""
+
+
+def list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder (expected the prepared layout, e.g. from `anomascope prepare`)")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+    if not files:
+        raise DataError(f"{folder}: no images found")
+    return files
+
+
+def load_training_images(files: list[Path], config: PreprocessConfig) -> torch.Tensor:
+    """(N, C, S, S) in [-1, 1]: every slice of every file, resized to the training resolution."""
+    resize = PreprocessConfig(**{**config.__dict__, "mode": "resize"})
+    tensors = []
+    for path in files:
+        case = load_case(path)
+        for index in range(case.shape[0]):
+            x, _ = to_model_input(case.pixels[index], case.window, resize, stride=1, source=path.name)
+            tensors.append(x)
+    return torch.stack(tensors)
+
+
+def folder_hash(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@dataclass
+class LabelledImage:
+    path: Path
+    kind: str  # "good" or the anomaly kind
+    mask_path: Path | None
+
+
+def labelled_split(root: Path, split: str) -> list[LabelledImage]:
+    """Images of `split` ("val" or "test") with their kind and, where present, their mask file."""
+    folder = root / split
+    if not folder.is_dir():
+        return []
+    items = []
+    for kind_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for path in list_images(kind_dir):
+            mask = root / "ground_truth" / kind_dir.name / f"{path.stem}_mask.png"
+            items.append(LabelledImage(path, kind_dir.name, mask if mask.exists() else None))
+    return items
+
+
+def read_mask(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L")) >= 128
+
+
+def describe_dataset(root: Path) -> dict:
+    """What a bundle records about its training data (never the data itself)."""
+    split_file = root / "split.json"
+    if not split_file.exists():
+        return {"name": root.name}
+    split = json.loads(split_file.read_text())
+    return {key: split.get(key) for key in ("dataset", "seed", "grouping", "normal", "anomalous", "licence", "counts")}

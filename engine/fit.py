@@ -1,0 +1,96 @@
+"""Training a method end to end: data, training loop, bundle, calibration and validation metrics."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import calibration as cal
+from .bundle import ModelBundle, save_bundle, update_manifest
+from .config import DenoiserMethodConfig, to_dict
+from .data import DataError, describe_dataset, folder_hash, labelled_split, list_images, load_training_images, read_mask
+from .inference import score_case
+from .io import load_case
+from .methods import DENOISER_READOUTS, make_predictor
+from .methods.denoiser import epsilon_loss, new_denoiser
+from .metrics import auroc, average_precision
+from .schedules import VPSchedule
+from .training import pick_device, train
+
+
+def fit_denoiser(config: DenoiserMethodConfig, data_root: Path, out: Path, device: torch.device | None = None,
+                 show_progress: bool = True, keep_checkpoint: bool = False) -> ModelBundle:
+    """Train the shared VP denoiser on data_root/train/good and write a calibrated bundle to `out`."""
+    device = device or pick_device()
+    torch.manual_seed(config.train.seed)
+    files = list_images(data_root / "train" / "good")
+    data = load_training_images(files, config.preprocess)
+    model = new_denoiser(config)
+    workdir = out / "checkpoint"
+    result = train(model, epsilon_loss(VPSchedule(config.schedule)), data, config.train, workdir, device, show_progress)
+    manifest = {
+        "method": config.method,
+        "readouts": list(DENOISER_READOUTS),
+        "denoiser": "self",
+        "config": to_dict(config),
+        "preprocessing": to_dict(config.preprocess),
+        "data": dict(describe_dataset(data_root), folder=data_root.name, n_train_files=len(files),
+                     n_train_images=int(len(data)), sha256=folder_hash(files)),
+        "training": {"steps": result.steps, "seconds": round(result.seconds, 1), "device": result.device,
+                     "final_loss": float(np.mean(result.losses[-50:])) if result.losses else None},
+    }
+    bundle = save_bundle(out, manifest, {"denoiser": result.model})
+    if not keep_checkpoint:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return calibrate(bundle, data_root, device, config.calibration.max_validation_images)
+
+
+def calibrate(bundle: ModelBundle, data_root: Path, device: torch.device, max_images: int) -> ModelBundle:
+    """Normal-score statistics and thresholds per read-out, from the validation split."""
+    items = labelled_split(data_root, "val")
+    provenance = "val split"
+    if not any(item.kind == "good" for item in items):
+        raise DataError(f"{data_root}: no val/good images to calibrate thresholds on; run `anomascope prepare`")
+    rng = np.random.default_rng(0)
+    normals = _sample([i for i in items if i.kind == "good"], max_images, rng)
+    anomalous = _sample([i for i in items if i.kind != "good"], max_images, rng)
+    calibration, metrics = {}, {}
+    target_fpr = bundle.manifest["config"]["calibration"]["target_fpr"]
+    for readout in bundle.manifest.get("readouts", [bundle.method]):
+        predictor = make_predictor(bundle, device, readout)
+        normal_results = [score_case(predictor, load_case(i.path)) for i in normals]
+        normal_pixels = np.concatenate([r.heatmap.ravel() for r in normal_results])
+        normal_scores = np.array([r.image_score for r in normal_results])
+        stats = cal.normal_statistics(normal_pixels, normal_scores)
+        k = bundle.manifest["config"][readout]["k_sigma"]
+        thresholds = {
+            "k_sigma": {"value": cal.threshold_k_sigma(stats, k), "k": k, "provenance": f"{provenance}: {len(normals)} normal images"},
+            "target_fpr": {"value": cal.threshold_at_fpr(normal_pixels, target_fpr), "fpr": target_fpr,
+                           "provenance": f"{provenance}: {len(normals)} normal images"},
+        }
+        readout_metrics = {"n_normal": len(normals), "n_anomalous": len(anomalous)}
+        if anomalous:
+            anomalous_results = [score_case(predictor, load_case(i.path)) for i in anomalous]
+            scores = np.concatenate([normal_scores, [r.image_score for r in anomalous_results]])
+            labels = np.concatenate([np.zeros(len(normals)), np.ones(len(anomalous))])
+            readout_metrics.update(image_auroc=auroc(scores, labels), image_ap=average_precision(scores, labels))
+            masked = [(r, read_mask(i.mask_path)) for r, i in zip(anomalous_results, anomalous) if i.mask_path]
+            if masked:
+                pixel_scores = np.concatenate([normal_pixels] + [r.heatmap[0].ravel() for r, _ in masked])
+                pixel_labels = np.concatenate([np.zeros(normal_pixels.size)] + [m.ravel() for _, m in masked])
+                value, f1 = cal.threshold_max_f1(pixel_scores, pixel_labels)
+                thresholds["max_f1"] = {"value": value, "f1": f1,
+                                        "provenance": f"{provenance}: {len(masked)} images with masks + normals"}
+                readout_metrics.update(pixel_auroc=auroc(pixel_scores, pixel_labels),
+                                       pixel_ap=average_precision(pixel_scores, pixel_labels))
+        calibration[readout] = {"normal": stats, "thresholds": thresholds}
+        metrics[readout] = readout_metrics
+    return update_manifest(bundle, calibration=calibration, validation_metrics=metrics)
+
+
+def _sample(items: list, count: int, rng: np.random.Generator) -> list:
+    if len(items) <= count:
+        return items
+    return [items[i] for i in sorted(rng.choice(len(items), size=count, replace=False))]

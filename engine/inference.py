@@ -1,0 +1,61 @@
+"""Scoring whole cases: preprocessing, batched prediction, maps back on the original pixel grid."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .io import Case
+from .methods import Predictor
+from .preprocess import to_model_input, to_original_grid
+
+
+@dataclass
+class CaseResult:
+    """One case scored: arrays are per slice on the original (H, W) grid."""
+
+    heatmap: np.ndarray | None  # (S, H, W)
+    slice_scores: np.ndarray  # (S,)
+    restoration: np.ndarray | None  # (S, C, H, W) in [0, 1]
+    uncertainty: np.ndarray | None  # (S, H, W)
+    seconds: float
+
+    @property
+    def image_score(self) -> float:
+        """A volume is as anomalous as its most anomalous slice."""
+        return float(self.slice_scores.max())
+
+
+def score_case(predictor: Predictor, case: Case, batch_size: int = 8) -> CaseResult:
+    started = time.perf_counter()
+    name = case.source.replace("\\", "/").rsplit("/", 1)[-1]
+    inputs, geometries = [], []
+    for index in range(case.shape[0]):
+        x, geometry = to_model_input(case.pixels[index], case.window, predictor.preprocess, predictor.stride,
+                                     source=name if case.shape[0] == 1 else f"{name} slice {index}")
+        inputs.append(x)
+        geometries.append(geometry)
+    heatmaps, scores, restorations, uncertainties = [], [], [], []
+    for start in range(0, len(inputs), batch_size):
+        batch = torch.stack(inputs[start:start + batch_size])
+        result = predictor.predict(batch)
+        for offset, geometry in enumerate(geometries[start:start + batch_size]):
+            if result.heatmap is not None:
+                heatmap = to_original_grid(result.heatmap[offset], geometry)
+                heatmaps.append(heatmap)
+                scores.append(predictor.reduce(heatmap))
+            else:
+                scores.append(float(result.image_score[offset]))
+            if result.restoration is not None:
+                restorations.append(to_original_grid(result.restoration[offset], geometry))
+            if result.uncertainty is not None:
+                uncertainties.append(to_original_grid(result.uncertainty[offset], geometry))
+    return CaseResult(
+        heatmap=np.stack(heatmaps) if heatmaps else None,
+        slice_scores=np.asarray(scores, dtype=np.float64),
+        restoration=np.stack(restorations) if restorations else None,
+        uncertainty=np.stack(uncertainties) if uncertainties else None,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,26 @@
+"""The implemented methods. A method that is not implemented is simply not listed here."""
+from __future__ import annotations
+
+import torch
+
+from ..bundle import BundleError, ModelBundle
+from .base import AnomalyResult, Predictor
+from .sano import SanoPredictor
+from .spr import SprPredictor
+
+PREDICTORS: dict[str, type[Predictor]] = {"sano": SanoPredictor, "spr": SprPredictor}
+# Read-outs that one trained VP denoiser supports: a bundle trained for either serves both.
+DENOISER_READOUTS = ("sano", "spr")
+
+
+def make_predictor(bundle: ModelBundle, device: torch.device, method: str | None = None) -> Predictor:
+    method = method or bundle.method
+    readouts = bundle.manifest.get("readouts", [bundle.method])
+    if method not in readouts:
+        raise BundleError(f"{bundle.path.name}: bundle {bundle.id} supports {', '.join(readouts)}, not {method!r}")
+    if method not in PREDICTORS:
+        raise BundleError(f"{bundle.path.name}: method {method!r} is not available in this version")
+    return PREDICTORS[method](bundle, device)
+
+
+__all__ = ["AnomalyResult", "Predictor", "PREDICTORS", "DENOISER_READOUTS", "make_predictor"]

@@ -1,0 +1,41 @@
+"""The interface every method implements and the result it returns."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..bundle import ModelBundle
+from ..config import PreprocessConfig
+
+
+@dataclass
+class AnomalyResult:
+    heatmap: np.ndarray | None  # (N, H, W) anomaly score per pixel; None for image-level-only methods
+    image_score: np.ndarray  # (N,)
+    restoration: np.ndarray | None  # (N, C, H, W) in [0, 1], pseudo-healthy image where the method makes one
+    uncertainty: np.ndarray | None  # (N, H, W), e.g. MC-dropout or ensemble spread
+
+
+class Predictor(ABC):
+    """A trained method ready to score batches of model-ready images ((N, C, h, w) in [-1, 1])."""
+
+    name: str
+    bundle: ModelBundle
+    preprocess: PreprocessConfig
+    stride: int
+    device: torch.device
+
+    @abstractmethod
+    def predict(self, images: torch.Tensor) -> AnomalyResult:
+        """Score a batch; maps are on the model grid."""
+
+    @abstractmethod
+    def reduce(self, heatmap: np.ndarray) -> float:
+        """Image score from one (H, W) map on the original grid."""
+
+    @property
+    def calibration(self) -> dict:
+        return self.bundle.manifest.get("calibration", {}).get(self.name, {})

@@ -1,0 +1,35 @@
+"""The shared epsilon-prediction denoiser: its training objective, training and loading."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..bundle import ModelBundle
+from ..config import DenoiserMethodConfig, from_dict
+from ..nets import build_denoiser
+from ..nets.denoiser import unet_stride
+from ..schedules import VPSchedule
+
+
+def epsilon_loss(schedule: VPSchedule):
+    """DDPM's simple loss: ||eps - eps_theta(sqrt(abar) x + sqrt(1 - abar) eps, t)||^2 with t ~ U{0..T-1}
+    (the epsilon-parametrised denoising score matching objective, SANO Eq. 1)."""
+
+    def loss(model: torch.nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        t = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
+        prediction = model(schedule.add_noise(x0, noise, t), t).sample
+        return F.mse_loss(prediction.float(), noise.float())
+
+    return loss
+
+
+def new_denoiser(config: DenoiserMethodConfig) -> torch.nn.Module:
+    return build_denoiser(config.net, config.preprocess.channels, config.preprocess.image_size)
+
+
+def load_denoiser(bundle: ModelBundle, device: torch.device) -> tuple[torch.nn.Module, DenoiserMethodConfig, VPSchedule, int]:
+    config = from_dict(DenoiserMethodConfig, bundle.manifest["config"])
+    model = new_denoiser(config)
+    model.load_state_dict(bundle.state_dict("denoiser"))
+    return model.to(device).eval(), config, VPSchedule(config.schedule), unet_stride(config.net)

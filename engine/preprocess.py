@@ -1,0 +1,78 @@
+"""Method preprocessing: Case pixels to model input and model maps back to the original pixel grid."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import PreprocessConfig
+
+
+class InputMismatchError(ValueError):
+    """An image the bundle cannot score as it is (wrong channel count or size); says which and why."""
+
+    def __init__(self, source: str, reason: str):
+        self.source, self.reason = source, reason
+        super().__init__(f"{source}: {reason}")
+
+
+@dataclass
+class Geometry:
+    """How a slice was fitted to the network, so its map can be put back."""
+
+    original_hw: tuple[int, int]
+    model_hw: tuple[int, int]
+    padding: tuple[int, int]  # rows, columns added at the bottom/right ("native" mode)
+    resized: bool
+
+
+def window_to_unit(pixels: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Modality units to [0, 1] through the display window (what the reader sees is what is scored)."""
+    centre, width = window
+    return np.clip((pixels - (centre - width / 2.0)) / max(width, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def to_model_input(pixels: np.ndarray, window: tuple[float, float], config: PreprocessConfig, stride: int,
+                   source: str = "image") -> tuple[torch.Tensor, Geometry]:
+    """(C, H, W) in modality units to a (C, h, w) tensor in [-1, 1] and its Geometry."""
+    channels, height, width = pixels.shape
+    if channels != config.channels:
+        raise InputMismatchError(
+            source, f"has {channels} channel(s) but this model was trained on {config.channels}-channel images"
+            f" ({'RGB' if config.channels == 3 else 'greyscale'}); choose a bundle trained on matching images")
+    if min(height, width) < config.min_side:
+        raise InputMismatchError(source, f"is {width}x{height} px, smaller than the {config.min_side} px minimum")
+    x = torch.from_numpy(window_to_unit(pixels, window)) * 2.0 - 1.0
+    if config.mode == "resize":
+        x = F.interpolate(x[None], size=(config.image_size, config.image_size), mode="bilinear",
+                          antialias=True, align_corners=False)[0]
+        return x, Geometry((height, width), (config.image_size, config.image_size), (0, 0), True)
+    if config.mode != "native":
+        raise ValueError(f"unknown preprocessing mode {config.mode!r}")
+    if max(height, width) > config.max_side:
+        raise InputMismatchError(
+            source, f"is {width}x{height} px; this bundle scores at native pixel scale up to {config.max_side} px a side"
+            " (it was trained on crops at the source resolution): crop or downsample the image first")
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        x = F.pad(x[None], (0, pad_w, 0, pad_h), mode=mode)[0]
+    return x, Geometry((height, width), (height + pad_h, width + pad_w), (pad_h, pad_w), False)
+
+
+def to_original_grid(maps: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(..., h, w) model-grid maps back to (..., H, W) on the original pixel grid."""
+    height, width = geometry.original_hw
+    if not geometry.resized:
+        return np.ascontiguousarray(maps[..., :height, :width])
+    lead = maps.shape[:-2]
+    flat = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)).reshape(-1, 1, *maps.shape[-2:])
+    back = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
+    return back.reshape(*lead, height, width).numpy()
+
+
+def from_model_range(x: torch.Tensor) -> np.ndarray:
+    """[-1, 1] model images to [0, 1] numpy."""
+    return ((x.float().clamp(-1, 1) + 1.0) / 2.0).cpu().numpy()

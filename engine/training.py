@@ -1,0 +1,147 @@
+"""A reusable training loop: seeded batches, Adam/AdamW, EMA, clipping, checkpoints and resume."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    if preferred:
+        return torch.device(preferred)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class EMA:
+    """Exponential moving average of weights, warmed up as min(decay, (1 + n) / (10 + n)) so short
+    runs are not dominated by the random initialisation (the rule of TensorFlow's EMA with num_updates)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for ema_p, p in zip(self.model.parameters(), model.parameters()):
+            ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - decay)
+        for ema_b, b in zip(self.model.buffers(), model.buffers()):
+            ema_b.copy_(b)
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # the EMA weights: what inference uses
+    steps: int
+    seconds: float
+    device: str
+    losses: list[float] = field(default_factory=list)
+
+
+def total_steps(config: TrainConfig, n_samples: int) -> int:
+    if config.steps is not None:
+        return int(config.steps)
+    if config.epochs is None:
+        raise ValueError("the training config needs steps or epochs")
+    return int(config.epochs) * max(1, math.ceil(n_samples / config.batch_size))
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    kind = config.optimizer.lower()
+    params = dict(lr=config.learning_rate, betas=tuple(config.adam_betas), weight_decay=config.weight_decay)
+    if kind == "adam":
+        return torch.optim.Adam(model.parameters(), **params)
+    if kind == "adamw":
+        return torch.optim.AdamW(model.parameters(), **params)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; use adam or adamw")
+
+
+def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor],
+          data: torch.Tensor, config: TrainConfig, workdir: Path, device: torch.device | None = None,
+          show_progress: bool = True) -> TrainResult:
+    """Minimise loss_fn(model, batch, generator) over random batches of `data`.
+
+    A checkpoint is written to workdir every `checkpoint_every` steps and at the end; if one is
+    there when training starts, training resumes from it (same step count, optimiser and RNG state).
+    """
+    device = device or pick_device()
+    workdir.mkdir(parents=True, exist_ok=True)
+    steps = total_steps(config, len(data))
+    model.to(device).train()
+    optimizer = make_optimizer(model, config)
+    milestones = sorted(int(round(f * steps)) for f in config.lr_milestones)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.lr_gamma)
+    ema = EMA(model, config.ema_decay)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+    start, losses, elapsed = 0, [], 0.0
+    checkpoint = workdir / CHECKPOINT_NAME
+    if checkpoint.exists():
+        start, losses, elapsed = _restore(checkpoint, model, ema, optimizer, scheduler, generator, noise_generator)
+    autocast = _autocast(device, config.mixed_precision)
+    data_on_device = data.to(device)
+    began = time.perf_counter() - elapsed
+    bar = tqdm(total=steps, initial=start, disable=not show_progress, unit="step", dynamic_ncols=True)
+    for step in range(start, steps):
+        index = torch.randint(0, len(data), (config.batch_size,), generator=generator).to(device)
+        with autocast:
+            loss = loss_fn(model, data_on_device[index], noise_generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        ema.update(model)
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+        done = step + 1
+        if done % config.checkpoint_every == 0 or done == steps:
+            _save(checkpoint, done, losses, time.perf_counter() - began, model, ema, optimizer, scheduler,
+                  generator, noise_generator)
+    bar.close()
+    return TrainResult(ema.model.eval(), steps, time.perf_counter() - began, str(device), losses)
+
+
+def _autocast(device: torch.device, mixed_precision: str):
+    if device.type != "cuda" or mixed_precision == "no":
+        return torch.autocast(device_type=device.type, enabled=False)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def _save(path: Path, step, losses, seconds, model, ema, optimizer, scheduler, generator, noise_generator) -> None:
+    state = {
+        "step": step, "losses": losses, "seconds": seconds,
+        "model": model.state_dict(), "ema": ema.model.state_dict(), "ema_updates": ema.updates,
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(), "noise_generator": noise_generator.get_state(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint
+
+
+def _restore(path: Path, model, ema, optimizer, scheduler, generator, noise_generator):
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    ema.model.load_state_dict(state["ema"])
+    ema.updates = state["ema_updates"]
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    noise_generator.set_state(state["noise_generator"])
+    return state["step"], list(state["losses"]), float(state["seconds"])
