@@ -51,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if (out / "checkpoint" / "checkpoint.pt").exists():
         print(f"resuming from the checkpoint in {out / 'checkpoint'}", file=sys.stderr)
     bundle = fit_denoiser(config, Path(args.data), out, pick_device(args.device), show_progress=not args.quiet,
-                          keep_checkpoint=args.keep_checkpoint)
+                          keep_checkpoint=args.keep_checkpoint, half_weights=args.half_weights)
     print(json.dumps({"bundle": str(out), "id": bundle.id, "method": bundle.method,
                       "validation_metrics": bundle.manifest.get("validation_metrics")}))
     return 0
@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep BUNDLE/checkpoint after training")
+    p.add_argument("--half-weights", action="store_true", help="store weights as float16 (half the size; for shipping)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
 

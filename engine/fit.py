@@ -21,7 +21,7 @@ from .training import pick_device, train
 
 
 def fit_denoiser(config: DenoiserMethodConfig, data_root: Path, out: Path, device: torch.device | None = None,
-                 show_progress: bool = True, keep_checkpoint: bool = False) -> ModelBundle:
+                 show_progress: bool = True, keep_checkpoint: bool = False, half_weights: bool = False) -> ModelBundle:
     """Train the shared VP denoiser on data_root/train/good and write a calibrated bundle to `out`."""
     device = device or pick_device()
     torch.manual_seed(config.train.seed)
@@ -41,7 +41,7 @@ def fit_denoiser(config: DenoiserMethodConfig, data_root: Path, out: Path, devic
         "training": {"steps": result.steps, "seconds": round(result.seconds, 1), "device": result.device,
                      "final_loss": float(np.mean(result.losses[-50:])) if result.losses else None},
     }
-    bundle = save_bundle(out, manifest, {"denoiser": result.model})
+    bundle = save_bundle(out, manifest, {"denoiser": result.model}, half=half_weights)
     if not keep_checkpoint:
         shutil.rmtree(workdir, ignore_errors=True)
     return calibrate(bundle, data_root, device, config.calibration.max_validation_images)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
+LOSS_READ_EVERY = 25
 
 
 def pick_device(preferred: str | None = None) -> torch.device:
@@ -35,8 +36,8 @@ class EMA:
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - decay)
+        # One fused call for all parameters: a per-tensor loop costs hundreds of kernel launches a step.
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1.0 - decay)
         for ema_b, b in zip(self.model.buffers(), model.buffers()):
             ema_b.copy_(b)
 
@@ -94,6 +95,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, torch.Tens
     data_on_device = data.to(device)
     began = time.perf_counter() - elapsed
     bar = tqdm(total=steps, initial=start, disable=not show_progress, unit="step", dynamic_ncols=True)
+    pending: list[torch.Tensor] = []
     for step in range(start, steps):
         index = torch.randint(0, len(data), (config.batch_size,), generator=generator).to(device)
         with autocast:
@@ -105,10 +107,14 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, torch.Tens
         optimizer.step()
         scheduler.step()
         ema.update(model)
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+        pending.append(loss.detach())
         done = step + 1
+        # Reading the loss waits for the GPU; do it in batches so the CPU can queue steps ahead.
+        if len(pending) == LOSS_READ_EVERY or done % config.checkpoint_every == 0 or done == steps:
+            losses.extend(torch.stack(pending).float().cpu().tolist())
+            bar.update(len(pending))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            pending = []
         if done % config.checkpoint_every == 0 or done == steps:
             _save(checkpoint, done, losses, time.perf_counter() - began, model, ema, optimizer, scheduler,
                   generator, noise_generator)
