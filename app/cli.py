@@ -1,4 +1,4 @@
-"""The `anomascope` command line: inspect | prepare | train | infer | serve (more join as they are built)."""
+"""The `anomascope` command line: inspect | prepare | train | infer | serve | export (eval joins when built)."""
 from __future__ import annotations
 
 import argparse
@@ -83,6 +83,25 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if failures else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from app.export import export
+    from storage import Database
+
+    since = None
+    if args.since:
+        try:
+            since = dt.datetime.fromisoformat(args.since)
+        except ValueError as exc:
+            raise CommandError(f"--since {args.since!r} is not a date (use YYYY-MM-DD or an ISO time)") from exc
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.timezone.utc)
+    paths = export(Database(args.db), Path(args.out), args.format, since=since, author=args.author)
+    print(json.dumps({"format": args.format, "out": str(args.out), "files": len(paths)}))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.ui import build_app
 
@@ -150,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="any input `inspect` reads; volumes are scored slice by slice")
     p.set_defaults(run=cmd_infer)
 
+    p = sub.add_parser("export", help="export saved annotations: CSV/JSON tables, PNG or NIfTI masks",
+                       description="csv/json: one row per annotation version with case, run, model, threshold and "
+                                   "provenance. png: one mask per slice. nifti: one mask volume per annotation, aligned "
+                                   "to the source geometry.")
+    p.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or SQLite in $ANOMASCOPE_DATA_DIR, ./data)")
+    p.add_argument("--format", required=True, choices=["csv", "json", "png", "nifti"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--since", help="only annotations saved on or after this date (YYYY-MM-DD, UTC)")
+    p.add_argument("--author", help="only annotations by this reader")
+    p.set_defaults(run=cmd_export)
+
     p = sub.add_parser("serve", help="start the review app in the browser")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
@@ -164,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     from engine.data import DataError
     from engine.datasets import PrepareError
     from engine.io import ImageReadError
+    from storage import StorageError
 
     try:
         return args.run(args)
-    except (ImageReadError, PrepareError, CommandError, BundleError, DataError) as exc:
+    except (ImageReadError, PrepareError, CommandError, BundleError, DataError, StorageError) as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -250,4 +250,5 @@ def _source_metadata(ds: pydicom.Dataset, frames: int) -> dict:
     orientation = ds.get("ImageOrientationPatient")
     if orientation is not None and len(orientation) == 6:
         meta["image_orientation"] = [float(v) for v in orientation]
+    meta["image_position"] = _position(ds)
     return meta

@@ -335,3 +335,17 @@ def test_summary_is_json_ready():
     summary = load_case(shipped_dicom("CT_small.dcm")).summary()
     assert set(summary) >= {"format", "modality", "shape", "spacing", "window"}
     json.dumps(summary)
+
+
+def test_dicom_series_mask_geometry_matches_slice_positions(tmp_path):
+    from engine.io.geometry import mask_volume
+
+    case = load_case(_series(tmp_path))
+    mask = np.zeros((5, 4, 6), bool)
+    volume, affine = mask_volume(case.format, case.metadata, list(case.spacing), case.slice_spacing, mask)
+    assert volume.shape == (6, 4, 5)
+    for k, position in enumerate(case.metadata["image_positions"]):
+        ras = affine @ np.array([0, 0, k, 1.0])
+        np.testing.assert_allclose(ras[:3], [-position[0], -position[1], position[2]])
+    # one column step moves 0.7 mm along the row direction (x in LPS, -x in RAS)
+    np.testing.assert_allclose(affine[:3, 0], [-0.7, 0, 0])

@@ -1,0 +1,23 @@
+"""Joining engine cases and storage records (the app is the only layer that sees both)."""
+from __future__ import annotations
+
+import hashlib
+
+from engine.io import Case as ImageCase
+from storage import Database, add_case
+from storage.models import Case as CaseRecord
+
+
+def content_hash(case: ImageCase) -> str:
+    """Identity of the pixels themselves: the same image in another container is the same case."""
+    digest = hashlib.sha256(str(case.shape).encode())
+    digest.update(case.pixels.tobytes())
+    return digest.hexdigest()
+
+
+def register_case(db: Database, case: ImageCase, actor: str) -> CaseRecord:
+    name = case.source.replace("\\", "/").rsplit("/", 1)[-1]
+    metadata = dict(case.metadata, slice_spacing=case.slice_spacing, window=list(case.window))
+    return add_case(db, content_hash=content_hash(case), source_name=name, format=case.format, modality=case.modality,
+                    shape=list(case.shape), spacing=None if case.spacing is None else list(case.spacing),
+                    metadata=metadata, actor=actor)

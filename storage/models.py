@@ -1,0 +1,124 @@
+"""Database models (SQLAlchemy 2). Everything a reader saves; nothing about how it was computed."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import JSON, DateTime, event, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def new_uuid() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Case(Base):
+    """An image or volume as it was opened: identified by the hash of its content."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    source_name: Mapped[str] = mapped_column(String(512))
+    format: Mapped[str] = mapped_column(String(32))
+    modality: Mapped[str] = mapped_column(String(16))
+    shape: Mapped[list] = mapped_column(JSON)  # [slices, channels, H, W]
+    spacing: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    metadata_json: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    runs: Mapped[list[InferenceRun]] = relationship(back_populates="case", order_by="InferenceRun.id")
+    annotations: Mapped[list[Annotation]] = relationship(back_populates="case", order_by="Annotation.id")
+
+
+class InferenceRun(Base):
+    """One method run on one case, with the threshold the reader settled on and how it was chosen."""
+
+    __tablename__ = "inference_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="RESTRICT"), index=True)
+    method: Mapped[str] = mapped_column(String(32))
+    bundle_id: Mapped[str] = mapped_column(String(128))
+    weights_hash: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold_method: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    image_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    device: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="runs")
+    annotations: Mapped[list[Annotation]] = relationship(back_populates="run")
+
+
+class Annotation(Base):
+    """A mask a reader saved. A correction is a new row (version + 1, same lineage); rows never change."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (UniqueConstraint("lineage", "version", name="uq_annotation_lineage_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lineage: Mapped[str] = mapped_column(String(32), index=True, default=new_uuid)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="RESTRICT"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("inference_runs.id", ondelete="RESTRICT"), nullable=True)
+    slice_index: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the mask covers every slice
+    mask_shape: Mapped[list] = mapped_column(JSON)
+    mask_data: Mapped[bytes] = mapped_column(LargeBinary)  # zlib(packbits(mask)): lossless
+    author: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    case: Mapped[Case] = relationship(back_populates="annotations")
+    run: Mapped[InferenceRun | None] = relationship(back_populates="annotations")
+
+
+class ThresholdPreset(Base):
+    """A named threshold for one bundle, with where the value came from."""
+
+    __tablename__ = "threshold_presets"
+    __table_args__ = (UniqueConstraint("bundle_id", "name", name="uq_preset_bundle_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bundle_id: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Float)
+    provenance: Mapped[str] = mapped_column(Text)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only record of who did what and when."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(128))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ImmutableRowError(RuntimeError):
+    """Raised when code tries to change a row the record keeps for good."""
+
+
+def _refuse_change(mapper, connection, target):
+    raise ImmutableRowError(f"{type(target).__name__} rows are never changed or deleted; add a new one instead")
+
+
+for _model in (AuditEvent, Annotation):
+    event.listen(_model, "before_update", _refuse_change)
+    event.listen(_model, "before_delete", _refuse_change)
