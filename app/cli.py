@@ -1,4 +1,4 @@
-"""The `anomascope` command line: inspect | prepare | train | infer | serve | export (eval joins when built)."""
+"""The `anomascope` command line: inspect | prepare | train | infer | eval | serve | export."""
 from __future__ import annotations
 
 import argparse
@@ -81,6 +81,46 @@ def cmd_infer(args: argparse.Namespace) -> int:
         print(json.dumps({"file": summary["file"], "image_score": summary["image_score"],
                           "seconds": summary["seconds"]}))
     return EXIT_BAD_INPUT if failures else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from app.report import render_report
+    from engine.bundle import load_bundle
+    from engine.data import describe_dataset
+    from engine.evaluation import evaluate, load_test_split
+    from engine.fit import calibrate_predictor, validation_sample
+    from engine.methods import make_predictor
+    from engine.methods.baselines import BASELINES
+    from engine.training import pick_device
+
+    if not args.bundle and not args.baseline:
+        raise CommandError("name at least one --bundle or --baseline to evaluate")
+    device = pick_device(args.device)
+    data = Path(args.data)
+    images = load_test_split(data, "test", args.max_images, args.seed)
+    if not images:
+        raise CommandError(f"{data}: no test images (expected test/good and test/<kind>)")
+    predictors = []
+    for path in args.bundle:
+        bundle = load_bundle(Path(path))
+        for readout in bundle.manifest.get("readouts", [bundle.method]):
+            predictors.append((f"{Path(path).name}:{readout}", make_predictor(bundle, device, readout)))
+    for name in args.baseline:
+        baseline = BASELINES[name](device)
+        normals, anomalous = validation_sample(data, args.max_images or 64)
+        baseline.calibration_override, _ = calibrate_predictor(baseline, normals, anomalous, 0.01, 3.0)
+        predictors.append((name, baseline))
+    evaluations = []
+    for name, predictor in predictors:
+        evaluations.append(evaluate(predictor, images, name, str(device), bootstrap=args.bootstrap, seed=args.seed))
+        print(json.dumps({"method": name, **{k: v for k, v in evaluations[-1].metrics.items() if not k.endswith("_std")}}))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"data": describe_dataset(data), "split": "test", "seed": args.seed, "max_images": args.max_images,
+              "results": {e.name: e.metrics for e in evaluations}}
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    (out / "report.html").write_text(render_report(evaluations, images, f"Anomascope evaluation: {data.name}"))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -168,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("files", nargs="+", help="any input `inspect` reads; volumes are scored slice by slice")
     p.set_defaults(run=cmd_infer)
+
+    p = sub.add_parser("eval", help="evaluate bundles (and training-free baselines) on a prepared test split",
+                       description="Writes DIR/metrics.json (per method: pixel_auroc, pixel_ap, max_dice, dice, iou, "
+                                   "image_auroc, image_ap, froc_10fp, each with _std from a grouped bootstrap, plus "
+                                   "threshold and its method, n_images, seconds_per_image, device) and DIR/report.html.")
+    p.add_argument("--bundle", action="append", default=[], help="a model bundle; repeat to compare several")
+    p.add_argument("--baseline", action="append", default=[], choices=["median-distance"],
+                   help="a training-free reference, calibrated on the val split")
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-images", type=int, help="evaluate a seeded random sample of this many test images")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the standard deviations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("export", help="export saved annotations: CSV/JSON tables, PNG or NIfTI masks",
                        description="csv/json: one row per annotation version with case, run, model, threshold and "

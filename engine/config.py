@@ -43,7 +43,7 @@ class PreprocessConfig:
     """
 
     image_size: int = 256
-    channels: int = 3
+    channels: int = 3  # 0: any channel count (training-free references)
     mode: str = "resize"
     min_side: int = 16
     max_side: int = 1024

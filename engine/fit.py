@@ -49,45 +49,54 @@ def fit_denoiser(config: DenoiserMethodConfig, data_root: Path, out: Path, devic
 
 def calibrate(bundle: ModelBundle, data_root: Path, device: torch.device, max_images: int) -> ModelBundle:
     """Normal-score statistics and thresholds per read-out, from the validation split."""
+    normals, anomalous = validation_sample(data_root, max_images)
+    calibration, metrics = {}, {}
+    config = bundle.manifest["config"]
+    for readout in bundle.manifest.get("readouts", [bundle.method]):
+        predictor = make_predictor(bundle, device, readout)
+        calibration[readout], metrics[readout] = calibrate_predictor(
+            predictor, normals, anomalous, config["calibration"]["target_fpr"], config[readout]["k_sigma"])
+    return update_manifest(bundle, calibration=calibration, validation_metrics=metrics)
+
+
+def validation_sample(data_root: Path, max_images: int) -> tuple[list, list]:
     items = labelled_split(data_root, "val")
-    provenance = "val split"
     if not any(item.kind == "good" for item in items):
         raise DataError(f"{data_root}: no val/good images to calibrate thresholds on; run `anomascope prepare`")
     rng = np.random.default_rng(0)
-    normals = _sample([i for i in items if i.kind == "good"], max_images, rng)
-    anomalous = _sample([i for i in items if i.kind != "good"], max_images, rng)
-    calibration, metrics = {}, {}
-    target_fpr = bundle.manifest["config"]["calibration"]["target_fpr"]
-    for readout in bundle.manifest.get("readouts", [bundle.method]):
-        predictor = make_predictor(bundle, device, readout)
-        normal_results = [score_case(predictor, load_case(i.path)) for i in normals]
-        normal_pixels = np.concatenate([r.heatmap.ravel() for r in normal_results])
-        normal_scores = np.array([r.image_score for r in normal_results])
-        stats = cal.normal_statistics(normal_pixels, normal_scores)
-        k = bundle.manifest["config"][readout]["k_sigma"]
-        thresholds = {
-            "k_sigma": {"value": cal.threshold_k_sigma(stats, k), "k": k, "provenance": f"{provenance}: {len(normals)} normal images"},
-            "target_fpr": {"value": cal.threshold_at_fpr(normal_pixels, target_fpr), "fpr": target_fpr,
-                           "provenance": f"{provenance}: {len(normals)} normal images"},
-        }
-        readout_metrics = {"n_normal": len(normals), "n_anomalous": len(anomalous)}
-        if anomalous:
-            anomalous_results = [score_case(predictor, load_case(i.path)) for i in anomalous]
-            scores = np.concatenate([normal_scores, [r.image_score for r in anomalous_results]])
-            labels = np.concatenate([np.zeros(len(normals)), np.ones(len(anomalous))])
-            readout_metrics.update(image_auroc=auroc(scores, labels), image_ap=average_precision(scores, labels))
-            masked = [(r, read_mask(i.mask_path)) for r, i in zip(anomalous_results, anomalous) if i.mask_path]
-            if masked:
-                pixel_scores = np.concatenate([normal_pixels] + [r.heatmap[0].ravel() for r, _ in masked])
-                pixel_labels = np.concatenate([np.zeros(normal_pixels.size)] + [m.ravel() for _, m in masked])
-                value, f1 = cal.threshold_max_f1(pixel_scores, pixel_labels)
-                thresholds["max_f1"] = {"value": value, "f1": f1,
-                                        "provenance": f"{provenance}: {len(masked)} images with masks + normals"}
-                readout_metrics.update(pixel_auroc=auroc(pixel_scores, pixel_labels),
-                                       pixel_ap=average_precision(pixel_scores, pixel_labels))
-        calibration[readout] = {"normal": stats, "thresholds": thresholds}
-        metrics[readout] = readout_metrics
-    return update_manifest(bundle, calibration=calibration, validation_metrics=metrics)
+    return (_sample([i for i in items if i.kind == "good"], max_images, rng),
+            _sample([i for i in items if i.kind != "good"], max_images, rng))
+
+
+def calibrate_predictor(predictor, normals: list, anomalous: list, target_fpr: float, k: float,
+                        provenance: str = "val split") -> tuple[dict, dict]:
+    """(calibration, validation metrics) of one read-out: normal statistics, k-sigma and target-FPR
+    thresholds from normal images, max-F1 from images with masks."""
+    normal_results = [score_case(predictor, load_case(i.path)) for i in normals]
+    normal_pixels = np.concatenate([r.heatmap.ravel() for r in normal_results])
+    normal_scores = np.array([r.image_score for r in normal_results])
+    stats = cal.normal_statistics(normal_pixels, normal_scores)
+    source = f"{provenance}: {len(normals)} normal images"
+    thresholds = {
+        "k_sigma": {"value": cal.threshold_k_sigma(stats, k), "k": k, "provenance": source},
+        "target_fpr": {"value": cal.threshold_at_fpr(normal_pixels, target_fpr), "fpr": target_fpr, "provenance": source},
+    }
+    metrics = {"n_normal": len(normals), "n_anomalous": len(anomalous)}
+    if anomalous:
+        anomalous_results = [score_case(predictor, load_case(i.path)) for i in anomalous]
+        scores = np.concatenate([normal_scores, [r.image_score for r in anomalous_results]])
+        labels = np.concatenate([np.zeros(len(normals)), np.ones(len(anomalous))])
+        metrics.update(image_auroc=auroc(scores, labels), image_ap=average_precision(scores, labels))
+        masked = [(r, read_mask(i.mask_path)) for r, i in zip(anomalous_results, anomalous) if i.mask_path]
+        if masked:
+            pixel_scores = np.concatenate([normal_pixels] + [r.heatmap[0].ravel() for r, _ in masked])
+            pixel_labels = np.concatenate([np.zeros(normal_pixels.size)] + [m.ravel() for _, m in masked])
+            value, f1 = cal.threshold_max_f1(pixel_scores, pixel_labels)
+            thresholds["max_f1"] = {"value": value, "f1": f1,
+                                    "provenance": f"{provenance}: {len(masked)} images with masks + normals"}
+            metrics.update(pixel_auroc=auroc(pixel_scores, pixel_labels),
+                           pixel_ap=average_precision(pixel_scores, pixel_labels))
+    return {"normal": stats, "thresholds": thresholds}, metrics
 
 
 def _sample(items: list, count: int, rng: np.random.Generator) -> list:

@@ -38,7 +38,7 @@ def to_model_input(pixels: np.ndarray, window: tuple[float, float], config: Prep
                    source: str = "image") -> tuple[torch.Tensor, Geometry]:
     """(C, H, W) in modality units to a (C, h, w) tensor in [-1, 1] and its Geometry."""
     channels, height, width = pixels.shape
-    if channels != config.channels:
+    if config.channels and channels != config.channels:
         raise InputMismatchError(
             source, f"has {channels} channel(s) but this model was trained on {config.channels}-channel images"
             f" ({'RGB' if config.channels == 3 else 'greyscale'}); choose a bundle trained on matching images")

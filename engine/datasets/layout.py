@@ -33,14 +33,18 @@ class LayoutWriter:
 
     root: Path
     files: dict[str, list[str]] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
 
-    def add(self, split: str, kind: str, name: str, image: Image.Image, mask: np.ndarray | None = None) -> None:
+    def add(self, split: str, kind: str, name: str, image: Image.Image, mask: np.ndarray | None = None,
+            group: str | None = None) -> None:
+        """Write one image; `group` (patient, lesion, subject) lets evaluation resample by group."""
         if split == "train" and kind != "good":
             raise ValueError("training data is normal only: train/good")
         folder = self.root / split / kind
         folder.mkdir(parents=True, exist_ok=True)
         image.save(folder / f"{name}.png")
         self.files.setdefault(f"{split}/{kind}", []).append(f"{name}.png")
+        self.groups[f"{split}/{kind}/{name}.png"] = group or name
         if mask is not None:
             mask_folder = self.root / "ground_truth" / kind
             mask_folder.mkdir(parents=True, exist_ok=True)
@@ -49,6 +53,7 @@ class LayoutWriter:
     def finish(self, description: dict) -> dict:
         for names in self.files.values():
             names.sort()
-        split = dict(description, counts={k: len(v) for k, v in sorted(self.files.items())}, files=self.files)
+        split = dict(description, counts={k: len(v) for k, v in sorted(self.files.items())}, files=self.files,
+                     groups=dict(sorted(self.groups.items())))
         (self.root / "split.json").write_text(json.dumps(split, indent=2))
         return split

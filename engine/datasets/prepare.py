@@ -89,9 +89,10 @@ def prepare_ham10000(source: Path, writer: LayoutWriter, seed: int, limit: int |
         if mask.shape != (image.height, image.width):
             image = image.resize((mask.shape[1], mask.shape[0]), Image.BICUBIC)
         for k, (y, x) in enumerate(_lesion_free_crops(mask, crop_size, crops_per_image, rng)):
-            writer.add(split, "good", f"{name}_crop{k}", image.crop((x, y, x + crop_size, y + crop_size)))
+            writer.add(split, "good", f"{name}_crop{k}", image.crop((x, y, x + crop_size, y + crop_size)),
+                       group=row["lesion_id"])
         if split != "train":
-            writer.add(split, "lesion", name, image, mask)
+            writer.add(split, "lesion", name, image, mask, group=row["lesion_id"])
     return {
         "grouping": "lesion_id",
         "normal": f"lesion-free {crop_size}x{crop_size} skin crops (lesion mask dilated by 4 px), up to {crops_per_image} per image",
@@ -115,7 +116,7 @@ def prepare_hands(source: Path, writer: LayoutWriter, seed: int, limit: int | No
         if split == "train" and jewellery:
             continue  # normal-only training: hands with jewellery are never trained on
         image = Image.open(folder / row["imageName"]).convert("RGB")
-        writer.add(split, "jewellery" if jewellery else "good", Path(row["imageName"]).stem, image)
+        writer.add(split, "jewellery" if jewellery else "good", Path(row["imageName"]).stem, image, group=row["id"])
     return {
         "grouping": "subject id",
         "normal": "hands without jewellery (accessories = 0)",
@@ -160,7 +161,7 @@ def prepare_chest_xray(source: Path, writer: LayoutWriter, seed: int, limit: int
         split = assignment[group]
         if group not in keep or (split == "train" and kind != "good"):
             continue
-        writer.add(split, kind, path.stem, _greyscale_if_grey(Image.open(path)))
+        writer.add(split, kind, path.stem, _greyscale_if_grey(Image.open(path)), group=group)
     return {
         "grouping": "patient id (file name prefix)",
         "normal": "chest X-rays labelled normal (0_normal)",

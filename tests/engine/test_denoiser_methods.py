@@ -193,3 +193,14 @@ def test_spr_defaults_are_the_papers():
     sano = paper_defaults("sano")
     assert (sano.train.optimizer, sano.train.learning_rate, sano.train.batch_size, sano.train.steps) == ("adam", 2e-4, 64, 400_000)
     assert sano.preprocess.image_size == 256
+
+
+def test_eval_compares_both_readouts_of_a_bundle(trained, blobs, tmp_path):
+    from app.cli import main
+
+    assert main(["eval", "--bundle", str(trained.path), "--baseline", "median-distance", "--data", str(blobs),
+                 "--out", str(tmp_path), "--bootstrap", "20", "--device", "cpu"]) == 0
+    results = json.loads((tmp_path / "metrics.json").read_text())["results"]
+    assert set(results) == {"sano:sano", "sano:spr", "median-distance"}
+    assert results["sano:spr"]["pixel_auroc"] > 0.9
+    assert results["sano:sano"]["threshold_method"].startswith("max_f1")

@@ -1,0 +1,156 @@
+"""Evaluating a scorer on a prepared test split: every method is judged with the same code."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from . import metrics as m
+from .data import labelled_split, read_mask
+from .inference import score_case
+from .io import load_case
+from .methods import Predictor
+
+
+@dataclass
+class TestImage:
+    path: Path
+    kind: str
+    mask: np.ndarray | None
+    group: str
+
+
+def load_test_split(root: Path, split: str = "test", max_images: int | None = None, seed: int = 0) -> list[TestImage]:
+    """The split's images with masks and groups (from split.json); a seeded sample when max_images is set."""
+    groups = {}
+    split_file = root / "split.json"
+    if split_file.exists():
+        groups = json.loads(split_file.read_text()).get("groups", {})
+    items = labelled_split(root, split)
+    if max_images is not None and len(items) > max_images:
+        chosen = np.random.default_rng(seed).choice(len(items), size=max_images, replace=False)
+        items = [items[i] for i in sorted(chosen)]
+    return [TestImage(i.path, i.kind, read_mask(i.mask_path) if i.mask_path else None,
+                      groups.get(f"{split}/{i.kind}/{i.path.name}", i.path.name)) for i in items]
+
+
+@dataclass
+class Evaluation:
+    name: str
+    metrics: dict
+    image_scores: np.ndarray
+    labels: np.ndarray
+    heatmaps: list[np.ndarray | None] = field(default_factory=list)
+    per_image_dice: list[float | None] = field(default_factory=list)
+    curves: dict = field(default_factory=dict)
+
+
+def chosen_threshold(predictor: Predictor) -> tuple[float | None, str | None]:
+    """The calibrated threshold used for Dice/IoU: max-F1 where labelled validation data gave one,
+    else the target false-positive rate on normal validation images."""
+    thresholds = predictor.calibration.get("thresholds", {})
+    for key in ("max_f1", "target_fpr"):
+        if key in thresholds:
+            return float(thresholds[key]["value"]), f"{key} ({thresholds[key]['provenance']})"
+    return None, None
+
+
+def evaluate(predictor: Predictor, images: list[TestImage], name: str, device: str, bootstrap: int = 1000,
+             seed: int = 0) -> Evaluation:
+    started = time.perf_counter()
+    results = [score_case(predictor, load_case(item.path)) for item in images]
+    seconds = (time.perf_counter() - started) / max(len(images), 1)
+    labels = np.array([item.kind != "good" for item in images])
+    scores = np.array([r.image_score for r in results])
+    threshold, threshold_method = chosen_threshold(predictor)
+    groups = [item.group for item in images]
+    values = {"image_auroc": m.auroc(scores, labels), "image_ap": m.average_precision(scores, labels)}
+    evaluation = Evaluation(name, {}, scores, labels)
+    pixel_level = all(r.heatmap is not None for r in results) and any(i.mask is not None for i in images)
+    if pixel_level:
+        maps = [r.heatmap[0] for r in results]
+        truths = [i.mask if i.mask is not None else np.zeros_like(h, bool) for i, h in zip(images, maps)]
+        pooled_scores, pooled_truth = np.concatenate([h.ravel() for h in maps]), np.concatenate([t.ravel() for t in truths])
+        values.update(pixel_auroc=m.auroc(pooled_scores, pooled_truth), pixel_ap=m.average_precision(pooled_scores, pooled_truth),
+                      max_dice=m.best_dice(pooled_scores, pooled_truth))
+        found = [m.detections(h, t) for h, t in zip(maps, truths)]
+        values["froc_10fp"] = m.froc_sensitivity(found)
+        if threshold is not None:
+            values["dice"], values["iou"] = m.dice_iou(pooled_scores >= threshold, pooled_truth)
+            evaluation.per_image_dice = [m.dice_iou(h >= threshold, t)[0] if t.any() else None for h, t in zip(maps, truths)]
+        evaluation.heatmaps = maps
+        evaluation.curves = _pixel_curves(pooled_scores, pooled_truth)
+        histograms = _pixel_histograms(maps, truths, pooled_scores)
+    else:
+        found, histograms = None, None
+    counts = _confusion_counts(evaluation.heatmaps, images, threshold) if pixel_level and threshold is not None else None
+    stds = m.bootstrap_std(groups, _statistic(scores, labels, histograms, found, counts),
+                           resamples=bootstrap, seed=seed) if bootstrap else {}
+    keys = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "image_ap", "froc_10fp"]
+    for key in keys:
+        evaluation.metrics[key] = values.get(key)
+        evaluation.metrics[f"{key}_std"] = stds.get(key) if values.get(key) is not None else None
+    evaluation.metrics.update(threshold=threshold, threshold_method=threshold_method, n_images=len(images),
+                              n_anomalous=int(labels.sum()), seconds_per_image=seconds, device=device,
+                              bootstrap_resamples=bootstrap, bootstrap_unit="group" if len(set(groups)) < len(groups) else "image")
+    evaluation.curves.update(_image_curves(scores, labels))
+    return evaluation
+
+
+def _pixel_histograms(maps, truths, pooled_scores):
+    """Per-image counts of positive/negative pixels in shared quantile bins (for fast bootstrap)."""
+    edges = np.unique(np.quantile(pooled_scores, np.linspace(0, 1, m.HISTOGRAM_BINS + 1)))
+    positive = np.stack([np.histogram(h[t], bins=edges)[0] for h, t in zip(maps, truths)])
+    negative = np.stack([np.histogram(h[~t], bins=edges)[0] for h, t in zip(maps, truths)])
+    return positive, negative
+
+
+def _confusion_counts(maps, images, threshold: float) -> np.ndarray:
+    """(N, 3) true positives, false positives and false negatives of each image at the threshold."""
+    rows = []
+    for heatmap, item in zip(maps, images):
+        truth = item.mask if item.mask is not None else np.zeros_like(heatmap, bool)
+        predicted = heatmap >= threshold
+        rows.append((np.sum(predicted & truth), np.sum(predicted & ~truth), np.sum(~predicted & truth)))
+    return np.asarray(rows, dtype=np.int64)
+
+
+def _statistic(scores, labels, histograms, found, counts):
+    def compute(indices: np.ndarray) -> dict:
+        out = {"image_auroc": m.auroc(scores[indices], labels[indices]),
+               "image_ap": m.average_precision(scores[indices], labels[indices])}
+        if histograms is not None:
+            positive, negative = histograms
+            out.update(m.histogram_curves(positive[indices].sum(0), negative[indices].sum(0)))
+            out["froc_10fp"] = m.froc_sensitivity([found[i] for i in indices])
+        if counts is not None:
+            out["dice"], out["iou"] = m.dice_iou_from_counts(*counts[indices].sum(0))
+        return out
+
+    return compute
+
+
+def _pixel_curves(scores: np.ndarray, truth: np.ndarray, points: int = 400) -> dict:
+    if not m.has_both_classes(truth):
+        return {}
+    fpr, tpr, _ = roc_curve(truth, scores)
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    r, p = _thin(len(fpr), points), _thin(len(precision), points)
+    return {"pixel_roc": (fpr[r].tolist(), tpr[r].tolist()), "pixel_pr": (recall[p].tolist(), precision[p].tolist())}
+
+
+def _thin(count: int, points: int) -> np.ndarray:
+    """At most `points` evenly spaced indices into a curve of `count` points (keeps the report small)."""
+    return np.unique(np.linspace(0, count - 1, min(points, count)).astype(int))
+
+
+def _image_curves(scores: np.ndarray, labels: np.ndarray) -> dict:
+    if not m.has_both_classes(labels):
+        return {}
+    fpr, tpr, _ = roc_curve(labels, scores)
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    return {"image_roc": (fpr.tolist(), tpr.tolist()), "image_pr": (recall.tolist(), precision.tolist())}
