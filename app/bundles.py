@@ -1,0 +1,74 @@
+"""Finding trained bundles for the method picker; the ones that fail to load are listed with why."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.bundle import BundleError, ModelBundle, load_bundle
+from engine.methods import PREDICTORS, Predictor, make_predictor
+
+DEFAULT_MODEL_DIRS = (Path("assets") / "models",)
+
+
+def model_dirs() -> list[Path]:
+    """assets/models plus any folders in ANOMASCOPE_MODELS (os.pathsep-separated)."""
+    extra = [Path(p) for p in os.environ.get("ANOMASCOPE_MODELS", "").split(os.pathsep) if p]
+    return [*DEFAULT_MODEL_DIRS, *extra]
+
+
+@dataclass
+class MethodChoice:
+    label: str
+    bundle: ModelBundle
+    method: str
+
+
+@dataclass
+class Catalogue:
+    choices: dict[str, MethodChoice] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)  # folder -> reason
+    _predictors: dict[str, Predictor] = field(default_factory=dict)
+
+    def predictor(self, label: str, device: torch.device) -> Predictor:
+        if label not in self._predictors:
+            choice = self.choices[label]
+            self._predictors[label] = make_predictor(choice.bundle, device, choice.method)
+        return self._predictors[label]
+
+
+def discover(folders: list[Path]) -> Catalogue:
+    catalogue = Catalogue()
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.iterdir() if p.is_dir()):
+            try:
+                bundle = load_bundle(path)
+            except BundleError as exc:
+                catalogue.unavailable[str(path)] = str(exc)
+                continue
+            for method in bundle.manifest.get("readouts", [bundle.method]):
+                if method not in PREDICTORS:
+                    catalogue.unavailable[f"{path} ({method})"] = f"method {method!r} is not available in this version"
+                    continue
+                catalogue.choices[describe(bundle, method)] = MethodChoice(describe(bundle, method), bundle, method)
+    return catalogue
+
+
+def describe(bundle: ModelBundle, method: str) -> str:
+    data = bundle.manifest.get("data", {})
+    return f"{method.upper()} · {bundle.path.name} · trained on {data.get('dataset') or data.get('folder', '?')}"
+
+
+def calibration_summary(bundle: ModelBundle, method: str) -> str:
+    calibration = bundle.manifest.get("calibration", {}).get(method, {})
+    lines = [f"**{method.upper()}** — bundle `{bundle.id}`, data: {bundle.manifest.get('data', {}).get('licence', 'licence not recorded')}"]
+    for name, threshold in calibration.get("thresholds", {}).items():
+        lines.append(f"- {name}: {threshold['value']:.4g} ({threshold['provenance']})")
+    metrics = bundle.manifest.get("validation_metrics", {}).get(method, {})
+    if metrics.get("pixel_auroc") is not None:
+        lines.append(f"- validation pixel AUROC {metrics['pixel_auroc']:.3f}, image AUROC {metrics.get('image_auroc') or float('nan'):.3f}")
+    return "\n".join(lines)
