@@ -32,6 +32,15 @@ class Catalogue:
     unavailable: dict[str, str] = field(default_factory=dict)  # folder -> reason
     _predictors: dict[str, Predictor] = field(default_factory=dict)
 
+    def best_choice(self) -> str | None:
+        """The method offered first: best validation AUROC (pixel, else image) among those found."""
+        def merit(label: str) -> float:
+            choice = self.choices[label]
+            metrics = choice.bundle.manifest.get("validation_metrics", {}).get(choice.method, {})
+            return metrics.get("pixel_auroc") or metrics.get("image_auroc") or 0.0
+
+        return max(self.choices, key=merit) if self.choices else None
+
     def predictor(self, label: str, device: torch.device) -> Predictor:
         if label not in self._predictors:
             choice = self.choices[label]

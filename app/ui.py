@@ -47,8 +47,8 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                         case_to_open = gr.Number(label="Case id", precision=0, minimum=1)
                         reopen = gr.Button("Open case")
                 method = gr.Dropdown(list(catalogue.choices), label="Method (trained bundle)",
-                                     value=next(iter(catalogue.choices), None), elem_id="method")
-                method_info = gr.Markdown(_method_info(catalogue, next(iter(catalogue.choices), None)))
+                                     value=catalogue.best_choice(), elem_id="method")
+                method_info = gr.Markdown(_method_info(catalogue, catalogue.best_choice()))
                 run = gr.Button("Run", variant="primary", elem_id="run")
                 slice_index = gr.Slider(0, 1, value=0, step=1, label="Slice", visible=False)
                 with gr.Row():
@@ -75,7 +75,7 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                 plot = gr.Plot(label="Heatmap (score under the cursor)")
                 with gr.Tab("Correct and save"):
                     editor = gr.ImageEditor(label="Correct the mask (brush adds, eraser removes)", type="numpy",
-                                            format="png", transforms=(), layers=False,
+                                            format="png", transforms=(), layers=True,
                                             brush=gr.Brush(colors=["#ff0000"], default_size=6, color_mode="fixed"),
                                             eraser=gr.Eraser(default_size=8), sources=())
                     reset_editor = gr.Button("Start again from the thresholded mask", size="sm")
