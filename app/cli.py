@@ -86,6 +86,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from app.report import render_report
     from engine.bundle import load_bundle
+    from engine.config import CalibrationConfig, SanoConfig
     from engine.data import describe_dataset
     from engine.evaluation import evaluate, load_test_split
     from engine.fit import calibrate_predictor, validation_sample
@@ -106,9 +107,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for readout in bundle.manifest.get("readouts", [bundle.method]):
             predictors.append((f"{Path(path).name}:{readout}", make_predictor(bundle, device, readout)))
     for name in args.baseline:
+        # Calibrated like a trained bundle: same validation sample size, FPR target and k.
+        defaults = CalibrationConfig()
         baseline = BASELINES[name](device)
-        normals, anomalous = validation_sample(data, args.max_images or 64)
-        baseline.calibration_override, _ = calibrate_predictor(baseline, normals, anomalous, 0.01, 3.0)
+        normals, anomalous = validation_sample(data, defaults.max_validation_images)
+        baseline.calibration_override, _ = calibrate_predictor(baseline, normals, anomalous, defaults.target_fpr,
+                                                               SanoConfig().k_sigma)
         predictors.append((name, baseline))
     evaluations = []
     for name, predictor in predictors:

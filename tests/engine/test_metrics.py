@@ -78,3 +78,18 @@ def test_bootstrap_groups_move_together():
     assert one_group["mean"] == 0.0  # a single group: every resample is the whole set
     per_image = m.bootstrap_std(["a", "b", "c", "d"], lambda idx: {"mean": float(values[idx].mean())}, resamples=200)
     assert per_image["mean"] > 1.0
+
+
+def test_froc_matches_monai():
+    from monai.metrics import compute_froc_curve_data, compute_froc_score
+
+    rng = np.random.default_rng(3)
+    per_image = []
+    for _ in range(6):
+        lesions = rng.random(rng.integers(0, 4)) * (rng.random(1) > 0.2)
+        per_image.append(m.Detections(rng.random(rng.integers(5, 30)), lesions))
+    lesions = np.concatenate([d.lesion_scores for d in per_image])
+    fp = np.concatenate([d.false_positive_scores for d in per_image])
+    fps, sensitivity = compute_froc_curve_data(fp, lesions[lesions > 0], int(lesions.size), len(per_image))
+    for rate in (0.5, 2.0, 10.0):
+        assert m.froc_sensitivity(per_image, rate) == pytest.approx(compute_froc_score(fps, sensitivity, (rate,)))
