@@ -74,7 +74,7 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                 uncertainty = gr.Image(label="Uncertainty", interactive=False, visible=False, format="png")
                 plot = gr.Plot(label="Heatmap (score under the cursor)")
                 with gr.Tab("Correct and save"):
-                    editor = gr.ImageEditor(label="Correct the mask (brush adds, eraser removes)", type="numpy",
+                    editor = gr.ImageEditor(label="Correct the mask (brush adds, eraser removes; moving the threshold starts again)", type="numpy",
                                             format="png", transforms=(), layers=True,
                                             brush=gr.Brush(colors=["#ff0000"], default_size=6, color_mode="fixed"),
                                             eraser=gr.Eraser(default_size=8), sources=())
@@ -158,7 +158,6 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
 
         for control in (slice_index, centre, width, opacity, colormap):
             control.change(render, view_inputs, view_outputs)
-        threshold.release(render, view_inputs, view_outputs)
         threshold.input(lambda: "manual", None, threshold_method)
         threshold.change(render, view_inputs, view_outputs)
 
@@ -191,7 +190,9 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
             return editor_value(app.base_image(state, int(index or 0), window), app.mask(state, int(index or 0), float(t)))
 
         reset_editor.click(on_reset, [review, slice_index, threshold, centre, width], editor)
-        threshold.release(on_reset, [review, slice_index, threshold, centre, width], editor)
+        # Moving the threshold restarts the correction from the new thresholded mask, so the saved
+        # mask always belongs to the threshold saved with it.
+        threshold.change(on_reset, [review, slice_index, threshold, centre, width], editor)
 
         def on_save(state: Review, index, t, how, edited, who, lab, text):
             try:
