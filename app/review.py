@@ -242,6 +242,14 @@ def editor_value(base: np.ndarray, mask: np.ndarray) -> dict:
     return {"background": base, "layers": [layer], "composite": None}
 
 
+def gather_series(paths: list[str]) -> Path:
+    """Files of an uploaded folder (each in its own temporary upload folder) into one series folder."""
+    folder = Path(tempfile.mkdtemp(prefix="anomascope-series-"))
+    for index, path in enumerate(paths):
+        shutil.copy2(path, folder / f"{index:05d}_{Path(path).name}")
+    return folder
+
+
 def friendly(exc: Exception) -> str:
     if isinstance(exc, (ImageReadError, ReviewError, StorageError, InputMismatchError)):
         return f"⚠️ {exc}"

@@ -8,7 +8,8 @@ import gradio as gr
 
 
 from app.bundles import calibration_summary, discover, model_dirs
-from app.review import WINDOW_PRESETS, Review, ReviewApp, ReviewError, editor_value, friendly, mask_from_editor
+from app.review import (WINDOW_PRESETS, Review, ReviewApp, ReviewError, editor_value, friendly, gather_series,
+                        mask_from_editor)
 from engine.io import SUPPORTED
 from storage import Database
 
@@ -39,6 +40,8 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 upload = gr.File(label="Open a file (a DICOM series as .zip)", type="filepath", elem_id="upload")
+                folder = gr.File(label="…or a folder holding one DICOM series", file_count="directory",
+                                 type="filepath", elem_id="folder")
                 if samples:
                     gr.Examples(samples, inputs=upload, label="Demo cases")
                 with gr.Accordion("Worklist: cases in the database", open=False):
@@ -135,7 +138,16 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
             except Exception as exc:
                 return (gr.update(), friendly(exc)) + (gr.update(),) * (len(open_outputs) - 2)
 
+        def on_folder(paths, who):
+            if not paths:
+                return (gr.update(),) * len(open_outputs)
+            try:
+                return opened(app.open_file(gather_series(paths), who or ""))
+            except Exception as exc:
+                return (Review(), friendly(exc)) + (gr.update(),) * (len(open_outputs) - 2)
+
         upload.change(on_upload, [upload, reader], open_outputs).then(render, view_inputs, view_outputs)
+        folder.change(on_folder, [folder, reader], open_outputs).then(render, view_inputs, view_outputs)
         reopen.click(on_reopen, case_to_open, open_outputs).then(render, view_inputs, view_outputs)
 
         def on_run(state: Review, choice, index, c, w):

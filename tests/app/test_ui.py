@@ -110,3 +110,12 @@ def test_app_builds(tmp_path, monkeypatch):
 
     assert build_app() is not None
     assert Review().case is None
+
+
+def test_uploaded_folder_becomes_one_series(app, tmp_path):
+    from app.review import gather_series
+    from tests.engine.test_io import _series
+
+    root = _series(tmp_path)
+    review = app.open_file(gather_series([str(p) for p in sorted(root.iterdir())]), "dr")
+    assert review.case.format == "dicom-series" and review.case.shape == (5, 1, 4, 6)
