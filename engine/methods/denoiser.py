@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..bundle import ModelBundle
+from .base import Predictor
 from ..config import DenoiserMethodConfig, from_dict
 from ..nets import build_denoiser
 from ..nets.denoiser import unet_stride
@@ -33,3 +34,12 @@ def load_denoiser(bundle: ModelBundle, device: torch.device) -> tuple[torch.nn.M
     model = new_denoiser(config)
     model.load_state_dict(bundle.state_dict("denoiser"))
     return model.to(device).eval(), config, VPSchedule(config.schedule), unet_stride(config.net)
+
+
+class DenoiserReadout(Predictor):
+    """A predictor reading out the shared denoiser; `name` picks its section of the config."""
+
+    def __init__(self, bundle: ModelBundle, device: torch.device):
+        self.bundle, self.device = bundle, device
+        self.model, config, self.schedule, self.stride = load_denoiser(bundle, device)
+        self.config, self.preprocess = getattr(config, self.name), config.preprocess

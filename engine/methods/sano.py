@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..bundle import ModelBundle
 from ..config import SanoConfig
 from ..filters import gaussian_blur
 from ..schedules import VPSchedule
-from .base import AnomalyResult, Predictor
-from .denoiser import load_denoiser
+from .base import AnomalyResult
+from .denoiser import DenoiserReadout
 
 
 def sano_score_map(model: torch.nn.Module, schedule: VPSchedule, x: torch.Tensor, config: SanoConfig,
@@ -22,13 +21,8 @@ def sano_score_map(model: torch.nn.Module, schedule: VPSchedule, x: torch.Tensor
     return gaussian_blur(squared, config.smoothing_sigma_at_256 * resolution / 256.0)
 
 
-class SanoPredictor(Predictor):
+class SanoPredictor(DenoiserReadout):
     name = "sano"
-
-    def __init__(self, bundle: ModelBundle, device: torch.device):
-        self.bundle, self.device = bundle, device
-        self.model, config, self.schedule, self.stride = load_denoiser(bundle, device)
-        self.config, self.preprocess = config.sano, config.preprocess
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:

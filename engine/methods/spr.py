@@ -4,13 +4,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..bundle import ModelBundle
 from ..config import SprConfig
 from ..filters import box_filter, scaled_odd
 from ..preprocess import from_model_range
 from ..schedules import VPSchedule, spr_noise_scale
-from .base import AnomalyResult, Predictor
-from .denoiser import load_denoiser
+from .base import AnomalyResult
+from .denoiser import DenoiserReadout
 
 
 def spr_timestep(schedule: VPSchedule, config: SprConfig) -> int:
@@ -42,13 +41,8 @@ def spr_error_map(model: torch.nn.Module, schedule: VPSchedule, x: torch.Tensor,
     return box_filter(error, scaled_odd(config.box_filter_at_256, resolution)), restored
 
 
-class SprPredictor(Predictor):
+class SprPredictor(DenoiserReadout):
     name = "spr"
-
-    def __init__(self, bundle: ModelBundle, device: torch.device):
-        self.bundle, self.device = bundle, device
-        self.model, config, self.schedule, self.stride = load_denoiser(bundle, device)
-        self.config, self.preprocess = config.spr, config.preprocess
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:
