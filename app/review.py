@@ -45,6 +45,7 @@ class Review:
     result: CaseResult | None = None
     method: str | None = None
     lineages: dict = field(default_factory=dict)  # (method, slice) -> lineage of the annotation saved in this review
+    editor_base: np.ndarray | None = None  # the mask last loaded into the correction editor
 
 
 class ReviewApp:
@@ -236,10 +237,25 @@ def mask_from_editor(value, fallback: np.ndarray) -> np.ndarray:
     return layer[..., 3] > 0
 
 
+def corrected_mask(threshold_mask: np.ndarray, editor_base: np.ndarray | None, edited: np.ndarray) -> np.ndarray:
+    """The reader's strokes applied to the mask at the current threshold.
+
+    Strokes are what the editor holds beyond (brush) or short of (eraser) the mask it was loaded
+    with; applying them to the current thresholded mask keeps the saved mask consistent with the
+    saved threshold even if the editor had not caught up with the last threshold move.
+    """
+    if editor_base is None or editor_base.shape != edited.shape:
+        return edited
+    added, removed = edited & ~editor_base, editor_base & ~edited
+    return (threshold_mask | added) & ~removed
+
+
 def editor_value(base: np.ndarray, mask: np.ndarray) -> dict:
     layer = np.zeros((*mask.shape, 4), dtype=np.uint8)
     layer[mask] = (255, 0, 0, 160)
-    return {"background": base, "layers": [layer], "composite": None}
+    composite = base.copy()
+    composite[mask] = (0.37 * base[mask] + 0.63 * np.array([255, 0, 0])).astype(np.uint8)
+    return {"background": base, "layers": [layer], "composite": composite}
 
 
 def gather_series(paths: list[str]) -> Path:

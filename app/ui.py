@@ -8,8 +8,8 @@ import gradio as gr
 
 
 from app.bundles import calibration_summary, discover, model_dirs
-from app.review import (WINDOW_PRESETS, Review, ReviewApp, ReviewError, editor_value, friendly, gather_series,
-                        mask_from_editor)
+from app.review import (WINDOW_PRESETS, Review, ReviewApp, ReviewError, corrected_mask, editor_value, friendly,
+                        gather_series, mask_from_editor)
 from engine.io import SUPPORTED
 from storage import Database
 
@@ -59,7 +59,8 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                     centre = gr.Number(label="Centre")
                     width = gr.Number(label="Width")
                 threshold = gr.Slider(0, 1, value=0.5, step=0.001, label="Threshold", elem_id="threshold")
-                threshold_method = gr.Textbox(value="manual", label="Threshold chosen by", interactive=False)
+                threshold_method = gr.Textbox(value="manual", label="Threshold chosen by", interactive=False,
+                                              elem_id="threshold-method")
                 with gr.Row():
                     use_f1 = gr.Button("max F1", size="sm")
                     use_fpr = gr.Button("target FPR", size="sm")
@@ -160,6 +161,7 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
             index = int(index or 0)
             window = (float(c), float(w)) if c is not None and w else state.case.window
             mask = app.mask(state, index, value)
+            state.editor_base = mask
             return (state, "Method ran; adjust the threshold, correct the mask and save.", app.score_text(state),
                     gr.update(minimum=low, maximum=high, value=min(max(value, low), high), step=(high - low) / 1000 or 1e-6),
                     how, editor_value(app.base_image(state, index, window), mask))
@@ -197,21 +199,22 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
 
         def on_reset(state: Review, index, t, c, w):
             if state.result is None:
-                return gr.update()
+                return gr.update(), state
             window = (float(c), float(w)) if c is not None and w else state.case.window
-            return editor_value(app.base_image(state, int(index or 0), window), app.mask(state, int(index or 0), float(t)))
+            state.editor_base = app.mask(state, int(index or 0), float(t))
+            return editor_value(app.base_image(state, int(index or 0), window), state.editor_base), state
 
-        reset_editor.click(on_reset, [review, slice_index, threshold, centre, width], editor)
+        reset_editor.click(on_reset, [review, slice_index, threshold, centre, width], [editor, review])
         # Moving the threshold restarts the correction from the new thresholded mask, so the saved
         # mask always belongs to the threshold saved with it.
-        threshold.change(on_reset, [review, slice_index, threshold, centre, width], editor)
+        threshold.change(on_reset, [review, slice_index, threshold, centre, width], [editor, review])
 
         def on_save(state: Review, index, t, how, edited, who, lab, text):
             try:
                 if state.result is None:
                     raise ReviewError("run a method on an image before saving")
-                fallback = app.mask(state, int(index or 0), float(t))
-                mask = mask_from_editor(edited, fallback)
+                current = app.mask(state, int(index or 0), float(t))
+                mask = corrected_mask(current, state.editor_base, mask_from_editor(edited, current))
                 return app.save(state, int(index or 0), mask, float(t), how, who, lab, text), app.history(state), app.worklist()
             except Exception as exc:
                 return friendly(exc), gr.update(), gr.update()

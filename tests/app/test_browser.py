@@ -67,12 +67,15 @@ def test_review_flow_in_chromium(served, tmp_path):
         moved = float(number.input_value()) * 1.5
         number.fill(f"{moved:.6g}")
         number.press("Enter")
+        # What the reader sees before saving: the threshold is now marked as chosen by hand.
+        expect(page.locator("#threshold-method input, #threshold-method textarea").first).to_have_value("manual")
         page.locator("#reader input, #reader textarea").first.fill("Dr Playwright")
         page.locator("#save").click()
         expect(page.locator("#message")).to_contain_text("Saved annotation", timeout=30_000)
         # Gradio keeps a connection open, so "network idle" never comes: wait for the images instead.
         expect(page.locator("#overlay img")).to_be_visible()
-        page.wait_for_timeout(1500)
+        page.wait_for_function("document.querySelectorAll('.progress-text, .eta-bar').length === 0", timeout=60_000)
+        page.wait_for_timeout(1000)
         page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
         if os.environ.get("ANOMASCOPE_SCREENSHOT"):
             shutil.copy(tmp_path / "screenshot.png", os.environ["ANOMASCOPE_SCREENSHOT"])

@@ -119,3 +119,20 @@ def test_uploaded_folder_becomes_one_series(app, tmp_path):
     root = _series(tmp_path)
     review = app.open_file(gather_series([str(p) for p in sorted(root.iterdir())]), "dr")
     assert review.case.format == "dicom-series" and review.case.shape == (5, 1, 4, 6)
+
+
+def test_corrections_apply_to_the_current_threshold_mask():
+    from app.review import corrected_mask
+
+    loaded = np.zeros((4, 4), bool)
+    loaded[:2] = True  # mask when the editor was loaded
+    edited = loaded.copy()
+    edited[3, 3] = True  # brush
+    edited[0, 0] = False  # eraser
+    current = np.zeros((4, 4), bool)
+    current[:1] = True  # the threshold moved since
+    expected = current.copy()
+    expected[3, 3] = True
+    expected[0, 0] = False
+    np.testing.assert_array_equal(corrected_mask(current, loaded, edited), expected)
+    np.testing.assert_array_equal(corrected_mask(current, loaded, loaded), current)  # no strokes: the threshold mask
