@@ -55,19 +55,31 @@ def main() -> None:
           "was measured. ± is the bootstrap standard deviation (1000 resamples of lesions, subjects or patients "
           "as the split groups them). Pixel metrics pool all test pixels; Dice/IoU use the bundle's calibrated "
           "max-F1 threshold from the validation split. `median-distance` is the training-free reference "
-          "(colour distance from the image's median, Gaussian-smoothed), calibrated the same way.\n")
+          "(colour distance from the image's median, Gaussian-smoothed), calibrated the same way. The eval "
+          "tables' s/image were taken while other jobs shared the machine; the speed sections at the end come "
+          "from `bench/run.py` on an otherwise idle machine.\n")
     for run in args.runs:
         report = json.loads((Path(run) / "metrics.json").read_text())
         data = report["data"]
         pixel_level = any(r.get("pixel_auroc") is not None for r in report["results"].values())
         print(f"## {data.get('dataset', Path(run).name)} — {'pixel' if pixel_level else 'image'} level\n")
-        sample = f"a seeded random sample (seed {report['seed']}) of {report['max_images']} test images" \
-            if report.get("max_images") else "the whole test split"
+        n_images = next(iter(report["results"].values()))["n_images"]
+        sampled = report.get("max_images") and n_images >= report["max_images"]
+        sample = f"a seeded random sample (seed {report['seed']}) of {n_images} test images" if sampled \
+            else f"the whole test split ({n_images} images)"
         print(f"Test data: {sample} of `anomascope prepare {data.get('dataset')} --seed {data.get('seed')}` "
               f"(grouping: {data.get('grouping')}). Licence: {data.get('licence')}.\n")
         print("\n".join(table(report, (PIXEL + IMAGE) if pixel_level else IMAGE)) + "\n")
         print("\n".join(verdicts(report, "pixel_auroc" if pixel_level else "image_auroc")) + "\n")
-        command = f"anomascope eval {' '.join('--bundle assets/models/' + n.split(':')[0] for n in dict.fromkeys(r.split(':')[0] for r in report['results'] if ':' in r))}"
+        bundles = list(dict.fromkeys(r.split(":")[0] for r in report["results"] if ":" in r))
+        for bundle in bundles:
+            trained_on = json.loads((Path("assets/models") / bundle / "manifest.json").read_text())["data"].get("dataset")
+            if trained_on != data.get("dataset"):
+                print(f"`{bundle}` is the shipped bundle as it is, trained on {trained_on}: a domain-shift test here.\n")
+        if not bundles:
+            print("No shipped bundle applies here: the shipped denoiser is trained on RGB skin, and greyscale "
+                  "images are refused (wrong channel count); only the reference is measured.\n")
+        command = " ".join(["anomascope eval", *(f"--bundle assets/models/{b}" for b in bundles)])
         command += f" --baseline {REFERENCE} --data prepared/{data.get('dataset')} --out {run} --seed {report['seed']}"
         if report.get("max_images"):
             command += f" --max-images {report['max_images']}"
