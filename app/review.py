@@ -21,7 +21,7 @@ from engine.display import apply_window, overlay_heatmap, unit_to_rgb
 from engine.inference import CaseResult, score_case
 from engine.io import Case, ImageReadError, load_case
 from engine.preprocess import InputMismatchError
-from storage import Database, StorageError, case_history, list_cases, record_run, save_annotation
+from storage import Database, StorageError, case_history, case_summaries, record_run, save_annotation
 
 WINDOW_PRESETS = {
     "From file": None,
@@ -79,12 +79,8 @@ class ReviewApp:
         return Review(case=case, case_id=case_id)
 
     def worklist(self) -> list[list]:
-        rows = []
-        for record in list_cases(self.db):
-            history = case_history(self.db, record.id)
-            rows.append([record.id, record.source_name, record.modality, "×".join(map(str, record.shape)),
-                         len(history.runs), len(history.annotations), record.created.strftime("%Y-%m-%d %H:%M")])
-        return rows
+        return [[record.id, record.source_name, record.modality, "×".join(map(str, record.shape)), n_runs, n_notes,
+                 record.created.strftime("%Y-%m-%d %H:%M")] for record, n_runs, n_notes in case_summaries(self.db)]
 
     # --- running a method ------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 from .db import Database, StorageError, default_url
 from .masks import decode_mask, encode_mask
 from .models import Annotation, AuditEvent, Case, ImmutableRowError, InferenceRun, ThresholdPreset
-from .records import (add_case, annotations_for_export, case_history, list_cases, record_run, save_annotation,
-                      save_preset)
+from .records import (add_case, annotations_for_export, case_history, case_summaries, list_cases, record_run,
+                      save_annotation, save_preset)
 
 __all__ = ["Database", "StorageError", "default_url", "encode_mask", "decode_mask", "Annotation", "AuditEvent",
            "Case", "ImmutableRowError", "InferenceRun", "ThresholdPreset", "add_case", "annotations_for_export",
-           "case_history", "list_cases", "record_run", "save_annotation", "save_preset"]
+           "case_history", "case_summaries", "list_cases", "record_run", "save_annotation", "save_preset"]

@@ -113,6 +113,17 @@ def list_cases(db: Database, limit: int = 200) -> list[Case]:
         return list(session.scalars(select(Case).order_by(Case.created.desc()).limit(limit)))
 
 
+def case_summaries(db: Database, limit: int = 200) -> list[tuple[Case, int, int]]:
+    """Newest cases first, each with its number of runs and annotations, in one query."""
+    runs = select(InferenceRun.case_id, func.count().label("n")).group_by(InferenceRun.case_id).subquery()
+    notes = select(Annotation.case_id, func.count().label("n")).group_by(Annotation.case_id).subquery()
+    query = (select(Case, func.coalesce(runs.c.n, 0), func.coalesce(notes.c.n, 0))
+             .outerjoin(runs, runs.c.case_id == Case.id).outerjoin(notes, notes.c.case_id == Case.id)
+             .order_by(Case.created.desc(), Case.id.desc()).limit(limit))
+    with db.sessions() as session:
+        return [(case, int(n_runs), int(n_notes)) for case, n_runs, n_notes in session.execute(query)]
+
+
 @dataclass
 class ExportRow:
     annotation: Annotation

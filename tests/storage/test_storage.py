@@ -236,3 +236,12 @@ def test_export_cli(tmp_path):
     assert main(["export", "--db", url, "--format", "csv", "--out", str(tmp_path / "o"), "--since", "2020-01-01"]) == 0
     assert len(list(csv.DictReader((tmp_path / "o" / "annotations.csv").open()))) == 2
     assert main(["export", "--db", url, "--format", "csv", "--out", str(tmp_path / "o"), "--since", "soon"]) == 2
+
+
+def test_case_summaries_count_runs_and_annotations(db_url):
+    from storage import case_summaries
+
+    db, saved = _populated(db_url)
+    counts = {case.source_name: (runs, notes) for case, runs, notes in case_summaries(db)}
+    assert counts == {"skin.png": (1, 1), "head.nii.gz": (0, 1)}
+    db.dispose()
