@@ -74,7 +74,9 @@ def test_review_flow_in_chromium(served, tmp_path):
         expect(page.locator("#message")).to_contain_text("Saved annotation", timeout=30_000)
         # Gradio keeps a connection open, so "network idle" never comes: wait for the images instead.
         expect(page.locator("#overlay img")).to_be_visible()
-        page.wait_for_function("document.querySelectorAll('.progress-text, .eta-bar').length === 0", timeout=60_000)
+        page.wait_for_function(
+            "document.querySelectorAll('#overlay .progress-text, #overlay .eta-bar, #overlay .wrap.pending').length === 0",
+            timeout=60_000)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
         if os.environ.get("ANOMASCOPE_SCREENSHOT"):
