@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from engine.method_names import METHODS
+
 EXIT_BAD_INPUT = 2
 
 
@@ -33,7 +35,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.config import load_toml, merge, paper_defaults
-    from engine.fit import fit_denoiser
+    from engine.fit import fit_method
     from engine.training import pick_device
 
     config = paper_defaults(args.method)
@@ -50,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"{out} already holds a bundle; pass --overwrite to replace it")
     if (out / "checkpoint" / "checkpoint.pt").exists():
         print(f"resuming from the checkpoint in {out / 'checkpoint'}", file=sys.stderr)
-    bundle = fit_denoiser(config, Path(args.data), out, pick_device(args.device), show_progress=not args.quiet,
+    bundle = fit_method(config, Path(args.data), out, pick_device(args.device), show_progress=not args.quiet,
                           keep_checkpoint=args.keep_checkpoint, half_weights=args.half_weights)
     print(json.dumps({"bundle": str(out), "id": bundle.id, "method": bundle.method,
                       "validation_metrics": bundle.manifest.get("validation_metrics")}))
@@ -188,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Writes BUNDLE/manifest.json (full config, data description and hash, preprocessing, "
                                    "calibration, validation metrics) and BUNDLE/weights.safetensors. An interrupted run "
                                    "resumes from BUNDLE/checkpoint when started again.")
-    p.add_argument("--method", required=True, choices=["sano", "spr"])
+    p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--data", required=True, help="prepared dataset folder (MVTec layout with val/ for calibration)")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--config", help="TOML file overriding the paper defaults (same keys as the manifest's config)")
@@ -204,11 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("infer", help="score images with a trained bundle",
                        description="Per input writes <stem>.json (image_score, seconds, method, bundle id, shapes), "
                                    "<stem>_heatmap.npy (slices, H, W) on the original pixel grid, <stem>_overlay.png and "
-                                   "<stem>_restoration.png where the method makes one. Unreadable files are reported "
+                                   "<stem>_restoration.png where the method makes one, <stem>_uncertainty.npy where it estimates one "
+                                   "(ppii's MC-dropout spread). Unreadable files are reported "
                                    "and skipped; the exit code is then 2.")
     p.add_argument("--bundle", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--method", choices=["sano", "spr"], help="read-out of a shared denoiser bundle (default: its own)")
+    p.add_argument("--method", choices=METHODS, help="read-out of a shared denoiser bundle (default: its own)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("files", nargs="+", help="any input `inspect` reads; volumes are scored slice by slice")
     p.set_defaults(run=cmd_infer)

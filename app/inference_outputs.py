@@ -1,4 +1,5 @@
-"""What `anomascope infer` writes for each input: JSON summary, heatmap .npy, overlay and restoration PNGs."""
+"""What `anomascope infer` writes for each input: JSON summary, heatmap .npy, overlay and restoration PNGs,
+and the uncertainty .npy where the method estimates one."""
 from __future__ import annotations
 
 import json
@@ -49,6 +50,7 @@ def write_outputs(out: Path, source: Path, case: Case, result: CaseResult, predi
         "heatmap_shape": None if result.heatmap is None else list(result.heatmap.shape),
         "overlay_slice": shown,
         "restoration": None,
+        "uncertainty": None,
     }
     calibration = predictor.calibration
     if calibration:
@@ -62,5 +64,8 @@ def write_outputs(out: Path, source: Path, case: Case, result: CaseResult, predi
     if result.restoration is not None:
         Image.fromarray(unit_to_rgb(result.restoration[shown])).save(out / f"{stem}_restoration.png")
         summary["restoration"] = f"{stem}_restoration.png"
+    if result.uncertainty is not None:
+        np.save(out / f"{stem}_uncertainty.npy", result.uncertainty.astype(np.float32))
+        summary["uncertainty"] = f"{stem}_uncertainty.npy"
     (out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
     return summary

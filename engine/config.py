@@ -115,7 +115,79 @@ class DenoiserMethodConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
 
-def paper_defaults(method: str) -> DenoiserMethodConfig:
+@dataclass
+class SyntheticTaskConfig:
+    """The five self-supervised tasks of Baugh et al. ("Many tasks make light work", used by the
+    image-conditioned diffusion model). The papers name the tasks, not every constant: counts, sizes and
+    strengths here are this project's choices, in fractions of the image side where they are lengths."""
+
+    min_anomalies: int = 1
+    max_anomalies: int = 3
+    min_size: float = 0.1  # shape diameter / image side
+    max_size: float = 0.5
+    shape_distortion: float = 0.3  # relative amplitude of the low-frequency radial wobble of each ellipse
+    blend_weight: tuple[float, float] = (0.5, 1.0)  # source weight of the mixed-gradient blend
+    deformation_strength: tuple[float, float] = (0.3, 0.7)
+    intensity_change: tuple[float, float] = (0.1, 0.4)  # |offset| in [0, 1] image units, random sign
+
+
+@dataclass
+class PpiiGeneratorConfig:
+    """Probabilistic Poisson image interpolation (P-PII, Mueller et al. Sec. 2). One to ten anomalies per
+    image; per anomaly a source patch pasted at another location with up-scaled gradients, and per
+    simulated rater a circular mask with normally distributed radius and centre inside the patch.
+    The paper gives no numeric values for the patch sizes, the normal distributions, the rater count
+    or the up-scaling factor: these defaults are this project's."""
+
+    min_anomalies: int = 1
+    max_anomalies: int = 10
+    min_patch: float = 0.1  # patch side / image side
+    max_patch: float = 0.35
+    raters: int = 5
+    radius_mean: float = 0.35  # fraction of the patch side
+    radius_std: float = 0.06
+    centre_std: float = 0.08  # fraction of the patch side
+    source_weight: tuple[float, float] = (0.05, 0.95)  # PII's interpolation factor alpha, drawn per anomaly
+    gradient_scale: float = 2.0  # P-PII's up-scaling of the source gradients
+
+
+@dataclass
+class SegmentationNetConfig:
+    """MONAI BasicUNet for P-PII: five levels (the paper's depth; widths are not given, these are MONAI's
+    defaults: five levels and the up-path's last width); dropout 0.1 gives the MC-dropout U-Net."""
+
+    features: tuple[int, ...] = (32, 32, 64, 128, 256, 32)
+    dropout: float = 0.1
+
+
+@dataclass
+class PpiiConfig:
+    """P-PII read-out: per-pixel anomaly = the U-Net's prediction (mean over MC-dropout passes);
+    uncertainty = their standard deviation. The paper does not say how a sample score is formed;
+    "mean" of the map is PII's, "max" suits small lesions."""
+
+    mc_passes: int = 10
+    image_score: str = "mean"
+    seed: int = 0
+    k_sigma: float = 3.0
+
+
+@dataclass
+class PpiiMethodConfig:
+    """Everything `anomascope train --method ppii` needs; saved whole in the bundle. Training per the
+    paper: 100,000 steps at batch 16 (the optimiser is not stated; Adam)."""
+
+    method: str = "ppii"
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    net: SegmentationNetConfig = field(default_factory=SegmentationNetConfig)
+    generator: PpiiGeneratorConfig = field(default_factory=PpiiGeneratorConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=16, steps=100_000,
+                                                                    ema_decay=0.999))
+    ppii: PpiiConfig = field(default_factory=PpiiConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+
+def paper_defaults(method: str):
     """The defaults of the paper the method comes from (resolution and optimiser differ)."""
     if method == "sano":
         return DenoiserMethodConfig(method="sano")
@@ -126,7 +198,9 @@ def paper_defaults(method: str) -> DenoiserMethodConfig:
             train=TrainConfig(optimizer="adamw", learning_rate=1e-4, weight_decay=1e-3, batch_size=16,
                               steps=None, epochs=3000, lr_milestones=(1 / 3, 2 / 3)),
         )
-    raise ValueError(f"unknown denoiser method {method!r}")
+    if method == "ppii":
+        return PpiiMethodConfig()
+    raise ValueError(f"unknown method {method!r}")
 
 
 def to_dict(config) -> dict:

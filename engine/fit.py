@@ -2,49 +2,78 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from . import calibration as cal
 from .bundle import ModelBundle, save_bundle, update_manifest
-from .config import DenoiserMethodConfig, to_dict
+from .config import to_dict
 from .data import DataError, describe_dataset, folder_hash, labelled_split, list_images, load_training_images, read_mask
 from .inference import score_case
 from .io import load_case
 from .methods import DENOISER_READOUTS, make_predictor
 from .methods.denoiser import epsilon_loss, new_denoiser
+from .methods.ppii import new_ppii_net, ppii_loss
 from .metrics import auroc, average_precision
 from .schedules import VPSchedule
 from .training import pick_device, train
 
 
-def fit_denoiser(config: DenoiserMethodConfig, data_root: Path, out: Path, device: torch.device | None = None,
-                 show_progress: bool = True, keep_checkpoint: bool = False, half_weights: bool = False) -> ModelBundle:
-    """Train the shared VP denoiser on data_root/train/good and write a calibrated bundle to `out`."""
+@dataclass
+class Trainable:
+    """What one `anomascope train --method` run optimises: a network, its loss and its read-outs."""
+
+    component: str  # the weights' prefix in the bundle
+    model: torch.nn.Module
+    loss: Callable
+    readouts: list[str]
+
+
+def trainable(config) -> Trainable:
+    if config.method in DENOISER_READOUTS:
+        return Trainable("denoiser", new_denoiser(config), epsilon_loss(VPSchedule(config.schedule)),
+                         list(DENOISER_READOUTS))
+    if config.method == "ppii":
+        return Trainable("ppii", new_ppii_net(config), ppii_loss(config.generator), ["ppii"])
+    raise ValueError(f"method {config.method!r} is not trained by fit_method")
+
+
+def fit_method(config, data_root: Path, out: Path, device: torch.device | None = None, show_progress: bool = True,
+               keep_checkpoint: bool = False, half_weights: bool = False) -> ModelBundle:
+    """Train a method on data_root/train/good and write a calibrated bundle to `out`."""
     device = device or pick_device()
     torch.manual_seed(config.train.seed)
     files = list_images(data_root / "train" / "good")
     data = load_training_images(files, config.preprocess)
-    model = new_denoiser(config)
+    spec = trainable(config)
     workdir = out / "checkpoint"
-    result = train(model, epsilon_loss(VPSchedule(config.schedule)), data, config.train, workdir, device, show_progress)
+    result = train(spec.model, spec.loss, data, config.train, workdir, device, show_progress)
     manifest = {
         "method": config.method,
-        "readouts": list(DENOISER_READOUTS),
-        "denoiser": "self",
+        "readouts": spec.readouts,
         "config": to_dict(config),
         "preprocessing": to_dict(config.preprocess),
-        "data": dict(describe_dataset(data_root), folder=data_root.name, n_train_files=len(files),
-                     n_train_images=int(len(data)), sha256=folder_hash(files)),
-        "training": {"steps": result.steps, "seconds": round(result.seconds, 1), "device": result.device,
-                     "final_loss": float(np.mean(result.losses[-50:])) if result.losses else None},
+        "data": training_data_record(data_root, files, len(data)),
+        "training": training_record(result),
     }
-    bundle = save_bundle(out, manifest, {"denoiser": result.model}, half=half_weights)
+    bundle = save_bundle(out, manifest, {spec.component: result.model}, half=half_weights)
     if not keep_checkpoint:
         shutil.rmtree(workdir, ignore_errors=True)
     return calibrate(bundle, data_root, device, config.calibration.max_validation_images)
+
+
+def training_data_record(data_root: Path, files: list[Path], n_images: int) -> dict:
+    return dict(describe_dataset(data_root), folder=data_root.name, n_train_files=len(files),
+                n_train_images=int(n_images), sha256=folder_hash(files))
+
+
+def training_record(result) -> dict:
+    return {"steps": result.steps, "seconds": round(result.seconds, 1), "device": result.device,
+            "final_loss": float(np.mean(result.losses[-50:])) if result.losses else None}
 
 
 def calibrate(bundle: ModelBundle, data_root: Path, device: torch.device, max_images: int) -> ModelBundle:

@@ -76,3 +76,15 @@ def to_original_grid(maps: np.ndarray, geometry: Geometry) -> np.ndarray:
 def from_model_range(x: torch.Tensor) -> np.ndarray:
     """[-1, 1] model images to [0, 1] numpy."""
     return ((x.float().clamp(-1, 1) + 1.0) / 2.0).cpu().numpy()
+
+
+def equalize_histogram(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Per image and channel histogram equalisation of (N, C, H, W) images in [0, 1] (values mapped
+    through their own cumulative histogram, as skimage.exposure.equalize_hist), batched on any device."""
+    n, c = x.shape[:2]
+    flat = x.reshape(n * c, -1).clamp(0, 1)
+    index = (flat * (bins - 1)).round().long()
+    counts = torch.zeros(n * c, bins, device=x.device, dtype=flat.dtype).scatter_add_(1, index, torch.ones_like(flat))
+    cdf = counts.cumsum(dim=1)
+    cdf = cdf / cdf[:, -1:]
+    return cdf.gather(1, index).reshape(x.shape)

@@ -34,15 +34,45 @@ def _save(path: Path, image: np.ndarray) -> None:
 
 def make_blob_dataset(root: Path, size: int = 32, n_train: int = 48, n_val: int = 8, n_test: int = 8,
                       seed: int = 0) -> Path:
+    return make_dataset(root, smooth_image, plant_blob, size, n_train, n_val, n_test, seed)
+
+
+def striped_image(rng: np.random.Generator, size: int, angle: float | None = None) -> np.ndarray:
+    """Colour stripes of one random orientation: normal images whose texture has a direction."""
+    angle = rng.uniform(0, np.pi) if angle is None else angle
+    yy, xx = np.mgrid[0:size, 0:size]
+    phase = (np.cos(angle) * xx + np.sin(angle) * yy) * 2 * np.pi / 6 + rng.uniform(0, 2 * np.pi)
+    base = rng.uniform(0.35, 0.65, 3)
+    return np.clip(base + 0.15 * np.sin(phase)[..., None], 0, 1)
+
+
+def plant_cross_stripes(rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A disk of stripes from another image (another orientation and colour) and its mask."""
+    size = image.shape[0]
+    radius = rng.uniform(0.15, 0.25) * size
+    cy, cx = rng.uniform(radius + 1, size - radius - 1, 2)
+    yy, xx = np.mgrid[0:size, 0:size]
+    mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+    out = image.copy()
+    out[mask] = striped_image(rng, size)[mask]
+    return out, mask
+
+
+def make_dataset(root: Path, normal, plant, size: int, n_train: int, n_val: int, n_test: int, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     for i in range(n_train):
-        _save(root / "train" / "good" / f"n{i:03d}.png", smooth_image(rng, size))
+        _save(root / "train" / "good" / f"n{i:03d}.png", normal(rng, size))
     for split, count in (("val", n_val), ("test", n_test)):
         for i in range(count):
-            _save(root / split / "good" / f"{split}_n{i:03d}.png", smooth_image(rng, size))
-            image, mask = plant_blob(rng, smooth_image(rng, size))
+            _save(root / split / "good" / f"{split}_n{i:03d}.png", normal(rng, size))
+            image, mask = plant(rng, normal(rng, size))
             _save(root / split / "blob" / f"{split}_a{i:03d}.png", image)
             mask_path = root / "ground_truth" / "blob" / f"{split}_a{i:03d}_mask.png"
             mask_path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path)
     return root
+
+
+def make_stripe_dataset(root: Path, size: int = 32, n_train: int = 48, n_val: int = 8, n_test: int = 8,
+                        seed: int = 0) -> Path:
+    return make_dataset(root, striped_image, plant_cross_stripes, size, n_train, n_val, n_test, seed)

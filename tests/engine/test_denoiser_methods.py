@@ -13,7 +13,7 @@ import torch
 
 from engine.bundle import BundleError, load_bundle
 from engine.config import DenoiserMethodConfig, merge, paper_defaults
-from engine.fit import fit_denoiser
+from engine.fit import fit_method
 from engine.inference import score_case
 from engine.io import load_case
 from engine.methods import make_predictor
@@ -44,12 +44,12 @@ def blobs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(blobs, tmp_path_factory):
-    return fit_denoiser(tiny_config(), blobs, tmp_path_factory.mktemp("bundle") / "sano", CPU, show_progress=False)
+    return fit_method(tiny_config(), blobs, tmp_path_factory.mktemp("bundle") / "sano", CPU, show_progress=False)
 
 
 @pytest.fixture(scope="module")
 def untrained(blobs, tmp_path_factory):
-    return fit_denoiser(tiny_config(steps=0), blobs, tmp_path_factory.mktemp("bundle") / "untrained", CPU,
+    return fit_method(tiny_config(steps=0), blobs, tmp_path_factory.mktemp("bundle") / "untrained", CPU,
                         show_progress=False)
 
 

@@ -1,0 +1,69 @@
+"""P-PII (Mueller et al.): a U-Net or MC-dropout U-Net trained on healthy images to predict where, and
+how strongly, probabilistic Poisson-interpolated patches changed them."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..bundle import ModelBundle
+from ..config import PpiiGeneratorConfig, PpiiMethodConfig, from_dict
+from ..nets import build_segmentation_unet, enable_dropout, segmentation_stride
+from ..preprocess import equalize_histogram
+from ..synthetic import ppii_anomalies
+from .base import AnomalyResult, Predictor
+
+
+def model_input(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] images to the network's input: [0, 1], histogram-equalised (the paper's pre-processing)."""
+    return equalize_histogram((images.float() + 1.0) / 2.0)
+
+
+def ppii_loss(config: PpiiGeneratorConfig):
+    """Binary cross-entropy between the predicted map and P-PII's soft label |target - mean result|,
+    on images equalised before the anomalies are interpolated in."""
+
+    def loss(model: torch.nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        sample = ppii_anomalies(model_input(batch), generator, config)
+        logits = model(sample.image)
+        return F.binary_cross_entropy_with_logits(logits.float(), sample.label.float())
+
+    return loss
+
+
+def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
+    return build_segmentation_unet(config.net, config.preprocess.channels or 1)
+
+
+class PpiiPredictor(Predictor):
+    name = "ppii"
+
+    def __init__(self, bundle: ModelBundle, device: torch.device):
+        self.bundle, self.device = bundle, device
+        config = from_dict(PpiiMethodConfig, bundle.manifest["config"])
+        self.config, self.preprocess = config.ppii, config.preprocess
+        self.stride = segmentation_stride(config.net)
+        self.mc_dropout = config.net.dropout > 0 and config.ppii.mc_passes > 1
+        self.model = new_ppii_net(config)
+        self.model.load_state_dict(bundle.state_dict("ppii"))
+        self.model.to(device).eval()
+        if self.mc_dropout:
+            enable_dropout(self.model)
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor) -> AnomalyResult:
+        x = model_input(images.to(self.device))
+        if not self.mc_dropout:
+            maps = torch.sigmoid(self.model(x))[:, 0].cpu().numpy()
+            return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), None, None)
+        # The same dropout draws for the same input: reproducible maps, without touching the global RNG.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed)
+            passes = torch.sigmoid(self.model(x.repeat(self.config.mc_passes, 1, 1, 1)))[:, 0]
+        passes = passes.view(self.config.mc_passes, x.shape[0], *x.shape[-2:])
+        maps = passes.mean(dim=0).cpu().numpy()
+        spread = passes.std(dim=0).cpu().numpy()
+        return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), None, spread)
+
+    def reduce(self, heatmap: np.ndarray) -> float:
+        return float(heatmap.max() if self.config.image_score == "max" else heatmap.mean())

@@ -1,0 +1,112 @@
+"""P-PII: paper defaults, histogram equalisation, a short self-supervised training run, MC-dropout
+uncertainty, bundles and the command line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage.exposure import equalize_hist
+
+from engine.bundle import load_bundle
+from engine.config import merge, paper_defaults
+from engine.fit import fit_method
+from engine.inference import score_case
+from engine.io import load_case
+from engine.methods import make_predictor
+from engine.preprocess import equalize_histogram
+from tests.synthetic import make_stripe_dataset
+
+CPU = torch.device("cpu")
+TINY = {"net": {"features": [8, 8, 16, 32, 32, 8]}, "preprocess": {"image_size": 32},
+        "train": {"steps": 300, "batch_size": 16, "checkpoint_every": 1000}, "ppii": {"mc_passes": 4},
+        "calibration": {"max_validation_images": 8}}
+
+
+def tiny_config(**overrides):
+    return merge(merge(paper_defaults("ppii"), TINY), overrides)
+
+
+@pytest.fixture(scope="module")
+def stripes(tmp_path_factory) -> Path:
+    return make_stripe_dataset(tmp_path_factory.mktemp("stripes"))
+
+
+@pytest.fixture(scope="module")
+def trained(stripes, tmp_path_factory):
+    return fit_method(tiny_config(), stripes, tmp_path_factory.mktemp("ppii") / "bundle", CPU, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def untrained(stripes, tmp_path_factory):
+    return fit_method(tiny_config(train={"steps": 0}), stripes, tmp_path_factory.mktemp("ppii") / "untrained", CPU,
+                      show_progress=False)
+
+
+def test_defaults_are_the_papers():
+    config = paper_defaults("ppii")
+    assert (config.generator.min_anomalies, config.generator.max_anomalies) == (1, 10)
+    assert config.net.dropout == 0.1 and len(config.net.features) == 6  # five levels, MC dropout 0.1
+    assert (config.train.steps, config.train.batch_size) == (100_000, 16)
+
+
+def test_histogram_equalisation_matches_scikit_image():
+    rng = np.random.default_rng(0)
+    image = rng.beta(2, 5, (2, 3, 24, 24)).astype(np.float32)
+    ours = equalize_histogram(torch.from_numpy(image)).numpy()
+    theirs = np.stack([[equalize_hist(c, nbins=256) for c in img] for img in image])
+    # Both map through the cumulative histogram; bin edges differ by at most one bin.
+    assert np.abs(ours - theirs).max() < 2 / 256 + 0.02
+    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.999
+
+
+def test_short_training_finds_planted_anomalies(trained, untrained):
+    metrics = trained.manifest["validation_metrics"]["ppii"]
+    assert metrics["pixel_auroc"] > 0.75
+    assert metrics["pixel_auroc"] > untrained.manifest["validation_metrics"]["ppii"]["pixel_auroc"] + 0.15
+
+
+def test_mc_dropout_gives_a_reproducible_uncertainty_map(trained, stripes):
+    case = load_case(next((stripes / "test" / "blob").iterdir()))
+    first = score_case(make_predictor(load_bundle(trained.path), CPU), case)
+    second = score_case(make_predictor(load_bundle(trained.path), CPU), case)
+    assert first.heatmap.shape == first.uncertainty.shape == (1, 32, 32)
+    np.testing.assert_array_equal(first.heatmap, second.heatmap)
+    np.testing.assert_array_equal(first.uncertainty, second.uncertainty)
+    assert first.uncertainty.min() >= 0 and first.uncertainty.max() > 0
+    assert first.restoration is None
+    assert 0 <= first.heatmap.min() and first.heatmap.max() <= 1
+
+
+def test_plain_unet_has_no_uncertainty(stripes, tmp_path):
+    bundle = fit_method(tiny_config(train={"steps": 2}, net={"dropout": 0.0}), stripes, tmp_path / "plain", CPU,
+                        show_progress=False)
+    result = score_case(make_predictor(bundle, CPU), load_case(next((stripes / "test" / "good").iterdir())))
+    assert result.uncertainty is None and result.heatmap.shape == (1, 32, 32)
+
+
+def test_cli_trains_and_infers_ppii(stripes, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text("[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 3\n"
+                      "[calibration]\nmax_validation_images = 2\n")
+    bundle = tmp_path / "bundle"
+    run = [sys.executable, "-m", "app.cli"]
+    trained = subprocess.run(run + ["train", "--method", "ppii", "--data", str(stripes), "--out", str(bundle),
+                                    "--config", str(config), "--steps", "2", "--image-size", "32", "--quiet"],
+                             capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["method"] == "ppii" and manifest["readouts"] == ["ppii"]
+    assert manifest["config"]["generator"]["max_anomalies"] == 10
+    assert set(manifest["calibration"]["ppii"]["thresholds"]) == {"k_sigma", "target_fpr", "max_f1"}
+    image = next((stripes / "test" / "blob").iterdir())
+    out = tmp_path / "out"
+    subprocess.run(run + ["infer", "--bundle", str(bundle), "--out", str(out), str(image)], check=True,
+                   capture_output=True)
+    summary = json.loads((out / f"{image.stem}.json").read_text())
+    assert summary["method"] == "ppii" and summary["restoration"] is None
+    assert np.load(out / summary["uncertainty"]).shape == np.load(out / f"{image.stem}_heatmap.npy").shape == (1, 32, 32)
