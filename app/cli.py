@@ -46,6 +46,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["train"] = {"steps": args.steps, "epochs": None}
     if args.image_size is not None:
         overrides["preprocess"] = {"image_size": args.image_size}
+    if args.folds is not None:
+        if args.method != "cddpm":
+            raise CommandError("--folds applies to --method cddpm only")
+        overrides["cddpm"] = {"folds": args.folds}
     config = merge(config, dict(overrides, method=args.method))
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.overwrite:
@@ -196,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file overriding the paper defaults (same keys as the manifest's config)")
     p.add_argument("--steps", type=int, help="training steps (overrides the config)")
     p.add_argument("--image-size", type=int, help="training resolution in px (overrides the config)")
+    p.add_argument("--folds", type=int, help="cddpm: train this many of the 10 task folds (3 tasks train, 2 monitor)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep BUNDLE/checkpoint after training")

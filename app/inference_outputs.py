@@ -42,6 +42,7 @@ def write_outputs(out: Path, source: Path, case: Case, result: CaseResult, predi
         "file": source.name,
         "method": predictor.name,
         "bundle_id": predictor.bundle.id,
+        "parameters": predictor.parameters,
         "image_score": result.image_score,
         "slice_scores": result.slice_scores.tolist(),
         "seconds": round(result.seconds, 4),

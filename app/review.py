@@ -186,7 +186,7 @@ class ReviewApp:
         bundle = predictor.bundle
         run = record_run(self.db, case_id=review.case_id, method=predictor.name, bundle_id=bundle.id,
                          weights_hash=bundle.manifest["weights_sha256"],
-                         parameters=bundle.manifest["config"].get(predictor.name, {}),
+                         parameters=predictor.parameters,
                          threshold=float(threshold), threshold_method=threshold_method,
                          image_score=review.result.image_score, seconds=review.result.seconds,
                          device=self.device.type, actor=reader)

@@ -41,3 +41,19 @@ def _pad(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     mode = "reflect" if rows < h and cols < w else "replicate"
     return F.pad(x, (cols, cols, rows, rows), mode=mode)
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, data_range: float = 1.0) -> torch.Tensor:
+    """(N, H, W) structural similarity of (N, C, H, W) images (Wang et al. 2004: Gaussian-weighted local
+    statistics, K1 = 0.01, K2 = 0.03), averaged over channels."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    n, c = x.shape[:2]
+
+    def local_mean(z: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(z.reshape(n * c, *z.shape[-2:]), sigma)
+
+    mx, my = local_mean(x), local_mean(y)
+    vx, vy = local_mean(x * x) - mx ** 2, local_mean(y * y) - my ** 2
+    cov = local_mean(x * y) - mx * my
+    ssim = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return ssim.reshape(n, c, *x.shape[-2:]).mean(dim=1)

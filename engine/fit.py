@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -17,28 +17,36 @@ from .inference import score_case
 from .io import load_case
 from .methods import DENOISER_READOUTS, make_predictor
 from .methods.denoiser import epsilon_loss, new_denoiser
+from .methods.cddpm import conditional_loss, monitor_fold, new_conditional_unet, task_folds
 from .methods.ppii import new_ppii_net, ppii_loss
 from .metrics import auroc, average_precision
 from .schedules import VPSchedule
+from .synthetic import foreign_images, make_tasks
 from .training import pick_device, train
 
 
 @dataclass
 class Trainable:
-    """What one `anomascope train --method` run optimises: a network, its loss and its read-outs."""
+    """One network that `anomascope train --method` optimises, and the loss it is optimised with."""
 
     component: str  # the weights' prefix in the bundle
     model: torch.nn.Module
     loss: Callable
-    readouts: list[str]
+    details: dict = field(default_factory=dict)  # recorded in the manifest beside the training figures
 
 
-def trainable(config) -> Trainable:
+def trainables(config) -> tuple[list[Trainable], list[str]]:
+    """(networks to train, read-outs the bundle will offer) for a method's config."""
     if config.method in DENOISER_READOUTS:
-        return Trainable("denoiser", new_denoiser(config), epsilon_loss(VPSchedule(config.schedule)),
-                         list(DENOISER_READOUTS))
+        return [Trainable("denoiser", new_denoiser(config), epsilon_loss(VPSchedule(config.schedule)))], \
+            list(DENOISER_READOUTS)
     if config.method == "ppii":
-        return Trainable("ppii", new_ppii_net(config), ppii_loss(config.generator), ["ppii"])
+        return [Trainable("ppii", new_ppii_net(config), ppii_loss(config.generator))], ["ppii"]
+    if config.method == "cddpm":
+        tasks = make_tasks(foreign_images(config.preprocess.image_size))
+        return [Trainable(fold.component, new_conditional_unet(config), conditional_loss(config, tasks, fold),
+                          {"train_tasks": list(fold.train_tasks), "monitor_tasks": list(fold.monitor_tasks)})
+                for fold in task_folds(config.cddpm.folds)], ["cddpm"]
     raise ValueError(f"method {config.method!r} is not trained by fit_method")
 
 
@@ -49,21 +57,39 @@ def fit_method(config, data_root: Path, out: Path, device: torch.device | None =
     torch.manual_seed(config.train.seed)
     files = list_images(data_root / "train" / "good")
     data = load_training_images(files, config.preprocess)
-    spec = trainable(config)
+    specs, readouts = trainables(config)
     workdir = out / "checkpoint"
-    result = train(spec.model, spec.loss, data, config.train, workdir, device, show_progress)
+    trained, records = {}, []
+    for spec in specs:
+        # One checkpoint folder per network, so an interrupted multi-fold run resumes where it stopped.
+        result = train(spec.model, spec.loss, data, config.train,
+                       workdir if len(specs) == 1 else workdir / spec.component, device, show_progress)
+        trained[spec.component] = result.model
+        records.append(dict(training_record(result), component=spec.component, **spec.details))
+    if config.method == "cddpm":
+        monitor_folds(config, trained, records, data_root, device)
     manifest = {
         "method": config.method,
-        "readouts": spec.readouts,
+        "readouts": readouts,
         "config": to_dict(config),
         "preprocessing": to_dict(config.preprocess),
         "data": training_data_record(data_root, files, len(data)),
-        "training": training_record(result),
+        "training": records[0] if len(records) == 1 else {"components": records},
     }
-    bundle = save_bundle(out, manifest, {spec.component: result.model}, half=half_weights)
+    bundle = save_bundle(out, manifest, trained, half=half_weights)
     if not keep_checkpoint:
         shutil.rmtree(workdir, ignore_errors=True)
     return calibrate(bundle, data_root, device, config.calibration.max_validation_images)
+
+
+def monitor_folds(config, trained: dict, records: list[dict], data_root: Path, device: torch.device) -> None:
+    """cddpm: each fold's pixel AP on validation normals corrupted by its two held-out tasks."""
+    normals, _ = validation_sample(data_root, config.cddpm.monitor_images)
+    images = load_training_images([item.path for item in normals], config.preprocess).to(device)
+    tasks = make_tasks(foreign_images(config.preprocess.image_size))
+    for fold, record in zip(task_folds(config.cddpm.folds), records):
+        generator = torch.Generator(device=device).manual_seed(config.cddpm.seed)
+        record.update(monitor_fold(trained[fold.component], images, tasks, fold, config, generator))
 
 
 def training_data_record(data_root: Path, files: list[Path], n_images: int) -> dict:

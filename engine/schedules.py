@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from .config import ScheduleConfig
 
@@ -51,3 +51,31 @@ class VPSchedule:
 def spr_noise_scale(sigma: float, k: float) -> float:
     """SPR's multi-scale noise level sigma_k = sqrt((sigma^(2k) - 1) / (2 log sigma)) (Sec. 4.3)."""
     return math.sqrt((sigma ** (2 * k) - 1.0) / (2.0 * math.log(sigma)))
+
+
+def make_sampler(config: ScheduleConfig, sampler: str, prediction_type: str = "epsilon"):
+    """A diffusers scheduler over the training schedule: "ddpm" (ancestral, the full chain) or "ddim"
+    (deterministic, eta = 0, few steps)."""
+    kwargs = dict(num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
+                  beta_end=config.beta_end, beta_schedule="linear", prediction_type=prediction_type,
+                  clip_sample=True, clip_sample_range=1.0)
+    if sampler == "ddpm":
+        return DDPMScheduler(**kwargs)
+    if sampler == "ddim":
+        return DDIMScheduler(**kwargs, set_alpha_to_one=True)
+    raise ValueError(f"unknown sampler {sampler!r}; use ddpm or ddim")
+
+
+@torch.no_grad()
+def sample_conditioned(model: torch.nn.Module, condition: torch.Tensor, scheduler, steps: int,
+                       generator: torch.Generator) -> torch.Tensor:
+    """Map Gaussian noise to an image, concatenating `condition` to x_t at every step (image-conditioned
+    reverse diffusion). Returns (N, C, H, W) in [-1, 1]."""
+    scheduler.set_timesteps(min(steps, scheduler.config.num_train_timesteps), device=condition.device)
+    x = torch.randn(condition.shape, generator=generator, device=condition.device, dtype=condition.dtype)
+    extra = {"eta": 0.0} if isinstance(scheduler, DDIMScheduler) else {}
+    for t in scheduler.timesteps:
+        steps_t = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+        output = model(torch.cat([x, condition], dim=1), steps_t).sample
+        x = scheduler.step(output, t, x, generator=generator, **extra).prev_sample
+    return x.clamp(-1, 1)

@@ -39,3 +39,8 @@ class Predictor(ABC):
     @property
     def calibration(self) -> dict:
         return self.bundle.manifest.get("calibration", {}).get(self.name, {})
+
+    @property
+    def parameters(self) -> dict:
+        """The read-out's settings (e.g. cddpm's sampler, steps and seed), recorded with every run."""
+        return self.bundle.manifest.get("config", {}).get(self.name, {})

@@ -25,6 +25,10 @@ class MedianDistance(Predictor):
     def calibration(self) -> dict:
         return self.calibration_override
 
+    @property
+    def parameters(self) -> dict:
+        return {"sigma_at_256": self.sigma_at_256}
+
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:
         x = images.to(self.device).float()
