@@ -34,6 +34,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from engine.bundle import load_bundle
     from engine.config import load_toml, merge, paper_defaults
     from engine.fit import fit_method
     from engine.training import pick_device
@@ -56,8 +57,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"{out} already holds a bundle; pass --overwrite to replace it")
     if (out / "checkpoint" / "checkpoint.pt").exists():
         print(f"resuming from the checkpoint in {out / 'checkpoint'}", file=sys.stderr)
+    if (args.denoiser is not None) != (args.method == "dia"):
+        raise CommandError("--denoiser BUNDLE is required for --method dia and applies to it only")
+    denoiser = load_bundle(Path(args.denoiser)) if args.denoiser else None
     bundle = fit_method(config, Path(args.data), out, pick_device(args.device), show_progress=not args.quiet,
-                          keep_checkpoint=args.keep_checkpoint, half_weights=args.half_weights)
+                        keep_checkpoint=args.keep_checkpoint, half_weights=args.half_weights, denoiser=denoiser)
     print(json.dumps({"bundle": str(out), "id": bundle.id, "method": bundle.method,
                       "validation_metrics": bundle.manifest.get("validation_metrics")}))
     return 0
@@ -200,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file overriding the paper defaults (same keys as the manifest's config)")
     p.add_argument("--steps", type=int, help="training steps (overrides the config)")
     p.add_argument("--image-size", type=int, help="training resolution in px (overrides the config)")
+    p.add_argument("--denoiser", help="dia: the trained denoiser bundle whose one-step x0 estimate dissolves images")
     p.add_argument("--folds", type=int, help="cddpm: train this many of the 10 task folds (3 tasks train, 2 monitor)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")

@@ -18,6 +18,7 @@ from .io import load_case
 from .methods import DENOISER_READOUTS, make_predictor
 from .methods.denoiser import epsilon_loss, new_denoiser
 from .methods.cddpm import conditional_loss, monitor_fold, new_conditional_unet, task_folds
+from .methods.dia import Dissolver, build_feature_bank, dia_loss, load_dissolver, new_encoder
 from .methods.ppii import new_ppii_net, ppii_loss
 from .metrics import auroc, average_precision
 from .schedules import VPSchedule
@@ -35,7 +36,7 @@ class Trainable:
     details: dict = field(default_factory=dict)  # recorded in the manifest beside the training figures
 
 
-def trainables(config) -> tuple[list[Trainable], list[str]]:
+def trainables(config, dissolver: Dissolver | None = None) -> tuple[list[Trainable], list[str]]:
     """(networks to train, read-outs the bundle will offer) for a method's config."""
     if config.method in DENOISER_READOUTS:
         return [Trainable("denoiser", new_denoiser(config), epsilon_loss(VPSchedule(config.schedule)))], \
@@ -47,17 +48,24 @@ def trainables(config) -> tuple[list[Trainable], list[str]]:
         return [Trainable(fold.component, new_conditional_unet(config), conditional_loss(config, tasks, fold),
                           {"train_tasks": list(fold.train_tasks), "monitor_tasks": list(fold.monitor_tasks)})
                 for fold in task_folds(config.cddpm.folds)], ["cddpm"]
+    if config.method == "dia":
+        if dissolver is None:
+            raise DataError("dia needs a trained denoiser bundle for its dissolving transformations (--denoiser)")
+        return [Trainable("encoder", new_encoder(config), dia_loss(config.dia, dissolver))], ["dia"]
     raise ValueError(f"method {config.method!r} is not trained by fit_method")
 
 
 def fit_method(config, data_root: Path, out: Path, device: torch.device | None = None, show_progress: bool = True,
-               keep_checkpoint: bool = False, half_weights: bool = False) -> ModelBundle:
-    """Train a method on data_root/train/good and write a calibrated bundle to `out`."""
+               keep_checkpoint: bool = False, half_weights: bool = False,
+               denoiser: ModelBundle | None = None) -> ModelBundle:
+    """Train a method on data_root/train/good and write a calibrated bundle to `out`. DIA needs
+    `denoiser`, a trained denoiser bundle whose weights travel inside the DIA bundle."""
     device = device or pick_device()
     torch.manual_seed(config.train.seed)
     files = list_images(data_root / "train" / "good")
     data = load_training_images(files, config.preprocess)
-    specs, readouts = trainables(config)
+    dissolver = dia_dissolver(config, denoiser, device) if config.method == "dia" else None
+    specs, readouts = trainables(config, dissolver)
     workdir = out / "checkpoint"
     trained, records = {}, []
     for spec in specs:
@@ -66,8 +74,15 @@ def fit_method(config, data_root: Path, out: Path, device: torch.device | None =
                        workdir if len(specs) == 1 else workdir / spec.component, device, show_progress)
         trained[spec.component] = result.model
         records.append(dict(training_record(result), component=spec.component, **spec.details))
+    extra = {}
     if config.method == "cddpm":
         monitor_folds(config, trained, records, data_root, device)
+    if config.method == "dia":
+        bank_images = data[:config.dia.feature_bank_size].to(device)
+        trained["bank"] = build_feature_bank(trained["encoder"].to(device), bank_images, config.dia)
+        trained["dissolver"] = dissolver.denoiser
+        extra["dissolver"] = {"bundle_id": denoiser.id, "config": denoiser.manifest["config"],
+                              "data": denoiser.manifest.get("data")}
     manifest = {
         "method": config.method,
         "readouts": readouts,
@@ -75,11 +90,23 @@ def fit_method(config, data_root: Path, out: Path, device: torch.device | None =
         "preprocessing": to_dict(config.preprocess),
         "data": training_data_record(data_root, files, len(data)),
         "training": records[0] if len(records) == 1 else {"components": records},
+        **extra,
     }
     bundle = save_bundle(out, manifest, trained, half=half_weights)
     if not keep_checkpoint:
         shutil.rmtree(workdir, ignore_errors=True)
     return calibrate(bundle, data_root, device, config.calibration.max_validation_images)
+
+
+def dia_dissolver(config, denoiser: ModelBundle | None, device: torch.device) -> Dissolver | None:
+    """The dissolving transformation from a denoiser bundle trained on images like DIA's."""
+    if denoiser is None:
+        return None
+    channels = denoiser.manifest["config"]["preprocess"]["channels"]
+    if channels != config.preprocess.channels:
+        raise DataError(f"{denoiser.path.name}: the denoiser was trained on {channels}-channel images but dia is"
+                        f" configured for {config.preprocess.channels}; train a denoiser on the same data")
+    return load_dissolver(denoiser.manifest, denoiser.state_dict("denoiser"), config.dia.dissolve_size, device)
 
 
 def monitor_folds(config, trained: dict, records: list[dict], data_root: Path, device: torch.device) -> None:
@@ -126,10 +153,12 @@ def validation_sample(data_root: Path, max_images: int) -> tuple[list, list]:
 def calibrate_predictor(predictor, normals: list, anomalous: list, target_fpr: float, k: float,
                         provenance: str = "val split") -> tuple[dict, dict]:
     """(calibration, validation metrics) of one read-out: normal statistics, k-sigma and target-FPR
-    thresholds from normal images, max-F1 from images with masks."""
+    thresholds from normal images, max-F1 from images with masks. A method without maps (DIA) is
+    calibrated on image scores: its thresholds say which images to flag."""
     normal_results = [score_case(predictor, load_case(i.path)) for i in normals]
-    normal_pixels = np.concatenate([r.heatmap.ravel() for r in normal_results])
     normal_scores = np.array([r.image_score for r in normal_results])
+    pixel_level = all(r.heatmap is not None for r in normal_results)
+    normal_pixels = (np.concatenate([r.heatmap.ravel() for r in normal_results]) if pixel_level else normal_scores)
     stats = cal.normal_statistics(normal_pixels, normal_scores)
     source = f"{provenance}: {len(normals)} normal images"
     thresholds = {
@@ -143,7 +172,7 @@ def calibrate_predictor(predictor, normals: list, anomalous: list, target_fpr: f
         labels = np.concatenate([np.zeros(len(normals)), np.ones(len(anomalous))])
         metrics.update(image_auroc=auroc(scores, labels), image_ap=average_precision(scores, labels))
         masked = [(r, read_mask(i.mask_path)) for r, i in zip(anomalous_results, anomalous) if i.mask_path]
-        if masked:
+        if masked and pixel_level:
             pixel_scores = np.concatenate([normal_pixels] + [r.heatmap[0].ravel() for r, _ in masked])
             pixel_labels = np.concatenate([np.zeros(normal_pixels.size)] + [m.ravel() for _, m in masked])
             value, f1 = cal.threshold_max_f1(pixel_scores, pixel_labels)
@@ -151,7 +180,10 @@ def calibrate_predictor(predictor, normals: list, anomalous: list, target_fpr: f
                                     "provenance": f"{provenance}: {len(masked)} images with masks + normals"}
             metrics.update(pixel_auroc=auroc(pixel_scores, pixel_labels),
                            pixel_ap=average_precision(pixel_scores, pixel_labels))
-    return {"normal": stats, "thresholds": thresholds}, metrics
+        elif not pixel_level:
+            value, f1 = cal.threshold_max_f1(scores, labels)
+            thresholds["max_f1"] = {"value": value, "f1": f1, "provenance": f"{provenance}: image labels"}
+    return {"normal": stats, "thresholds": thresholds, "level": "pixel" if pixel_level else "image"}, metrics
 
 
 def _sample(items: list, count: int, rng: np.random.Generator) -> list:

@@ -7,12 +7,13 @@ from ..bundle import BundleError, ModelBundle
 from ..method_names import METHODS
 from .base import AnomalyResult, Predictor
 from .cddpm import CddpmPredictor
+from .dia import DiaPredictor
 from .ppii import PpiiPredictor
 from .sano import SanoPredictor
 from .spr import SprPredictor
 
 PREDICTORS: dict[str, type[Predictor]] = {"sano": SanoPredictor, "spr": SprPredictor, "ppii": PpiiPredictor,
-                                            "cddpm": CddpmPredictor}
+                                            "cddpm": CddpmPredictor, "dia": DiaPredictor}
 assert tuple(PREDICTORS) == METHODS, "engine.method_names.METHODS must list the predictors in the same order"
 # Read-outs that one trained VP denoiser supports: a bundle trained for either serves both.
 DENOISER_READOUTS = ("sano", "spr")
