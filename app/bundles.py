@@ -33,11 +33,13 @@ class Catalogue:
     _predictors: dict[str, Predictor] = field(default_factory=dict)
 
     def best_choice(self) -> str | None:
-        """The method offered first: best validation AUROC (pixel, else image) among those found."""
-        def merit(label: str) -> float:
+        """The method offered first: a method with heatmaps before an image-level one, then the best
+        validation AUROC (pixel, else image)."""
+        def merit(label: str) -> tuple[bool, float]:
             choice = self.choices[label]
             metrics = choice.bundle.manifest.get("validation_metrics", {}).get(choice.method, {})
-            return metrics.get("pixel_auroc") or metrics.get("image_auroc") or 0.0
+            pixel = metrics.get("pixel_auroc")
+            return pixel is not None, pixel or metrics.get("image_auroc") or 0.0
 
         return max(self.choices, key=merit) if self.choices else None
 
@@ -80,4 +82,6 @@ def calibration_summary(bundle: ModelBundle, method: str) -> str:
     metrics = bundle.manifest.get("validation_metrics", {}).get(method, {})
     if metrics.get("pixel_auroc") is not None:
         lines.append(f"- validation pixel AUROC {metrics['pixel_auroc']:.3f}, image AUROC {metrics.get('image_auroc') or float('nan'):.3f}")
+    elif metrics.get("image_auroc") is not None:
+        lines.append(f"- scores whole images (no heatmap); validation image AUROC {metrics['image_auroc']:.3f}")
     return "\n".join(lines)

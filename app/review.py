@@ -107,8 +107,9 @@ class ReviewApp:
         for name in ("max_f1", "target_fpr", "k_sigma"):
             if name in presets:
                 return presets[name], name
-        heatmap = review.result.heatmap
-        return float(np.percentile(heatmap, 99)), "99th percentile of this map"
+        if review.result.heatmap is None:
+            return review.result.image_score, "this image's score (no calibration)"
+        return float(np.percentile(review.result.heatmap, 99)), "99th percentile of this map"
 
     def score_text(self, review: Review) -> str:
         predictor = self.catalogue.predictor(review.method, self.device)
@@ -117,7 +118,25 @@ class ReviewApp:
         normal = predictor.calibration.get("normal")
         if normal:
             text += f" — higher than {percentile_of(normal, score):.0f}% of {normal['n_images']} normal validation images"
+        if review.result.heatmap is None:
+            presets = self.thresholds(review)
+            text += (". This method scores whole images and makes no heatmap: its thresholds flag images, and any"
+                     " mask you save is the one you draw.")
+            if "target_fpr" in presets:
+                flagged = score >= presets["target_fpr"]
+                text += f" At the calibrated target-FPR threshold ({presets['target_fpr']:.4g}) this image is " \
+                        f"**{'flagged' if flagged else 'not flagged'}**."
         return text
+
+    def threshold_range(self, review: Review) -> tuple[float, float]:
+        """The threshold slider's range: the map's values, or for image-level methods the image scores of
+        the normal validation images, this image and the calibrated thresholds."""
+        if review.result.heatmap is not None:
+            return float(review.result.heatmap.min()), float(review.result.heatmap.max())
+        predictor = self.catalogue.predictor(review.method, self.device)
+        values = [review.result.image_score, *self.thresholds(review).values(),
+                  *predictor.calibration.get("normal", {}).get("image_scores", [])]
+        return float(min(values)), float(max(values))
 
     # --- display (never re-runs the model) -------------------------------------------------
 
@@ -125,6 +144,9 @@ class ReviewApp:
         return apply_window(review.case.pixels[index], *window)
 
     def mask(self, review: Review, index: int, threshold: float) -> np.ndarray:
+        """The thresholded map; empty for image-level methods (the reader draws the mask)."""
+        if review.result.heatmap is None:
+            return np.zeros(review.case.shape[-2:], dtype=bool)
         return review.result.heatmap[index] >= threshold
 
     def overlay(self, review: Review, index: int, window, threshold: float, opacity: float, colormap: str) -> np.ndarray:

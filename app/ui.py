@@ -74,7 +74,7 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                 with gr.Row():
                     overlay = gr.Image(label="Image with heatmap (green: mask outline)", interactive=False,
                                        elem_id="overlay", format="png")
-                    restoration = gr.Image(label="Pseudo-healthy restoration", interactive=False, format="png")
+                    restoration = gr.Image(label="Pseudo-healthy restoration (DIA: the dissolved image)", interactive=False, format="png")
                 uncertainty = gr.Image(label="Uncertainty", interactive=False, visible=False, format="png")
                 plot = gr.Plot(label="Heatmap (score under the cursor)")
                 with gr.Tab("Correct and save"):
@@ -157,7 +157,7 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
             except Exception as exc:
                 return (state, friendly(exc), gr.update(), gr.update(), gr.update(), gr.update())
             value, how = app.default_threshold(state)
-            low, high = float(state.result.heatmap.min()), float(state.result.heatmap.max())
+            low, high = app.threshold_range(state)
             index = int(index or 0)
             window = (float(c), float(w)) if c is not None and w else state.case.window
             mask = app.mask(state, index, value)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
+SAMPLES = {3: ROOT / "assets" / "samples" / "ISIC_0024311.jpg", 1: ROOT / "assets" / "samples" / "chest-xray.png"}
 
 
 def machine(device: torch.device) -> dict:
@@ -73,28 +73,33 @@ def bench_readout(predictor, case, device: torch.device, repeats: int, batch: in
 
 
 def bench_training(bundle, device: torch.device, steps: int) -> float:
-    from engine.config import DenoiserMethodConfig, from_dict, merge
-    from engine.methods.denoiser import epsilon_loss, new_denoiser
-    from engine.schedules import VPSchedule
+    """Training steps per second of the bundle's method and config, on random data of its shape."""
+    from engine.config import from_dict, merge, paper_defaults
+    from engine.fit import trainables
+    from engine.methods.dia import load_dissolver
     from engine.training import train
 
-    config = from_dict(DenoiserMethodConfig, bundle.manifest["config"])
+    config = from_dict(type(paper_defaults(bundle.method)), bundle.manifest["config"])
     size, channels = config.preprocess.image_size, config.preprocess.channels
     data = torch.rand(256, channels, size, size) * 2 - 1
-    loss = epsilon_loss(VPSchedule(config.schedule))
+    dissolver = (load_dissolver(bundle.manifest["dissolver"], bundle.state_dict("dissolver"), config.dia.dissolve_size,
+                                device) if bundle.method == "dia" else None)
+    short = merge(config, {"train": {"steps": 2, "epochs": None, "checkpoint_every": 10**9}}).train
     run = merge(config, {"train": {"steps": steps, "epochs": None, "checkpoint_every": 10**9}}).train
     with tempfile.TemporaryDirectory() as workdir:
-        train(new_denoiser(config), loss, data, merge(config, {"train": {"steps": 2, "epochs": None}}).train,
-              Path(workdir) / "warm", device, show_progress=False)
+        warm = trainables(config, dissolver)[0][0]
+        train(warm.model, warm.loss, data, short, Path(workdir) / "warm", device, show_progress=False)
+        spec = trainables(config, dissolver)[0][0]  # the first network (a cddpm bundle trains one per fold)
         started = time.perf_counter()
-        train(new_denoiser(config), loss, data, run, Path(workdir) / "timed", device, show_progress=False)
+        train(spec.model, spec.loss, data, run, Path(workdir) / "timed", device, show_progress=False)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return steps / (time.perf_counter() - started)
 
 
-def bench_threshold_change(device: torch.device, label: str, catalogue, case_path: Path, repeats: int) -> float:
-    """Seconds for what the page does when the threshold moves: overlay, outline and area."""
+def bench_threshold_change(device: torch.device, label: str, catalogue, case_path: Path, repeats: int) -> float | None:
+    """Seconds for what the page does when the threshold moves: overlay, outline and area (None for
+    image-level methods, which have no map to threshold)."""
     from app.review import ReviewApp
     from storage import Database
 
@@ -102,6 +107,9 @@ def bench_threshold_change(device: torch.device, label: str, catalogue, case_pat
         app = ReviewApp(Database(f"sqlite:///{folder}/bench.sqlite"), catalogue, Path(folder) / "cases", device)
         review = app.run(app.open_file(case_path), label)
         heatmap = review.result.heatmap
+        if heatmap is None:
+            app.db.dispose()
+            return None
         levels = iter(np.linspace(heatmap.min(), heatmap.max(), 1000))
 
         def change():
@@ -128,14 +136,14 @@ def main() -> None:
 
     device = pick_device(args.device)
     catalogue = discover([ROOT / "assets" / "models"])
-    case = load_case(SAMPLE)
     results = {"machine": machine(device), "methods": {}, "training": {}}
     for label, choice in catalogue.choices.items():
         predictor = catalogue.predictor(label, device)
+        sample = SAMPLES[predictor.preprocess.channels]
         name = f"{choice.bundle.path.name}:{choice.method}"
-        results["methods"][name] = bench_readout(predictor, case, device, args.repeats, args.batch)
+        results["methods"][name] = bench_readout(predictor, load_case(sample), device, args.repeats, args.batch)
         results["methods"][name]["threshold_change_seconds"] = bench_threshold_change(
-            device, label, catalogue, SAMPLE, args.repeats)
+            device, label, catalogue, sample, args.repeats)
         print(json.dumps({name: results["methods"][name]}))
         if choice.bundle.path.name not in results["training"]:
             results["training"][choice.bundle.path.name] = {

@@ -15,13 +15,17 @@ def smooth_image(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(base + yy[..., None] * tilt[0] + xx[..., None] * tilt[1], 0, 1)
 
 
-def plant_blob(rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A disk of high-frequency texture (never seen in training) and its mask."""
-    size = image.shape[0]
-    radius = rng.uniform(0.12, 0.2) * size
+def random_disk(rng: np.random.Generator, size: int, low: float, high: float) -> np.ndarray:
+    """A disk mask of radius in [low, high] x size, wholly inside the image."""
+    radius = rng.uniform(low, high) * size
     cy, cx = rng.uniform(radius + 1, size - radius - 1, 2)
     yy, xx = np.mgrid[0:size, 0:size]
-    mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+
+
+def plant_blob(rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A disk of high-frequency texture (never seen in training) and its mask."""
+    mask = random_disk(rng, image.shape[0], 0.12, 0.2)
     out = image.copy()
     out[mask] = np.clip(out[mask] + rng.uniform(-0.45, 0.45, (mask.sum(), 3)), 0, 1)
     return out, mask
@@ -48,13 +52,9 @@ def striped_image(rng: np.random.Generator, size: int, angle: float | None = Non
 
 def plant_cross_stripes(rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A disk of stripes from another image (another orientation and colour) and its mask."""
-    size = image.shape[0]
-    radius = rng.uniform(0.15, 0.25) * size
-    cy, cx = rng.uniform(radius + 1, size - radius - 1, 2)
-    yy, xx = np.mgrid[0:size, 0:size]
-    mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+    mask = random_disk(rng, image.shape[0], 0.15, 0.25)
     out = image.copy()
-    out[mask] = striped_image(rng, size)[mask]
+    out[mask] = striped_image(rng, image.shape[0])[mask]
     return out, mask
 
 
