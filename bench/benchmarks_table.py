@@ -14,6 +14,16 @@ IMAGE = ["image_auroc", "image_ap"]
 REFERENCE = "median-distance"
 
 
+def bundle_folder(name: str) -> str:
+    """Shipped bundles live in assets/models; the others (trained for evaluation only) in runs/."""
+    shipped = Path("assets/models") / name
+    return str(shipped) if shipped.is_dir() else str(Path("runs") / name)
+
+
+def milliseconds(seconds: float | None) -> str:
+    return "— (image level)" if seconds is None else f"{1000 * seconds:.1f}"
+
+
 def cell(result: dict, key: str) -> str:
     value, std = result.get(key), result.get(f"{key}_std")
     if value is None:
@@ -45,6 +55,20 @@ def verdicts(report: dict, key: str) -> list[str]:
     return out
 
 
+def merged_reports(runs: list[str]) -> list[tuple[str, dict]]:
+    """One report per dataset: runs on the same test sample (dataset, seed, max_images) are joined, so
+    bundles evaluated at different times share one table."""
+    merged: dict[tuple, tuple[str, dict]] = {}
+    for run in runs:
+        report = json.loads((Path(run) / "metrics.json").read_text())
+        key = (report["data"].get("dataset"), report["seed"], report.get("max_images"))
+        if key in merged:
+            merged[key][1]["results"].update(report["results"])
+        else:
+            merged[key] = (run, report)
+    return list(merged.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="+")
@@ -58,8 +82,7 @@ def main() -> None:
           "(colour distance from the image's median, Gaussian-smoothed), calibrated the same way. The eval "
           "tables' s/image were taken while other jobs shared the machine; the speed sections at the end come "
           "from `bench/run.py` on an otherwise idle machine.\n")
-    for run in args.runs:
-        report = json.loads((Path(run) / "metrics.json").read_text())
+    for run, report in merged_reports(args.runs):
         data = report["data"]
         pixel_level = any(r.get("pixel_auroc") is not None for r in report["results"].values())
         print(f"## {data.get('dataset', Path(run).name)} — {'pixel' if pixel_level else 'image'} level\n")
@@ -73,13 +96,10 @@ def main() -> None:
         print("\n".join(verdicts(report, "pixel_auroc" if pixel_level else "image_auroc")) + "\n")
         bundles = list(dict.fromkeys(r.split(":")[0] for r in report["results"] if ":" in r))
         for bundle in bundles:
-            trained_on = json.loads((Path("assets/models") / bundle / "manifest.json").read_text())["data"].get("dataset")
+            trained_on = json.loads((Path(bundle_folder(bundle)) / "manifest.json").read_text())["data"].get("dataset")
             if trained_on != data.get("dataset"):
                 print(f"`{bundle}` is the shipped bundle as it is, trained on {trained_on}: a domain-shift test here.\n")
-        if not bundles:
-            print("No shipped bundle applies here: the shipped denoiser is trained on RGB skin, and greyscale "
-                  "images are refused (wrong channel count); only the reference is measured.\n")
-        command = " ".join(["anomascope eval", *(f"--bundle assets/models/{b}" for b in bundles)])
+        command = " ".join(["anomascope eval", *(f"--bundle {bundle_folder(b)}" for b in bundles)])
         command += f" --baseline {REFERENCE} --data prepared/{data.get('dataset')} --out {run} --seed {report['seed']}"
         if report.get("max_images"):
             command += f" --max-images {report['max_images']}"
@@ -89,12 +109,13 @@ def main() -> None:
         machine = results["machine"]
         where = machine.get("gpu") or f"{machine['cpu_count']}-core CPU ({machine['processor']}), {machine['torch_threads']} torch threads"
         print(f"## Speed on {where} (`{path}`, torch {machine['torch']})\n")
-        print("| method | s/image at bundle resolution | s/whole demo case (200×150) | images/s in batch | peak memory (MB) | threshold change (ms) |")
+        print("| method | s/image at bundle resolution | s/whole demo case (shape) | images/s in batch | peak memory (MB) | threshold change (ms) |")
         print("|---|---|---|---|---|---|")
         for name, r in results["methods"].items():
             print(f"| `{name}` | {r['seconds_per_image_at_bundle_resolution']:.3f} ({r['bundle_resolution']} px) | "
-                  f"{r['seconds_per_whole_demo_case']:.3f} | {r['images_per_second_batch']:.1f} | {r['peak_memory_mb']:.0f} | "
-                  f"{1000 * r['threshold_change_seconds']:.1f} |")
+                  f"{r['seconds_per_whole_demo_case']:.3f} ({'×'.join(map(str, r['demo_case_shape'][-2:][::-1]))}) | "
+                  f"{r['images_per_second_batch']:.1f} | {r['peak_memory_mb']:.0f} | "
+                  f"{milliseconds(r['threshold_change_seconds'])} |")
         for name, t in results["training"].items():
             print(f"\nTraining `{name}`: {t['steps_per_second']:.2f} steps/s at batch {t['batch_size']}.")
         print(f"\nRegenerate: `python bench/run.py --device {machine['device']} --out {path}`\n")

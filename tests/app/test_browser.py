@@ -93,8 +93,8 @@ def test_review_flow_in_chromium(served, tmp_path):
     from engine.io import load_case
     from storage import decode_mask
 
-    predictor = discover([ROOT / "assets" / "models"]).predictor(next(
-        label for label, c in discover([ROOT / "assets" / "models"]).choices.items() if c.method == "spr"), torch.device("cpu"))
+    catalogue = discover([ROOT / "assets" / "models"])
+    predictor = catalogue.predictor(catalogue.best_choice(), torch.device("cpu"))  # the page's preselected method
     heatmap = score_case(predictor, load_case(ROOT / "assets" / "samples" / "ISIC_0024311.jpg")).heatmap[0]
     saved = decode_mask(history.annotations[0].mask_shape, history.annotations[0].mask_data)
     assert saved.shape == heatmap.shape

@@ -32,7 +32,8 @@ def test_catalogue_lists_each_readout_and_reports_broken_bundles(tmp_path):
     broken.mkdir(parents=True)
     (broken / "manifest.json").write_text("{not json")
     catalogue = discover([ROOT / "assets" / "models", tmp_path / "models"])
-    assert {c.method for c in catalogue.choices.values()} == {"sano", "spr"}
+    assert {c.method for c in catalogue.choices.values()} == {"sano", "spr", "ppii", "cddpm", "dia"}
+    assert catalogue.choices[catalogue.best_choice()].method != "dia"  # a method with heatmaps comes first
     assert "not valid JSON" in catalogue.unavailable[str(broken)]
 
 
@@ -136,3 +137,20 @@ def test_corrections_apply_to_the_current_threshold_mask():
     expected[0, 0] = False
     np.testing.assert_array_equal(corrected_mask(current, loaded, edited), expected)
     np.testing.assert_array_equal(corrected_mask(current, loaded, loaded), current)  # no strokes: the threshold mask
+
+
+def test_image_level_method_flags_images_and_saves_the_drawn_mask(app):
+    review = app.run(app.open_file(ROOT / "assets" / "samples" / "chest-xray.png", "dr test"), _label(app, "dia"))
+    assert review.result.heatmap is None and review.result.restoration.shape == (1, 1, 64, 64)
+    assert not app.mask(review, 0, 0.0).any()  # no map to threshold: the reader draws the mask
+    low, high = app.threshold_range(review)
+    assert low <= review.result.image_score <= high
+    text = app.score_text(review)
+    assert "makes no heatmap" in text and ("**flagged**" in text or "**not flagged**" in text)
+    assert app.overlay(review, 0, review.case.window, 0.0, 0.5, "Inferno").shape == (64, 64, 3)
+    drawn = np.zeros((64, 64), bool)
+    drawn[20:30, 20:30] = True
+    value, how = app.default_threshold(review)
+    assert "Saved annotation" in app.save(review, 0, drawn, value, how, "dr test")
+    history = case_history(app.db, review.case_id)
+    assert history.runs[0].method == "dia" and history.annotations[0].mask_shape == [64, 64]
