@@ -266,11 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     from engine.data import DataError
     from engine.datasets import PrepareError
     from engine.io import ImageReadError
+    from engine.preprocess import InputMismatchError
     from storage import StorageError
 
     try:
         return args.run(args)
-    except (ImageReadError, PrepareError, CommandError, BundleError, DataError, StorageError) as exc:
+    except (ImageReadError, InputMismatchError, PrepareError, CommandError, BundleError, DataError,
+            StorageError) as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -138,10 +138,12 @@ def prepare_brain_mri(source: Path, writer: LayoutWriter, seed: int, limit: int 
         split = assignment[group]
         if group not in keep or (split == "train" and kind != "good"):
             continue
-        writer.add(split, kind, _safe_name(f"{kind}_{path.stem}"), _greyscale_if_grey(Image.open(path)))
+        # MRI has no colour: the few RGB files carry only JPEG chroma noise, and one channel count
+        # across the set is what a model can be trained on.
+        writer.add(split, kind, _safe_name(f"{kind}_{path.stem}"), ImageOps.exif_transpose(Image.open(path)).convert("L"))
     return {
         "grouping": "file (no patient identity in the source)",
-        "normal": "brain MRI slices without tumour (folder no/)",
+        "normal": "brain MRI slices without tumour (folder no/), stored greyscale",
         "anomalous": "slices with tumour (folder yes/), image-level label only",
         "licence": "public Kaggle brain MRI set, no stated licence: research use only",
     }

@@ -103,3 +103,15 @@ def test_prepare_refuses_to_overwrite(tmp_path, capsys):
     assert main(["prepare", "ham10000", "--source", str(source), "--out", str(out)]) == 0
     assert main(["prepare", "ham10000", "--source", str(source), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_train_on_images_that_do_not_fit_the_config_is_a_clear_error(tmp_path, capsys):
+    from tests.synthetic import make_blob_dataset
+
+    data = make_blob_dataset(tmp_path / "rgb", n_train=2, n_val=1, n_test=1)
+    config = tmp_path / "grey.toml"
+    config.write_text("[preprocess]\nchannels = 1\nimage_size = 32\n")
+    code = main(["train", "--method", "ppii", "--data", str(data), "--out", str(tmp_path / "b"), "--config",
+                 str(config), "--steps", "1", "--quiet"])
+    assert code == 2
+    assert "n000.png: has 3 channel(s) but this model was trained on 1-channel images" in capsys.readouterr().err
