@@ -24,8 +24,8 @@ def output_stem(path: Path) -> str:
 
 
 def display_range(predictor: Predictor, heatmap: np.ndarray) -> tuple[float, float]:
-    """Overlay colour range: from the normal median (clear below) to the map's maximum or the
-    calibrated false-positive threshold, whichever is higher."""
+    """Overlay colour range, the same for `anomascope infer` and the review page: from the normal median
+    (clear below) to the map's maximum or the calibrated false-positive threshold, whichever is higher."""
     calibration = predictor.calibration
     if calibration:
         low = calibration["normal"]["pixel_percentiles"]["50"]

@@ -16,6 +16,7 @@ from scipy import ndimage
 from app.bundles import Catalogue
 from app.casestore import content_hash, register_case
 from app.export import export
+from app.inference_outputs import display_range
 from engine.calibration import percentile_of
 from engine.display import apply_window, overlay_heatmap, unit_to_rgb
 from engine.inference import CaseResult, score_case
@@ -154,16 +155,12 @@ class ReviewApp:
         if review.result is None or review.result.heatmap is None:
             return base
         heatmap = review.result.heatmap[index]
-        low, high = self.colour_range(review)
+        low, high = display_range(self.catalogue.predictor(review.method, self.device), heatmap)
         shown = overlay_heatmap(base, heatmap, low, high, opacity, colormap)
         outline = self.mask(review, index, threshold)
         edge = outline & ~ndimage.binary_erosion(outline)
         shown[edge] = OUTLINE_COLOUR
         return shown
-
-    def colour_range(self, review: Review) -> tuple[float, float]:
-        heatmap = review.result.heatmap
-        return float(np.percentile(heatmap, 50)), float(heatmap.max())
 
     def area_text(self, review: Review, mask: np.ndarray) -> str:
         pixels = int(mask.sum())
