@@ -1,6 +1,7 @@
 """Render docs/benchmarks.md from `anomascope eval` outputs and bench results (run on demand).
 
-    python bench/benchmarks_table.py runs/eval-ham10000 runs/eval-hands runs/eval-brain-mri runs/eval-chest-xray \
+    python bench/benchmarks_table.py runs/eval-ham10000 runs/eval-ham10000-ppii runs/eval-ham10000-cddpm \
+        runs/eval-hands runs/eval-hands-dia runs/eval-brain-mri runs/eval-chest-xray \
         --bench bench/results.json bench/results-h100.json > docs/benchmarks.md
 """
 from __future__ import annotations
@@ -109,6 +110,10 @@ def main() -> None:
         machine = results["machine"]
         where = machine.get("gpu") or f"{machine['cpu_count']}-core CPU ({machine['processor']}), {machine['torch_threads']} torch threads"
         print(f"## Speed on {where} (`{path}`, torch {machine['torch']})\n")
+        if machine["device"] == "cpu":
+            print("Targets on the 2-core CPU (issue #9): single-forward methods under 1 s per image at the bundle's "
+                  "resolution, cddpm with its fast sampler under 20 s, a threshold change under 100 ms. On the CPU the "
+                  "peak memory is the process's resident peak so far (methods run in the order listed).\n")
         print("| method | s/image at bundle resolution | s/whole demo case (shape) | images/s in batch | peak memory (MB) | threshold change (ms) |")
         print("|---|---|---|---|---|---|")
         for name, r in results["methods"].items():
