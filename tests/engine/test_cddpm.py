@@ -159,3 +159,13 @@ def test_cli_trains_folds_and_records_sampling_in_each_run(blobs, tmp_path):
     wrong = subprocess.run(run + ["train", "--method", "ppii", "--folds", "2", "--data", str(blobs), "--out",
                                   str(tmp_path / "x")], capture_output=True, text=True)
     assert wrong.returncode == 2 and "--folds applies to --method cddpm only" in wrong.stderr
+
+
+def test_full_ddpm_sampler_runs_seeded(trained):
+    predictor = make_predictor(load_bundle(trained.path), CPU)
+    predictor.method_config.cddpm.sampler = "ddpm"  # ancestral sampling, the paper's; 25 of its steps here
+    predictor.method_config.cddpm.sampling_steps = 25
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    first, second = predictor.predict(x), predictor.predict(x)
+    np.testing.assert_array_equal(first.restoration, second.restoration)
+    assert first.heatmap.shape == (1, 32, 32) and np.isfinite(first.heatmap).all()
