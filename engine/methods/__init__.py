@@ -5,7 +5,7 @@ import torch
 
 from ..bundle import BundleError, ModelBundle
 from ..method_names import METHODS
-from .base import AnomalyResult, Predictor
+from .base import AnomalyResult, MapPredictor, Predictor
 from .cddpm import CddpmPredictor
 from .dia import DiaPredictor
 from .ppii import PpiiPredictor
@@ -29,4 +29,4 @@ def make_predictor(bundle: ModelBundle, device: torch.device, method: str | None
     return PREDICTORS[method](bundle, device)
 
 
-__all__ = ["AnomalyResult", "Predictor", "PREDICTORS", "DENOISER_READOUTS", "make_predictor"]
+__all__ = ["AnomalyResult", "MapPredictor", "Predictor", "PREDICTORS", "DENOISER_READOUTS", "make_predictor"]

@@ -20,7 +20,8 @@ class AnomalyResult:
 
 
 class Predictor(ABC):
-    """A trained method ready to score batches of model-ready images ((N, C, h, w) in [-1, 1])."""
+    """A trained method ready to score batches of model-ready images ((N, C, h, w) in [-1, 1]).
+    Image-level methods (DIA) return only image scores; methods with maps are MapPredictors."""
 
     name: str
     bundle: ModelBundle
@@ -32,10 +33,6 @@ class Predictor(ABC):
     def predict(self, images: torch.Tensor) -> AnomalyResult:
         """Score a batch; maps are on the model grid."""
 
-    @abstractmethod
-    def reduce(self, heatmap: np.ndarray) -> float:
-        """Image score from one (H, W) map on the original grid."""
-
     @property
     def calibration(self) -> dict:
         return self.bundle.manifest.get("calibration", {}).get(self.name, {})
@@ -44,3 +41,11 @@ class Predictor(ABC):
     def parameters(self) -> dict:
         """The read-out's settings (e.g. cddpm's sampler, steps and seed), recorded with every run."""
         return self.bundle.manifest.get("config", {}).get(self.name, {})
+
+
+class MapPredictor(Predictor):
+    """A method that makes a per-pixel map and derives the image score from it."""
+
+    @abstractmethod
+    def reduce(self, heatmap: np.ndarray) -> float:
+        """Image score from one (H, W) map on the original grid."""

@@ -6,10 +6,10 @@ import torch
 
 from ..config import PreprocessConfig
 from ..filters import gaussian_blur
-from .base import AnomalyResult, Predictor
+from .base import AnomalyResult, MapPredictor
 
 
-class MedianDistance(Predictor):
+class MedianDistance(MapPredictor):
     """Per-pixel colour/intensity distance from the image's own median, Gaussian-smoothed
     (sigma 4 px at 256 px, scaled with the image). Image score = max of the map."""
 

@@ -20,7 +20,7 @@ from ..nets.denoiser import unet_stride
 from ..preprocess import from_model_range
 from ..schedules import VPSchedule, make_sampler, sample_conditioned
 from ..synthetic import TASK_NAMES
-from .base import AnomalyResult, Predictor
+from .base import AnomalyResult, MapPredictor
 
 
 @dataclass
@@ -106,7 +106,7 @@ def monitor_fold(model: torch.nn.Module, images: torch.Tensor, tasks: dict, fold
     return {"monitor_pixel_ap": results}
 
 
-class CddpmPredictor(Predictor):
+class CddpmPredictor(MapPredictor):
     name = "cddpm"
 
     def __init__(self, bundle: ModelBundle, device: torch.device):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..bundle import ModelBundle
-from .base import Predictor
+from .base import MapPredictor
 from ..config import DenoiserMethodConfig, from_dict
 from ..nets import build_denoiser
 from ..nets.denoiser import unet_stride
@@ -36,7 +36,7 @@ def load_denoiser(bundle: ModelBundle, device: torch.device) -> tuple[torch.nn.M
     return model.to(device).eval(), config, VPSchedule(config.schedule), unet_stride(config.net)
 
 
-class DenoiserReadout(Predictor):
+class DenoiserReadout(MapPredictor):
     """A predictor reading out the shared denoiser; `name` picks its section of the config."""
 
     def __init__(self, bundle: ModelBundle, device: torch.device):

@@ -243,6 +243,3 @@ class DiaPredictor(Predictor):
         scores = anomaly_scores(self.model, x, self.bank, self.config).cpu().numpy().astype(np.float64)
         t = torch.full((len(x),), self.config.view_timestep, device=self.device, dtype=torch.long)
         return AnomalyResult(None, scores, from_model_range(self.dissolver(x, t)), None)
-
-    def reduce(self, heatmap: np.ndarray) -> float:
-        raise NotImplementedError("DIA scores whole images; it makes no heatmap to reduce")

@@ -11,7 +11,7 @@ from ..config import PpiiGeneratorConfig, PpiiMethodConfig, from_dict
 from ..nets import build_segmentation_unet, enable_dropout, segmentation_stride
 from ..preprocess import equalize_histogram
 from ..synthetic import ppii_anomalies
-from .base import AnomalyResult, Predictor
+from .base import AnomalyResult, MapPredictor
 
 
 def model_input(images: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
     return build_segmentation_unet(config.net, config.preprocess.channels or 1)
 
 
-class PpiiPredictor(Predictor):
+class PpiiPredictor(MapPredictor):
     name = "ppii"
 
     def __init__(self, bundle: ModelBundle, device: torch.device):

@@ -20,6 +20,12 @@ def normal(generator: torch.Generator, mean: float, std: float) -> float:
     return mean + std * float(torch.randn((), generator=generator, device=generator.device))
 
 
+def pixel_grid(height: int, width: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, columns) coordinates of every pixel, float32."""
+    return torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
+                          torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+
+
 @dataclass
 class Ellipse:
     """Centre (row, col), semi-axes (a along its own x, b along y) and rotation, in pixels/radians."""
@@ -32,8 +38,7 @@ class Ellipse:
 
     def normalised_radius(self, height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
         """(H, W): 1 on the ellipse's outline, 0 at its centre (the elliptical distance)."""
-        yy, xx = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
-                                torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+        yy, xx = pixel_grid(height, width, device)
         dy, dx = yy - self.cy, xx - self.cx
         cos, sin = math.cos(self.angle), math.sin(self.angle)
         u, v = dx * cos + dy * sin, -dx * sin + dy * cos
@@ -57,8 +62,7 @@ def wobbly_mask(generator: torch.Generator, ellipse: Ellipse, height: int, width
     """(H, W) bool: the ellipse with its outline pushed in and out by a few random low-frequency
     harmonics (organic shapes rather than perfect ellipses)."""
     radius = ellipse.normalised_radius(height, width, device)
-    yy, xx = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
-                            torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+    yy, xx = pixel_grid(height, width, device)
     theta = torch.atan2(yy - ellipse.cy, xx - ellipse.cx)
     outline = torch.ones_like(radius)
     for harmonic in (2, 3, 4):
@@ -71,6 +75,5 @@ def wobbly_mask(generator: torch.Generator, ellipse: Ellipse, height: int, width
 
 
 def disk(height: int, width: int, cy: float, cx: float, radius: float, device: torch.device | None = None) -> torch.Tensor:
-    yy, xx = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
-                            torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+    yy, xx = pixel_grid(height, width, device)
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
