@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from engine.method_names import METHODS
+from engine.method_names import METHODS, PRECISIONS
 
 EXIT_BAD_INPUT = 2
 
@@ -77,7 +77,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from engine.training import pick_device
 
     device = pick_device(args.device)
-    predictor = make_predictor(load_bundle(Path(args.bundle)), device, args.method)
+    predictor = make_predictor(load_bundle(Path(args.bundle)), device, args.method, args.precision)
     failures = 0
     for name in args.files:
         path = Path(name)
@@ -115,7 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for path in args.bundle:
         bundle = load_bundle(Path(path))
         for readout in bundle.manifest.get("readouts", [bundle.method]):
-            predictors.append((f"{Path(path).name}:{readout}", make_predictor(bundle, device, readout)))
+            predictors.append((f"{Path(path).name}:{readout}", make_predictor(bundle, device, readout, args.precision)))
     for name in args.baseline:
         # Calibrated like a trained bundle: same validation sample size, FPR target and k.
         defaults = CalibrationConfig()
@@ -166,6 +166,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def default_data_source() -> str:
     return os.environ.get("ANOMASCOPE_DATA_SOURCE", str(Path("..") / "shared" / "data"))
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="what the networks run in; maps and scores stay float32 (default auto: bf16 on CUDA, "
+                             "fp32 on the CPU); recorded in the outputs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,13 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--method", choices=METHODS, help="read-out of a shared denoiser bundle (default: its own)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_precision_argument(p)
     p.add_argument("files", nargs="+", help="any input `inspect` reads; volumes are scored slice by slice")
     p.set_defaults(run=cmd_infer)
 
     p = sub.add_parser("eval", help="evaluate bundles (and training-free baselines) on a prepared test split",
                        description="Writes DIR/metrics.json (per method: pixel_auroc, pixel_ap, max_dice, dice, iou, "
                                    "image_auroc, image_ap, froc_10fp, each with _std from a grouped bootstrap, plus "
-                                   "threshold and its method, n_images, seconds_per_image, device) and DIR/report.html.")
+                                   "threshold and its method, n_images, seconds_per_image, device, precision) and DIR/report.html.")
     p.add_argument("--bundle", action="append", default=[], help="a model bundle; repeat to compare several")
     p.add_argument("--baseline", action="append", default=[], choices=["median-distance"],
                    help="a training-free reference, calibrated on the val split")
@@ -239,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the standard deviations")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_precision_argument(p)
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("export", help="export saved annotations: CSV/JSON tables, PNG or NIfTI masks",

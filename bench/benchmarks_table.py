@@ -1,8 +1,10 @@
-"""Render docs/benchmarks.md from `anomascope eval` outputs and bench results (run on demand).
+"""Render docs/benchmarks.md from `anomascope eval` results and bench results (run on demand).
 
-    python bench/benchmarks_table.py runs/eval-ham10000 runs/eval-ham10000-ppii runs/eval-ham10000-cddpm \
-        runs/eval-hands runs/eval-hands-dia runs/eval-brain-mri runs/eval-chest-xray \
-        --bench bench/results.json bench/results-h100.json > docs/benchmarks.md
+    python bench/benchmarks_table.py bench/eval/*.json \
+        --bench bench/results.json bench/results-cpu-bf16.json bench/results-h100.json > docs/benchmarks.md
+
+`bench/eval/NAME.json` is the `metrics.json` of `anomascope eval ... --out runs/NAME`, kept in the
+repository (runs/ is not) so that the document can be rebuilt and compared later.
 """
 from __future__ import annotations
 
@@ -33,13 +35,13 @@ def cell(result: dict, key: str) -> str:
 
 
 def table(report: dict, keys: list[str]) -> list[str]:
-    header = ["method", *keys, "threshold (how)", "n images", "s/image (device)"]
+    header = ["method", *keys, "threshold (how)", "n images", "s/image (device, precision)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, result in report["results"].items():
         how = (result.get("threshold_method") or "—").split(" (")[0]
         threshold = "—" if result.get("threshold") is None else f"{result['threshold']:.4g} ({how})"
         lines.append("| " + " | ".join([f"`{name}`", *(cell(result, k) for k in keys), threshold,
-                                        str(result["n_images"]), f"{result['seconds_per_image']:.3f} ({result['device']})"]) + " |")
+                                        str(result["n_images"]), f"{result['seconds_per_image']:.3f} ({result['device']}, {result.get('precision', 'fp32')})"]) + " |")
     return lines
 
 
@@ -49,24 +51,38 @@ def verdicts(report: dict, key: str) -> list[str]:
         return []
     out = []
     for name, result in report["results"].items():
-        if name == REFERENCE or result.get(key) is None:
+        if name == REFERENCE or result.get(key) is None or result.get("precision", "fp32") != "fp32":
             continue
         verb = "beats" if result[key] > reference else "does **not** beat"
         out.append(f"- `{name}` {verb} the training-free reference on {key} ({result[key]:.3f} vs {reference:.3f}).")
     return out
 
 
+def run_name(path: str) -> str:
+    """The eval run's folder under runs/ (bench/eval/NAME.json keeps runs/NAME/metrics.json)."""
+    return str(Path("runs") / Path(path).stem)
+
+
+def with_precision(results: dict) -> dict:
+    """Read-outs run in reduced precision get it in their name, beside their float32 rows."""
+    return {name if r.get("precision", "fp32") == "fp32" else f"{name} ({r['precision']})": r
+            for name, r in results.items()}
+
+
 def merged_reports(runs: list[str]) -> list[tuple[str, dict]]:
     """One report per dataset: runs on the same test sample (dataset, seed, max_images) are joined, so
     bundles evaluated at different times share one table."""
     merged: dict[tuple, tuple[str, dict]] = {}
-    for run in runs:
-        report = json.loads((Path(run) / "metrics.json").read_text())
+    reports = [(run, json.loads(Path(run).read_text())) for run in runs]
+    # Float32 runs first: they name the table's run and come before their reduced-precision rows.
+    reports.sort(key=lambda item: any(r.get("precision", "fp32") != "fp32" for r in item[1]["results"].values()))
+    for run, report in reports:
+        report["results"] = with_precision(report["results"])
         key = (report["data"].get("dataset"), report["seed"], report.get("max_images"))
         if key in merged:
             merged[key][1]["results"].update(report["results"])
         else:
-            merged[key] = (run, report)
+            merged[key] = (run_name(run), report)
     return list(merged.values())
 
 
@@ -96,6 +112,7 @@ def main() -> None:
         print("\n".join(table(report, (PIXEL + IMAGE) if pixel_level else IMAGE)) + "\n")
         print("\n".join(verdicts(report, "pixel_auroc" if pixel_level else "image_auroc")) + "\n")
         bundles = list(dict.fromkeys(r.split(":")[0] for r in report["results"] if ":" in r))
+        precisions = sorted({r["precision"] for r in report["results"].values() if r.get("precision", "fp32") != "fp32"})
         for bundle in bundles:
             trained_on = json.loads((Path(bundle_folder(bundle)) / "manifest.json").read_text())["data"].get("dataset")
             if trained_on != data.get("dataset"):
@@ -104,13 +121,19 @@ def main() -> None:
         command += f" --baseline {REFERENCE} --data prepared/{data.get('dataset')} --out {run} --seed {report['seed']}"
         if report.get("max_images"):
             command += f" --max-images {report['max_images']}"
-        print(f"Regenerate: `{command}`\n")
+        print(f"Regenerate: `{command}`, then copy `{run}/metrics.json` to `bench/eval/{Path(run).name}.json`\n")
+        for precision in precisions:
+            reduced = command.replace(f" --baseline {REFERENCE}", "").replace(f"--out {run}", f"--out {run}-{precision}")
+            print(f"The ({precision}) rows: `{reduced} --precision {precision}`\n")
+    targets_told = False
     for path in args.bench:
         results = json.loads(Path(path).read_text())
         machine = results["machine"]
         where = machine.get("gpu") or f"{machine['cpu_count']}-core CPU ({machine['processor']}), {machine['torch_threads']} torch threads"
-        print(f"## Speed on {where} (`{path}`, torch {machine['torch']})\n")
-        if machine["device"] == "cpu":
+        precision = next(iter(results["methods"].values())).get("precision", "fp32")
+        print(f"## Speed on {where}, networks in {precision} (`{path}`, torch {machine['torch']})\n")
+        if machine["device"] == "cpu" and not targets_told:
+            targets_told = True
             print("Targets on the 2-core CPU (issue #9): single-forward methods under 1 s per image at the bundle's "
                   "resolution, cddpm with its fast sampler under 20 s, a threshold change under 100 ms. On the CPU the "
                   "peak memory is the process's resident peak so far (methods run in the order listed).\n")
@@ -123,7 +146,7 @@ def main() -> None:
                   f"{milliseconds(r['threshold_change_seconds'])} |")
         for name, t in results["training"].items():
             print(f"\nTraining `{name}`: {t['steps_per_second']:.2f} steps/s at batch {t['batch_size']}.")
-        print(f"\nRegenerate: `python bench/run.py --device {machine['device']} --out {path}`\n")
+        print(f"\nRegenerate: `python bench/run.py --device {machine['device']} --precision {precision} --out {path}`\n")
 
 
 if __name__ == "__main__":

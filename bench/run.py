@@ -1,10 +1,11 @@
 """Speed and memory of every shipped method (run on demand; not part of the tests).
 
-    python bench/run.py [--device cpu|cuda] [--out bench/results.json]
+    python bench/run.py [--device cpu|cuda] [--precision auto|fp32|bf16|fp16] [--out bench/results.json]
 
 For each bundle read-out: seconds per image at the bundle's resolution and on a whole demo case,
 images per second in a batch, peak memory, training steps per second; and the time a threshold
-change takes on the review page. Writes JSON with the machine description.
+change takes on the review page. Writes JSON with the machine description. `--precision` is what the
+networks run in (auto: bf16 on CUDA, fp32 on the CPU); run once per precision to compare.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from engine.method_names import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {3: ROOT / "assets" / "samples" / "ISIC_0024311.jpg", 1: ROOT / "assets" / "samples" / "chest-xray.png"}
@@ -75,7 +78,7 @@ def bench_readout(predictor, case, device: torch.device, repeats: int, batch: in
 def bench_training(bundle, device: torch.device, steps: int) -> float:
     """Training steps per second of the bundle's method and config, on random data of its shape."""
     from engine.config import from_dict, merge, paper_defaults
-    from engine.fit import trainables
+    from engine.fit import training_plan
     from engine.methods.dia import load_dissolver
     from engine.training import train
 
@@ -87,9 +90,9 @@ def bench_training(bundle, device: torch.device, steps: int) -> float:
     short = merge(config, {"train": {"steps": 2, "epochs": None, "checkpoint_every": 10**9}}).train
     run = merge(config, {"train": {"steps": steps, "epochs": None, "checkpoint_every": 10**9}}).train
     with tempfile.TemporaryDirectory() as workdir:
-        warm = trainables(config, dissolver)[0][0]
+        warm = training_plan(config, dissolver).networks[0]
         train(warm.model, warm.loss, data, short, Path(workdir) / "warm", device, show_progress=False)
-        spec = trainables(config, dissolver)[0][0]  # the first network (a cddpm bundle trains one per fold)
+        spec = training_plan(config, dissolver).networks[0]  # the first network (a cddpm bundle trains one per fold)
         started = time.perf_counter()
         train(spec.model, spec.loss, data, run, Path(workdir) / "timed", device, show_progress=False)
         if device.type == "cuda":
@@ -125,6 +128,7 @@ def bench_threshold_change(device: torch.device, label: str, catalogue, case_pat
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default=None)
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
@@ -132,16 +136,18 @@ def main() -> None:
     args = parser.parse_args()
     from app.bundles import discover
     from engine.io import load_case
+    from engine.methods import make_predictor
     from engine.training import pick_device
 
     device = pick_device(args.device)
     catalogue = discover([ROOT / "assets" / "models"])
     results = {"machine": machine(device), "methods": {}, "training": {}}
     for label, choice in catalogue.choices.items():
-        predictor = catalogue.predictor(label, device)
+        predictor = make_predictor(choice.bundle, device, choice.method, args.precision)
         sample = SAMPLES[predictor.preprocess.channels]
         name = f"{choice.bundle.path.name}:{choice.method}"
-        results["methods"][name] = bench_readout(predictor, load_case(sample), device, args.repeats, args.batch)
+        results["methods"][name] = {"precision": predictor.precision,
+                                    **bench_readout(predictor, load_case(sample), device, args.repeats, args.batch)}
         results["methods"][name]["threshold_change_seconds"] = bench_threshold_change(
             device, label, catalogue, sample, args.repeats)
         print(json.dumps({name: results["methods"][name]}))

@@ -96,6 +96,7 @@ def evaluate(predictor: Predictor, images: list[TestImage], name: str, device: s
         evaluation.metrics[f"{key}_std"] = stds.get(key) if values.get(key) is not None else None
     evaluation.metrics.update(threshold=threshold, threshold_method=threshold_method, n_images=len(images),
                               n_anomalous=int(labels.sum()), seconds_per_image=seconds, device=device,
+                              precision=predictor.precision,
                               bootstrap_resamples=bootstrap, bootstrap_unit="group" if len(set(groups)) < len(groups) else "image")
     evaluation.curves.update(_image_curves(scores, labels))
     return evaluation

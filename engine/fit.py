@@ -36,23 +36,74 @@ class Trainable:
     details: dict = field(default_factory=dict)  # recorded in the manifest beside the training figures
 
 
-def trainables(config, dissolver: Dissolver | None = None) -> tuple[list[Trainable], list[str]]:
-    """(networks to train, read-outs the bundle will offer) for a method's config."""
+@dataclass
+class Trained:
+    """What training produced, handed to a plan's finishing step."""
+
+    networks: dict[str, torch.nn.Module]  # component -> trained network; a finishing step may add weights
+    records: list[dict]  # per network: training figures and details, in the plan's order
+    data: torch.Tensor  # the training images, model-ready
+    data_root: Path
+    device: torch.device
+
+
+@dataclass
+class TrainingPlan:
+    """What `anomascope train --method` does for one method: the networks it optimises, the read-outs
+    the bundle will offer, and what follows training (cddpm's fold monitoring, DIA's feature bank)."""
+
+    networks: list[Trainable]
+    readouts: list[str]
+    finish: Callable[[Trained], dict] = lambda trained: {}  # returns extra manifest entries
+
+
+def training_plan(config, dissolver: Dissolver | None = None, dissolver_record: dict | None = None) -> TrainingPlan:
+    """The plan for a method's config. DIA needs a dissolver and the record of the bundle it came from."""
     if config.method in DENOISER_READOUTS:
-        return [Trainable("denoiser", new_denoiser(config), epsilon_loss(VPSchedule(config.schedule)))], \
-            list(DENOISER_READOUTS)
+        return TrainingPlan([Trainable("denoiser", new_denoiser(config), epsilon_loss(VPSchedule(config.schedule)))],
+                            list(DENOISER_READOUTS))
     if config.method == "ppii":
-        return [Trainable("ppii", new_ppii_net(config), ppii_loss(config.generator))], ["ppii"]
+        return TrainingPlan([Trainable("ppii", new_ppii_net(config), ppii_loss(config.generator))], ["ppii"])
     if config.method == "cddpm":
-        tasks = make_tasks(foreign_images(config.preprocess.image_size))
-        return [Trainable(fold.component, new_conditional_unet(config), conditional_loss(config, tasks, fold),
-                          {"train_tasks": list(fold.train_tasks), "monitor_tasks": list(fold.monitor_tasks)})
-                for fold in task_folds(config.cddpm.folds)], ["cddpm"]
+        return cddpm_plan(config)
     if config.method == "dia":
         if dissolver is None:
             raise DataError("dia needs a trained denoiser bundle for its dissolving transformations (--denoiser)")
-        return [Trainable("encoder", new_encoder(config), dia_loss(config.dia, dissolver))], ["dia"]
+        return dia_plan(config, dissolver, dissolver_record or {})
     raise ValueError(f"method {config.method!r} is not trained by fit_method")
+
+
+def cddpm_plan(config) -> TrainingPlan:
+    """One network per task fold; after training, each fold is scored on its two held-out tasks."""
+    tasks = make_tasks(foreign_images(config.preprocess.image_size))
+    networks = [Trainable(fold.component, new_conditional_unet(config), conditional_loss(config, tasks, fold),
+                          {"train_tasks": list(fold.train_tasks), "monitor_tasks": list(fold.monitor_tasks)})
+                for fold in task_folds(config.cddpm.folds)]
+
+    def monitor_folds(trained: Trained) -> dict:
+        normals, _ = validation_sample(trained.data_root, config.cddpm.monitor_images)
+        images = load_training_images([item.path for item in normals], config.preprocess).to(trained.device)
+        for fold, record in zip(task_folds(config.cddpm.folds), trained.records):
+            generator = torch.Generator(device=trained.device).manual_seed(config.cddpm.seed)
+            record.update(monitor_fold(trained.networks[fold.component], images, tasks, fold, config, generator))
+        return {}
+
+    return TrainingPlan(networks, ["cddpm"], monitor_folds)
+
+
+def dia_plan(config, dissolver: Dissolver, dissolver_record: dict) -> TrainingPlan:
+    """The encoder; after training, the feature bank of training images, and the dissolver's weights
+    so that the bundle can show dissolved images without its source bundle."""
+
+    def bank_and_dissolver(trained: Trained) -> dict:
+        bank_images = trained.data[:config.dia.feature_bank_size].to(trained.device)
+        encoder = trained.networks["encoder"].to(trained.device)
+        trained.networks["bank"] = build_feature_bank(encoder, bank_images, config.dia)
+        trained.networks["dissolver"] = dissolver.denoiser
+        return {"dissolver": dissolver_record}
+
+    return TrainingPlan([Trainable("encoder", new_encoder(config), dia_loss(config.dia, dissolver))], ["dia"],
+                        bank_and_dissolver)
 
 
 def fit_method(config, data_root: Path, out: Path, device: torch.device | None = None, show_progress: bool = True,
@@ -64,35 +115,27 @@ def fit_method(config, data_root: Path, out: Path, device: torch.device | None =
     torch.manual_seed(config.train.seed)
     files = list_images(data_root / "train" / "good")
     data = load_training_images(files, config.preprocess)
-    dissolver = dia_dissolver(config, denoiser, device) if config.method == "dia" else None
-    specs, readouts = trainables(config, dissolver)
+    plan = training_plan(config, dia_dissolver(config, denoiser, device), dissolver_record(denoiser))
     workdir = out / "checkpoint"
-    trained, records = {}, []
-    for spec in specs:
+    trained = Trained({}, [], data, data_root, device)
+    for spec in plan.networks:
         # One checkpoint folder per network, so an interrupted multi-fold run resumes where it stopped.
         result = train(spec.model, spec.loss, data, config.train,
-                       workdir if len(specs) == 1 else workdir / spec.component, device, show_progress)
-        trained[spec.component] = result.model
-        records.append(dict(training_record(result), component=spec.component, **spec.details))
-    extra = {}
-    if config.method == "cddpm":
-        monitor_folds(config, trained, records, data_root, device)
-    if config.method == "dia":
-        bank_images = data[:config.dia.feature_bank_size].to(device)
-        trained["bank"] = build_feature_bank(trained["encoder"].to(device), bank_images, config.dia)
-        trained["dissolver"] = dissolver.denoiser
-        extra["dissolver"] = {"bundle_id": denoiser.id, "config": denoiser.manifest["config"],
-                              "data": denoiser.manifest.get("data")}
+                       workdir if len(plan.networks) == 1 else workdir / spec.component, device, show_progress)
+        trained.networks[spec.component] = result.model
+        trained.records.append(dict(training_record(result), component=spec.component, **spec.details))
+    extra = plan.finish(trained)
+    records = trained.records  # after finish: cddpm adds each fold's monitoring figures
     manifest = {
         "method": config.method,
-        "readouts": readouts,
+        "readouts": plan.readouts,
         "config": to_dict(config),
         "preprocessing": to_dict(config.preprocess),
         "data": training_data_record(data_root, files, len(data)),
         "training": records[0] if len(records) == 1 else {"components": records},
         **extra,
     }
-    bundle = save_bundle(out, manifest, trained, half=half_weights)
+    bundle = save_bundle(out, manifest, trained.networks, half=half_weights)
     if not keep_checkpoint:
         shutil.rmtree(workdir, ignore_errors=True)
     return calibrate(bundle, data_root, device, config.calibration.max_validation_images)
@@ -109,14 +152,11 @@ def dia_dissolver(config, denoiser: ModelBundle | None, device: torch.device) ->
     return load_dissolver(denoiser.manifest, denoiser.state_dict("denoiser"), config.dia.dissolve_size, device)
 
 
-def monitor_folds(config, trained: dict, records: list[dict], data_root: Path, device: torch.device) -> None:
-    """cddpm: each fold's pixel AP on validation normals corrupted by its two held-out tasks."""
-    normals, _ = validation_sample(data_root, config.cddpm.monitor_images)
-    images = load_training_images([item.path for item in normals], config.preprocess).to(device)
-    tasks = make_tasks(foreign_images(config.preprocess.image_size))
-    for fold, record in zip(task_folds(config.cddpm.folds), records):
-        generator = torch.Generator(device=device).manual_seed(config.cddpm.seed)
-        record.update(monitor_fold(trained[fold.component], images, tasks, fold, config, generator))
+def dissolver_record(denoiser: ModelBundle | None) -> dict | None:
+    """Where a DIA bundle's dissolver came from, for its manifest."""
+    if denoiser is None:
+        return None
+    return {"bundle_id": denoiser.id, "config": denoiser.manifest["config"], "data": denoiser.manifest.get("data")}
 
 
 def training_data_record(data_root: Path, files: list[Path], n_images: int) -> dict:
@@ -130,12 +170,13 @@ def training_record(result) -> dict:
 
 
 def calibrate(bundle: ModelBundle, data_root: Path, device: torch.device, max_images: int) -> ModelBundle:
-    """Normal-score statistics and thresholds per read-out, from the validation split."""
+    """Normal-score statistics and thresholds per read-out, from the validation split. Measured in
+    float32, the reference that reduced-precision inference is checked against."""
     normals, anomalous = validation_sample(data_root, max_images)
     calibration, metrics = {}, {}
     config = bundle.manifest["config"]
     for readout in bundle.manifest.get("readouts", [bundle.method]):
-        predictor = make_predictor(bundle, device, readout)
+        predictor = make_predictor(bundle, device, readout, precision="fp32")
         calibration[readout], metrics[readout] = calibrate_predictor(
             predictor, normals, anomalous, config["calibration"]["target_fpr"], config[readout]["k_sigma"])
     return update_manifest(bundle, calibration=calibration, validation_metrics=metrics)

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .nets.precision import REDUCED_DTYPES
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOSS_READ_EVERY = 25
@@ -125,8 +126,7 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, torch.Tens
 def _autocast(device: torch.device, mixed_precision: str):
     if device.type != "cuda" or mixed_precision == "no":
         return torch.autocast(device_type=device.type, enabled=False)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type="cuda", dtype=REDUCED_DTYPES[mixed_precision])
 
 
 def _save(path: Path, step, losses, seconds, model, ema, optimizer, scheduler, generator, noise_generator) -> None:

@@ -19,14 +19,17 @@ assert tuple(PREDICTORS) == METHODS, "engine.method_names.METHODS must list the 
 DENOISER_READOUTS = ("sano", "spr")
 
 
-def make_predictor(bundle: ModelBundle, device: torch.device, method: str | None = None) -> Predictor:
+def make_predictor(bundle: ModelBundle, device: torch.device, method: str | None = None,
+                   precision: str = "auto") -> Predictor:
+    """The bundle's read-out `method` (its own method by default) on `device`; `precision` is what the
+    networks run in ("auto": bf16 on CUDA, fp32 on the CPU)."""
     method = method or bundle.method
     readouts = bundle.manifest.get("readouts", [bundle.method])
     if method not in readouts:
         raise BundleError(f"{bundle.path.name}: bundle {bundle.id} supports {', '.join(readouts)}, not {method!r}")
     if method not in PREDICTORS:
         raise BundleError(f"{bundle.path.name}: method {method!r} is not available in this version")
-    return PREDICTORS[method](bundle, device)
+    return PREDICTORS[method](bundle, device, precision)
 
 
 __all__ = ["AnomalyResult", "MapPredictor", "Predictor", "PREDICTORS", "DENOISER_READOUTS", "make_predictor"]

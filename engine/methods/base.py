@@ -9,6 +9,7 @@ import torch
 
 from ..bundle import ModelBundle
 from ..config import PreprocessConfig
+from ..nets.precision import in_precision, resolve_precision
 
 
 @dataclass
@@ -28,6 +29,15 @@ class Predictor(ABC):
     preprocess: PreprocessConfig
     stride: int
     device: torch.device
+    precision: str  # what its networks run in: "fp32", "bf16" or "fp16"; maps and scores are float32
+
+    def __init__(self, bundle: ModelBundle, device: torch.device, precision: str = "auto"):
+        self.bundle, self.device = bundle, device
+        self.precision = resolve_precision(precision, device)
+
+    def ready(self, network: torch.nn.Module) -> torch.nn.Module:
+        """A loaded network on this predictor's device, in eval mode, running in its precision."""
+        return in_precision(network.to(self.device).eval(), self.precision)
 
     @abstractmethod
     def predict(self, images: torch.Tensor) -> AnomalyResult:
@@ -39,8 +49,9 @@ class Predictor(ABC):
 
     @property
     def parameters(self) -> dict:
-        """The read-out's settings (e.g. cddpm's sampler, steps and seed), recorded with every run."""
-        return self.bundle.manifest.get("config", {}).get(self.name, {})
+        """The read-out's settings (e.g. cddpm's sampler, steps and seed) and the precision its networks
+        ran in, recorded with every run."""
+        return {**self.bundle.manifest.get("config", {}).get(self.name, {}), "precision": self.precision}
 
 
 class MapPredictor(Predictor):

@@ -14,6 +14,7 @@ class MedianDistance(MapPredictor):
     (sigma 4 px at 256 px, scaled with the image). Image score = max of the map."""
 
     name = "median-distance"
+    precision = "fp32"  # no network: plain float32 arithmetic
 
     def __init__(self, device: torch.device, sigma_at_256: float = 4.0):
         self.device, self.sigma_at_256 = device, sigma_at_256

@@ -109,8 +109,8 @@ def monitor_fold(model: torch.nn.Module, images: torch.Tensor, tasks: dict, fold
 class CddpmPredictor(MapPredictor):
     name = "cddpm"
 
-    def __init__(self, bundle: ModelBundle, device: torch.device):
-        self.bundle, self.device = bundle, device
+    def __init__(self, bundle: ModelBundle, device: torch.device, precision: str = "auto"):
+        super().__init__(bundle, device, precision)
         self.method_config = from_dict(CddpmMethodConfig, bundle.manifest["config"])
         self.config, self.preprocess = self.method_config.cddpm, self.method_config.preprocess
         self.stride = unet_stride(self.method_config.net)
@@ -118,7 +118,7 @@ class CddpmPredictor(MapPredictor):
         for fold in task_folds(self.config.folds):
             model = new_conditional_unet(self.method_config)
             model.load_state_dict(bundle.state_dict(fold.component))
-            self.models.append(model.to(device).eval())
+            self.models.append(self.ready(model))
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:

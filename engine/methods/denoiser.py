@@ -39,7 +39,8 @@ def load_denoiser(bundle: ModelBundle, device: torch.device) -> tuple[torch.nn.M
 class DenoiserReadout(MapPredictor):
     """A predictor reading out the shared denoiser; `name` picks its section of the config."""
 
-    def __init__(self, bundle: ModelBundle, device: torch.device):
-        self.bundle, self.device = bundle, device
-        self.model, config, self.schedule, self.stride = load_denoiser(bundle, device)
+    def __init__(self, bundle: ModelBundle, device: torch.device, precision: str = "auto"):
+        super().__init__(bundle, device, precision)
+        model, config, self.schedule, self.stride = load_denoiser(bundle, device)
+        self.model = self.ready(model)
         self.config, self.preprocess = getattr(config, self.name), config.preprocess

@@ -225,17 +225,19 @@ class DiaPredictor(Predictor):
     name = "dia"
     stride = 1
 
-    def __init__(self, bundle: ModelBundle, device: torch.device):
-        self.bundle, self.device = bundle, device
+    def __init__(self, bundle: ModelBundle, device: torch.device, precision: str = "auto"):
+        super().__init__(bundle, device, precision)
         method_config = from_dict(DiaMethodConfig, bundle.manifest["config"])
         self.config, self.preprocess = method_config.dia, method_config.preprocess
-        self.model = new_encoder(method_config)
-        self.model.load_state_dict(bundle.state_dict("encoder"))
-        self.model.to(device).eval()
+        encoder = new_encoder(method_config)
+        encoder.load_state_dict(bundle.state_dict("encoder"))
+        self.model = self.ready(encoder)
         bank = bundle.state_dict("bank")
         self.bank = FeatureBank(bank["features"], bank["lambda_con"], bank["lambda_cls"]).to(device)
-        self.dissolver = load_dissolver(bundle.manifest["dissolver"], bundle.state_dict("dissolver"),
-                                        self.config.dissolve_size, device)
+        dissolver = load_dissolver(bundle.manifest["dissolver"], bundle.state_dict("dissolver"),
+                                   self.config.dissolve_size, device)
+        dissolver.denoiser = self.ready(dissolver.denoiser)
+        self.dissolver = dissolver
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:

@@ -38,15 +38,15 @@ def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
 class PpiiPredictor(MapPredictor):
     name = "ppii"
 
-    def __init__(self, bundle: ModelBundle, device: torch.device):
-        self.bundle, self.device = bundle, device
+    def __init__(self, bundle: ModelBundle, device: torch.device, precision: str = "auto"):
+        super().__init__(bundle, device, precision)
         config = from_dict(PpiiMethodConfig, bundle.manifest["config"])
         self.config, self.preprocess = config.ppii, config.preprocess
         self.stride = segmentation_stride(config.net)
         self.mc_dropout = config.net.dropout > 0 and config.ppii.mc_passes > 1
-        self.model = new_ppii_net(config)
-        self.model.load_state_dict(bundle.state_dict("ppii"))
-        self.model.to(device).eval()
+        model = new_ppii_net(config)
+        model.load_state_dict(bundle.state_dict("ppii"))
+        self.model = self.ready(model)
         if self.mc_dropout:
             enable_dropout(self.model)
 

@@ -1,9 +1,6 @@
 """Image-conditioned diffusion restoration: conditioning, folds, a tiny training run, ensembles, seeds."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from engine.methods import make_predictor
 from engine.methods.cddpm import corrupt, new_conditional_unet, task_folds
 from engine.preprocess import InputMismatchError
 from engine.synthetic import TASK_NAMES, foreign_images, make_tasks
+from tests.cli import anomascope, infer_one, train_tiny
 from tests.conftest import shipped_dicom
 from tests.synthetic import make_blob_dataset, plant_blob, smooth_image
 
@@ -137,27 +135,18 @@ def test_wrong_channels_are_a_clear_error(trained):
 
 
 def test_cli_trains_folds_and_records_sampling_in_each_run(blobs, tmp_path):
-    config = tmp_path / "tiny.toml"
-    config.write_text("[net]\nblock_out_channels = [16, 32, 32]\nattention_levels = [false, false, false]\n"
-                      "layers_per_block = 1\n[cddpm]\nsampler = \"ddim\"\nsampling_steps = 3\nmonitor_images = 2\n"
-                      "[calibration]\nmax_validation_images = 2\n")
     bundle = tmp_path / "bundle"
-    run = [sys.executable, "-m", "app.cli"]
-    trained = subprocess.run(run + ["train", "--method", "cddpm", "--folds", "2", "--data", str(blobs), "--out",
-                                    str(bundle), "--config", str(config), "--steps", "2", "--image-size", "32",
-                                    "--quiet"], capture_output=True, text=True)
-    assert trained.returncode == 0, trained.stderr
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = train_tiny("cddpm", blobs, bundle, "[net]\nblock_out_channels = [16, 32, 32]\n"
+                          "attention_levels = [false, false, false]\nlayers_per_block = 1\n"
+                          "[cddpm]\nsampler = \"ddim\"\nsampling_steps = 3\nmonitor_images = 2\n"
+                          "[calibration]\nmax_validation_images = 2\n", "--folds", 2)
     assert [c["component"] for c in manifest["training"]["components"]] == ["fold0", "fold1"]
     image = next((blobs / "test" / "blob").iterdir())
     out = tmp_path / "out"
-    subprocess.run(run + ["infer", "--bundle", str(bundle), "--out", str(out), str(image)], check=True,
-                   capture_output=True)
-    summary = json.loads((out / f"{image.stem}.json").read_text())
+    summary = infer_one(bundle, image, out)
     assert summary["parameters"]["sampler"] == "ddim" and summary["parameters"]["sampling_steps"] == 3
     assert summary["parameters"]["seed"] == 0 and summary["restoration"] == f"{image.stem}_restoration.png"
-    wrong = subprocess.run(run + ["train", "--method", "ppii", "--folds", "2", "--data", str(blobs), "--out",
-                                  str(tmp_path / "x")], capture_output=True, text=True)
+    wrong = anomascope("train", "--method", "ppii", "--folds", 2, "--data", blobs, "--out", tmp_path / "x")
     assert wrong.returncode == 2 and "--folds applies to --method cddpm only" in wrong.stderr
 
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from engine.methods.denoiser import epsilon_loss, new_denoiser
 from engine.preprocess import InputMismatchError
 from engine.schedules import VPSchedule, spr_noise_scale
 from engine.training import train
+from tests.cli import anomascope, infer_one, train_tiny
 from tests.conftest import shipped_dicom
 from tests.synthetic import make_blob_dataset
 
@@ -139,24 +138,16 @@ def test_volume_is_scored_slice_by_slice_on_the_original_grid(trained):
 
 
 def test_cli_train_and_infer(blobs, tmp_path):
-    config = tmp_path / "tiny.toml"
-    config.write_text(
-        "[net]\nblock_out_channels = [16, 32, 32]\nattention_levels = [false, false, true]\nlayers_per_block = 1\n"
-        "[train]\nbatch_size = 8\n[calibration]\nmax_validation_images = 2\n")
     bundle = tmp_path / "bundle"
-    run = [sys.executable, "-m", "app.cli"]
-    trained = subprocess.run(run + ["train", "--method", "spr", "--data", str(blobs), "--out", str(bundle),
-                                    "--config", str(config), "--steps", "2", "--image-size", "32", "--quiet"],
-                             capture_output=True, text=True)
-    assert trained.returncode == 0, trained.stderr
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = train_tiny("spr", blobs, bundle, "[net]\nblock_out_channels = [16, 32, 32]\n"
+                          "attention_levels = [false, false, true]\nlayers_per_block = 1\n"
+                          "[train]\nbatch_size = 8\n[calibration]\nmax_validation_images = 2\n")
     assert manifest["method"] == "spr" and manifest["config"]["train"]["optimizer"] == "adamw"
     image = next((blobs / "test" / "blob").iterdir())
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"nope")
     out = tmp_path / "out"
-    inferred = subprocess.run(run + ["infer", "--bundle", str(bundle), "--out", str(out), str(image), str(bad),
-                                     shipped_dicom("examples_ybr_color.dcm")], capture_output=True, text=True)
+    inferred = anomascope("infer", "--bundle", bundle, "--out", out, image, bad, shipped_dicom("examples_ybr_color.dcm"))
     assert inferred.returncode == 2  # one unreadable file among three
     assert "bad.png: not a readable PNG" in inferred.stderr and "Traceback" not in inferred.stderr
     summary = json.loads((out / f"{image.stem}.json").read_text())
@@ -167,9 +158,9 @@ def test_cli_train_and_infer(blobs, tmp_path):
         assert (out / f"{image.stem}{suffix}").exists()
     assert np.load(out / "examples_ybr_color_heatmap.npy").shape == (30, 240, 320)
     # The same bundle read out as SANO (shared denoiser): no restoration.
-    subprocess.run(run + ["infer", "--bundle", str(bundle), "--out", str(tmp_path / "sano"), "--method", "sano",
-                          str(image)], check=True, capture_output=True)
-    assert json.loads((tmp_path / "sano" / f"{image.stem}.json").read_text())["restoration"] is None
+    sano = infer_one(bundle, image, tmp_path / "sano", "--method", "sano", "--precision", "bf16")
+    assert sano["restoration"] is None and sano["parameters"]["precision"] == "bf16"
+    assert summary["parameters"]["precision"] == "fp32"  # auto on the CPU
 
 
 def test_schedule_and_spr_noise_scale_follow_the_papers():

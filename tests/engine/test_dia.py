@@ -2,9 +2,6 @@
 bundles and the command line."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ from engine.methods import make_predictor
 from engine.methods.dia import (Dissolver, amplified_nt_xent, build_feature_bank, contrastive_scores, pair_layout,
                                 shift_images, shift_labels, shifted_outputs)
 from engine.schedules import VPSchedule
+from tests.cli import anomascope, infer_one, train_tiny
 from tests.synthetic import make_oriented_dataset
 
 CPU = torch.device("cpu")
@@ -151,22 +149,15 @@ def test_bundle_carries_the_bank_and_dissolver_and_scores_images_only(trained, o
 
 
 def test_cli_needs_a_denoiser_and_infers_image_scores(oriented, denoiser, tmp_path):
-    run = [sys.executable, "-m", "app.cli"]
-    missing = subprocess.run(run + ["train", "--method", "dia", "--data", str(oriented), "--out", str(tmp_path / "x")],
-                             capture_output=True, text=True)
+    missing = anomascope("train", "--method", "dia", "--data", oriented, "--out", tmp_path / "x")
     assert missing.returncode == 2 and "--denoiser BUNDLE is required" in missing.stderr
-    config = tmp_path / "tiny.toml"
-    config.write_text("[net]\nwiden_factor = 0.25\n[train]\nbatch_size = 4\n[calibration]\nmax_validation_images = 2\n")
     bundle = tmp_path / "bundle"
-    trained = subprocess.run(run + ["train", "--method", "dia", "--denoiser", str(denoiser.path), "--data",
-                                    str(oriented), "--out", str(bundle), "--config", str(config), "--steps", "2",
-                                    "--image-size", "32", "--quiet"], capture_output=True, text=True)
-    assert trained.returncode == 0, trained.stderr
+    manifest = train_tiny("dia", oriented, bundle, "[net]\nwiden_factor = 0.25\n[train]\nbatch_size = 4\n"
+                          "[calibration]\nmax_validation_images = 2\n", "--denoiser", denoiser.path)
+    assert manifest["dissolver"]["bundle_id"] == denoiser.id
     image = next((oriented / "test" / "blob").iterdir())
     out = tmp_path / "out"
-    subprocess.run(run + ["infer", "--bundle", str(bundle), "--out", str(out), str(image)], check=True,
-                   capture_output=True)
-    summary = json.loads((out / f"{image.stem}.json").read_text())
+    summary = infer_one(bundle, image, out)
     assert summary["method"] == "dia" and summary["heatmap_shape"] is None
     assert summary["restoration"] == f"{image.stem}_restoration.png" and not (out / f"{image.stem}_heatmap.npy").exists()
     assert np.isfinite(summary["image_score"])

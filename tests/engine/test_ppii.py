@@ -2,9 +2,6 @@
 uncertainty, bundles and the command line."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from engine.inference import score_case
 from engine.io import load_case
 from engine.methods import make_predictor
 from engine.preprocess import equalize_histogram
+from tests.cli import infer_one, train_tiny
 from tests.synthetic import make_stripe_dataset
 
 CPU = torch.device("cpu")
@@ -90,23 +88,14 @@ def test_plain_unet_has_no_uncertainty(stripes, tmp_path):
 
 
 def test_cli_trains_and_infers_ppii(stripes, tmp_path):
-    config = tmp_path / "tiny.toml"
-    config.write_text("[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 3\n"
-                      "[calibration]\nmax_validation_images = 2\n")
     bundle = tmp_path / "bundle"
-    run = [sys.executable, "-m", "app.cli"]
-    trained = subprocess.run(run + ["train", "--method", "ppii", "--data", str(stripes), "--out", str(bundle),
-                                    "--config", str(config), "--steps", "2", "--image-size", "32", "--quiet"],
-                             capture_output=True, text=True)
-    assert trained.returncode == 0, trained.stderr
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = train_tiny("ppii", stripes, bundle, "[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 3\n"
+                          "[calibration]\nmax_validation_images = 2\n")
     assert manifest["method"] == "ppii" and manifest["readouts"] == ["ppii"]
     assert manifest["config"]["generator"]["max_anomalies"] == 10
     assert set(manifest["calibration"]["ppii"]["thresholds"]) == {"k_sigma", "target_fpr", "max_f1"}
     image = next((stripes / "test" / "blob").iterdir())
     out = tmp_path / "out"
-    subprocess.run(run + ["infer", "--bundle", str(bundle), "--out", str(out), str(image)], check=True,
-                   capture_output=True)
-    summary = json.loads((out / f"{image.stem}.json").read_text())
+    summary = infer_one(bundle, image, out)
     assert summary["method"] == "ppii" and summary["restoration"] is None
     assert np.load(out / summary["uncertainty"]).shape == np.load(out / f"{image.stem}_heatmap.npy").shape == (1, 32, 32)
