@@ -3,8 +3,9 @@
     python bench/benchmarks_table.py bench/eval/*.json \
         --bench bench/results.json bench/results-cpu-bf16.json bench/results-h100.json > docs/benchmarks.md
 
-`bench/eval/NAME.json` is the `metrics.json` of `anomascope eval ... --out runs/NAME`, kept in the
-repository (runs/ is not) so that the document can be rebuilt and compared later.
+`bench/eval/*.json` are the `metrics.json` files of the `anomascope eval` runs behind the document,
+kept in the repository (runs/ is not) so that it can be rebuilt and compared later. Runs on the same
+test sample (dataset, seed, max_images) share one table, whatever their file names.
 """
 from __future__ import annotations
 
@@ -58,11 +59,6 @@ def verdicts(report: dict, key: str) -> list[str]:
     return out
 
 
-def run_name(path: str) -> str:
-    """The eval run's folder under runs/ (bench/eval/NAME.json keeps runs/NAME/metrics.json)."""
-    return str(Path("runs") / Path(path).stem)
-
-
 def with_precision(results: dict) -> dict:
     """Read-outs run in reduced precision get it in their name, beside their float32 rows."""
     return {name if r.get("precision", "fp32") == "fp32" else f"{name} ({r['precision']})": r
@@ -82,7 +78,7 @@ def merged_reports(runs: list[str]) -> list[tuple[str, dict]]:
         if key in merged:
             merged[key][1]["results"].update(report["results"])
         else:
-            merged[key] = (run_name(run), report)
+            merged[key] = (f"runs/eval-{key[0]}", report)
     return list(merged.values())
 
 
@@ -121,7 +117,7 @@ def main() -> None:
         command += f" --baseline {REFERENCE} --data prepared/{data.get('dataset')} --out {run} --seed {report['seed']}"
         if report.get("max_images"):
             command += f" --max-images {report['max_images']}"
-        print(f"Regenerate: `{command}`, then copy `{run}/metrics.json` to `bench/eval/{Path(run).name}.json`\n")
+        print(f"Regenerate: `{command}`, and copy `{run}/metrics.json` into `bench/eval/`\n")
         for precision in precisions:
             reduced = command.replace(f" --baseline {REFERENCE}", "").replace(f"--out {run}", f"--out {run}-{precision}")
             print(f"The ({precision}) rows: `{reduced} --precision {precision}`\n")
@@ -131,7 +127,7 @@ def main() -> None:
         machine = results["machine"]
         where = machine.get("gpu") or f"{machine['cpu_count']}-core CPU ({machine['processor']}), {machine['torch_threads']} torch threads"
         precision = next(iter(results["methods"].values())).get("precision", "fp32")
-        print(f"## Speed on {where}, networks in {precision} (`{path}`, torch {machine['torch']})\n")
+        print(f"## Speed on {where}, inference in {precision} (`{path}`, torch {machine['torch']})\n")
         if machine["device"] == "cpu" and not targets_told:
             targets_told = True
             print("Targets on the 2-core CPU (issue #9): single-forward methods under 1 s per image at the bundle's "
@@ -144,9 +140,13 @@ def main() -> None:
                   f"{r['seconds_per_whole_demo_case']:.3f} ({'×'.join(map(str, r['demo_case_shape'][-2:][::-1]))}) | "
                   f"{r['images_per_second_batch']:.1f} | {r['peak_memory_mb']:.0f} | "
                   f"{milliseconds(r['threshold_change_seconds'])} |")
+        print("\nTraining runs in float32 on the CPU and in the config's `mixed_precision` on CUDA, whatever "
+              "`--precision` says; each figure times 5 steps after a warm-up, so repeated runs differ by tens of percent.")
         for name, t in results["training"].items():
             print(f"\nTraining `{name}`: {t['steps_per_second']:.2f} steps/s at batch {t['batch_size']}.")
         print(f"\nRegenerate: `python bench/run.py --device {machine['device']} --precision {precision} --out {path}`\n")
+    if args.bench:
+        print("A method missing from a machine's table was not measured on that machine.\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Reduced-precision inference: only the networks run under autocast; maps, scores and restorations
-stay float32 and agree with the float32 read-out. Checked with bf16 autocast on the CPU, on the shipped
-bundles, since the tests have no GPU."""
+stay float32 and agree with the float32 read-out. Checked on the shipped bundles with bf16 autocast on
+the CPU, and on CUDA where there is one."""
 from __future__ import annotations
 
 import dataclasses
@@ -54,11 +54,16 @@ def test_network_outputs_come_back_as_float32():
     assert inside["dtype"] == torch.bfloat16 and result.dtype == torch.float32
 
 
+DEVICES = [CPU, pytest.param(torch.device("cuda"), marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device: the CPU case covers the code path"))]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=str)
 @pytest.mark.parametrize("folder,readout", READOUTS)
-def test_bf16_read_out_is_float32_and_agrees_with_fp32(folder, readout):
+def test_bf16_read_out_is_float32_and_agrees_with_fp32(folder, readout, device):
     bundle = load_bundle(MODELS / folder)
-    full = make_predictor(bundle, CPU, readout, precision="fp32")
-    reduced = make_predictor(bundle, CPU, readout, precision="bf16")
+    full = make_predictor(bundle, device, readout, precision="fp32")
+    reduced = make_predictor(bundle, device, readout, precision="bf16")
     assert reduced.parameters["precision"] == "bf16" and full.parameters["precision"] == "fp32"
     case = small_case(full.preprocess.channels or 3)
     a, b = score_case(full, case), score_case(reduced, case)
