@@ -30,6 +30,7 @@ class MethodChoice:
 class Catalogue:
     choices: dict[str, MethodChoice] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # folder -> reason
+    precision: str = "auto"  # what the predictors' networks run in (engine.method_names.PRECISIONS)
     _predictors: dict[str, Predictor] = field(default_factory=dict)
 
     def best_choice(self) -> str | None:
@@ -46,12 +47,12 @@ class Catalogue:
     def predictor(self, label: str, device: torch.device) -> Predictor:
         if label not in self._predictors:
             choice = self.choices[label]
-            self._predictors[label] = make_predictor(choice.bundle, device, choice.method)
+            self._predictors[label] = make_predictor(choice.bundle, device, choice.method, self.precision)
         return self._predictors[label]
 
 
-def discover(folders: list[Path]) -> Catalogue:
-    catalogue = Catalogue()
+def discover(folders: list[Path], precision: str = "auto") -> Catalogue:
+    catalogue = Catalogue(precision=precision)
     for folder in folders:
         if not folder.is_dir():
             continue

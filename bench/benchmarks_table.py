@@ -52,17 +52,21 @@ def verdicts(report: dict, key: str) -> list[str]:
         return []
     out = []
     for name, result in report["results"].items():
-        if name == REFERENCE or result.get(key) is None or result.get("precision", "fp32") != "fp32":
+        if name == REFERENCE or result.get(key) is None or reduced(result):
             continue
         verb = "beats" if result[key] > reference else "does **not** beat"
         out.append(f"- `{name}` {verb} the training-free reference on {key} ({result[key]:.3f} vs {reference:.3f}).")
     return out
 
 
+def reduced(result: dict) -> bool:
+    """Whether the result's networks ran in reduced precision (results from before the option are fp32)."""
+    return result.get("precision", "fp32") != "fp32"
+
+
 def with_precision(results: dict) -> dict:
     """Read-outs run in reduced precision get it in their name, beside their float32 rows."""
-    return {name if r.get("precision", "fp32") == "fp32" else f"{name} ({r['precision']})": r
-            for name, r in results.items()}
+    return {f"{name} ({r['precision']})" if reduced(r) else name: r for name, r in results.items()}
 
 
 def merged_reports(runs: list[str]) -> list[tuple[str, dict]]:
@@ -71,7 +75,7 @@ def merged_reports(runs: list[str]) -> list[tuple[str, dict]]:
     merged: dict[tuple, tuple[str, dict]] = {}
     reports = [(run, json.loads(Path(run).read_text())) for run in runs]
     # Float32 runs first: they name the table's run and come before their reduced-precision rows.
-    reports.sort(key=lambda item: any(r.get("precision", "fp32") != "fp32" for r in item[1]["results"].values()))
+    reports.sort(key=lambda item: any(reduced(r) for r in item[1]["results"].values()))
     for run, report in reports:
         report["results"] = with_precision(report["results"])
         key = (report["data"].get("dataset"), report["seed"], report.get("max_images"))
@@ -108,7 +112,7 @@ def main() -> None:
         print("\n".join(table(report, (PIXEL + IMAGE) if pixel_level else IMAGE)) + "\n")
         print("\n".join(verdicts(report, "pixel_auroc" if pixel_level else "image_auroc")) + "\n")
         bundles = list(dict.fromkeys(r.split(":")[0] for r in report["results"] if ":" in r))
-        precisions = sorted({r["precision"] for r in report["results"].values() if r.get("precision", "fp32") != "fp32"})
+        precisions = sorted({r["precision"] for r in report["results"].values() if reduced(r)})
         for bundle in bundles:
             trained_on = json.loads((Path(bundle_folder(bundle)) / "manifest.json").read_text())["data"].get("dataset")
             if trained_on != data.get("dataset"):
@@ -119,8 +123,8 @@ def main() -> None:
             command += f" --max-images {report['max_images']}"
         print(f"Regenerate: `{command}`, and copy `{run}/metrics.json` into `bench/eval/`\n")
         for precision in precisions:
-            reduced = command.replace(f" --baseline {REFERENCE}", "").replace(f"--out {run}", f"--out {run}-{precision}")
-            print(f"The ({precision}) rows: `{reduced} --precision {precision}`\n")
+            reduced_command = command.replace(f" --baseline {REFERENCE}", "").replace(f"--out {run}", f"--out {run}-{precision}")
+            print(f"The ({precision}) rows: `{reduced_command} --precision {precision}`\n")
     targets_told = False
     for path in args.bench:
         results = json.loads(Path(path).read_text())

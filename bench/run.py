@@ -136,14 +136,13 @@ def main() -> None:
     args = parser.parse_args()
     from app.bundles import discover
     from engine.io import load_case
-    from engine.methods import make_predictor
     from engine.training import pick_device
 
     device = pick_device(args.device)
-    catalogue = discover([ROOT / "assets" / "models"])
+    catalogue = discover([ROOT / "assets" / "models"], args.precision)
     results = {"machine": machine(device), "methods": {}, "training": {}}
     for label, choice in catalogue.choices.items():
-        predictor = make_predictor(choice.bundle, device, choice.method, args.precision)
+        predictor = catalogue.predictor(label, device)  # the review page below reuses it
         sample = SAMPLES[predictor.preprocess.channels]
         name = f"{choice.bundle.path.name}:{choice.method}"
         results["methods"][name] = {"precision": predictor.precision,

@@ -124,8 +124,8 @@ def fit_method(config, data_root: Path, out: Path, device: torch.device | None =
                        workdir if len(plan.networks) == 1 else workdir / spec.component, device, show_progress)
         trained.networks[spec.component] = result.model
         trained.records.append(dict(training_record(result), component=spec.component, **spec.details))
-    extra = plan.finish(trained)
-    records = trained.records  # after finish: cddpm adds each fold's monitoring figures
+    extra = plan.finish(trained)  # before the manifest: cddpm's finish adds each fold's monitoring figures
+    records = trained.records
     manifest = {
         "method": config.method,
         "readouts": plan.readouts,
