@@ -10,7 +10,9 @@ import torch
 from engine.bundle import BundleError, ModelBundle, load_bundle
 from engine.methods import PREDICTORS, Predictor, make_predictor
 
-DEFAULT_MODEL_DIRS = (Path("assets") / "models",)
+# The shipped bundles and demo cases, found from the installed project wherever the app is started.
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DEFAULT_MODEL_DIRS = (ASSETS / "models",)
 
 
 def model_dirs() -> list[Path]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 from engine.io import Case as ImageCase
 from storage import Database, add_case
@@ -9,8 +10,11 @@ from storage.models import Case as CaseRecord
 
 
 def content_hash(case: ImageCase) -> str:
-    """Identity of the pixels themselves: the same image in another container is the same case."""
-    digest = hashlib.sha256(str(case.shape).encode())
+    """Identity of the image: its pixels and its geometry. The same pixels in another container are the
+    same case; the same pixels with another spacing or modality are another (a JPEG copy of a DICOM
+    slice has no spacing, and its masks have no area in mm²)."""
+    digest = hashlib.sha256(json.dumps([list(case.shape), case.modality, case.summary()["spacing"],
+                                        case.summary()["slice_spacing"]]).encode())
     digest.update(case.pixels.tobytes())
     return digest.hexdigest()
 

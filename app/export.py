@@ -45,9 +45,16 @@ def annotation_record(row: ExportRow) -> dict:
         "mask_mm2": float(mask.sum() * spacing[0] * spacing[1]) if spacing else None,
         "author": a.author, "label": a.label, "note": a.note, "created": a.created.isoformat(),
         "run_id": a.run_id, "method": r.method if r else None, "bundle_id": r.bundle_id if r else None,
-        "weights_hash": r.weights_hash if r else None, "threshold": r.threshold if r else None,
-        "threshold_method": r.threshold_method if r else None, "run_parameters": r.parameters if r else None,
+        "weights_hash": r.weights_hash if r else None, **_threshold(a, r),
+        "run_parameters": r.parameters if r else None,
     }
+
+
+def _threshold(a, r) -> dict:
+    """The threshold the mask was made at: the annotation's own (since schema 0002), else its run's."""
+    if a.threshold is not None:
+        return {"threshold": a.threshold, "threshold_method": a.threshold_method}
+    return {"threshold": r.threshold if r else None, "threshold_method": r.threshold_method if r else None}
 
 
 def _write_csv(path: Path, rows: list[ExportRow]) -> Path:

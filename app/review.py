@@ -1,5 +1,10 @@
-"""What the review page does, as plain functions over a per-browser `Review` state (no Gradio here),
-so every callback is testable without a browser."""
+"""What the review page does, as plain functions over one `ReviewSession` per reader (no Gradio here),
+so every callback is testable without a browser.
+
+The session is replaced whole when a case is opened (or fails to open), so nothing of the previous
+case survives. The browser viewer holds the threshold and the mask; `scene` tells it what to show and
+`save` stores exactly the mask it sends back.
+"""
 from __future__ import annotations
 
 import shutil
@@ -9,30 +14,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
-from scipy import ndimage
 
 from app.bundles import Catalogue
 from app.casestore import content_hash, register_case
 from app.export import export
 from app.inference_outputs import display_range
+from app.viewer import MaskPayloadError, VolumeStore, pack_mask, read_payload, write_volume
 from engine.calibration import percentile_of
-from engine.display import apply_window, overlay_heatmap, unit_to_rgb
 from engine.inference import CaseResult, score_case
 from engine.io import Case, ImageReadError, load_case
 from engine.preprocess import InputMismatchError
-from storage import Database, StorageError, case_history, case_summaries, record_run, save_annotation
+from storage import Database, StorageError, case_history, case_summaries, decode_mask, record_run, save_annotation
 
 WINDOW_PRESETS = {
-    "From file": None,
     "CT soft tissue (40/400)": (40.0, 400.0),
     "CT lung (-600/1500)": (-600.0, 1500.0),
     "CT bone (400/1800)": (400.0, 1800.0),
     "CT brain (40/80)": (40.0, 80.0),
-    "MR / full range": "range",
 }
-OUTLINE_COLOUR = np.array([0, 255, 120], dtype=np.uint8)
+HEATMAP_COLOURMAP = "inferno"
 
 
 class ReviewError(Exception):
@@ -40,23 +41,53 @@ class ReviewError(Exception):
 
 
 @dataclass
-class Review:
+class RunView:
+    """One method's result on the open case, stored as a run when the reader pressed Run."""
+
+    label: str  # the catalogue choice
+    method: str
+    run_id: int
+    result: CaseResult
+    presets: dict[str, float]  # calibrated thresholds by name
+    threshold: float  # the threshold the viewer starts at
+    threshold_method: str
+    image_level: bool
+
+
+@dataclass
+class MaskVersion:
+    """A saved annotation version: the next save on this case corrects its lineage."""
+
+    annotation_id: int
+    lineage: str
+    version: int
+    run_id: int | None
+    mask: np.ndarray  # (S, H, W)
+    threshold: float | None
+    threshold_method: str | None
+
+
+@dataclass
+class ReviewSession:
     case: Case | None = None
     case_id: int | None = None
-    result: CaseResult | None = None
-    method: str | None = None
-    lineages: dict = field(default_factory=dict)  # (method, slice) -> lineage of the annotation saved in this review
-    editor_base: np.ndarray | None = None  # the mask last loaded into the correction editor
+    run: RunView | None = None
+    saved: MaskVersion | None = None  # the version on screen, or the last one saved in this view
+    versions: list[MaskVersion] = field(default_factory=list)  # every version of that lineage, oldest first
+    token: str | None = None  # the viewer scene on screen
+    warnings: list[str] = field(default_factory=list)  # bundle / image mismatches the reader must acknowledge
 
 
 class ReviewApp:
-    def __init__(self, db: Database, catalogue: Catalogue, cases_dir: Path, device: torch.device | None = None):
+    def __init__(self, db: Database, catalogue: Catalogue, cases_dir: Path, device: torch.device | None = None,
+                 volumes: VolumeStore | None = None):
         self.db, self.catalogue, self.cases_dir = db, catalogue, cases_dir
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.volumes = volumes or VolumeStore(cases_dir.parent / "viewer")
 
     # --- opening cases ---------------------------------------------------------------------
 
-    def open_file(self, path: str | Path, reader: str = "") -> Review:
+    def open_file(self, path: str | Path, reader: str = "") -> ReviewSession:
         path = Path(path)
         case = load_case(path)  # ImageReadError carries the one-sentence reason
         stored = self.cases_dir / content_hash(case)[:16] / path.name
@@ -68,16 +99,46 @@ class ReviewApp:
                 shutil.copy2(path, stored)
         case.metadata["stored_path"] = str(stored)
         record = register_case(self.db, case, actor=reader.strip() or "anonymous")
-        return Review(case=case, case_id=record.id)
+        return self._latest(ReviewSession(case=case, case_id=record.id))
 
-    def open_saved(self, case_id: int) -> Review:
+    def open_saved(self, case_id: int | None) -> ReviewSession:
+        if case_id is None:
+            raise ReviewError("pick a case in the worklist first")
         history = case_history(self.db, case_id)
         stored = history.case.metadata_json.get("stored_path")
         if not stored or not Path(stored).exists():
             raise ReviewError(f"case {case_id} ({history.case.source_name}): its image file is no longer in the data folder")
         case = load_case(stored)
         case.metadata["stored_path"] = stored
-        return Review(case=case, case_id=case_id)
+        return self._latest(ReviewSession(case=case, case_id=case_id))
+
+    def _latest(self, session: ReviewSession) -> ReviewSession:
+        """Show the case's most recent annotation, with every version of its lineage to compare."""
+        annotations = case_history(self.db, session.case_id).annotations
+        if annotations:
+            lineage = annotations[-1].lineage
+            session.versions = [self._version(a, session.case) for a in annotations if a.lineage == lineage]
+            session.saved = session.versions[-1]
+        return session
+
+    @staticmethod
+    def _version(annotation, case: Case) -> MaskVersion:
+        mask = decode_mask(annotation.mask_shape, annotation.mask_data)
+        full = np.zeros((case.shape[0], *case.shape[-2:]), dtype=bool)
+        if annotation.slice_index is None:
+            full[:] = mask.reshape(-1, *case.shape[-2:])
+        else:  # saved by an earlier page, one slice at a time
+            full[annotation.slice_index] = mask.reshape(case.shape[-2:])
+        return MaskVersion(annotation.id, annotation.lineage, annotation.version, annotation.run_id, full,
+                           annotation.threshold, annotation.threshold_method)
+
+    def show_version(self, session: ReviewSession, version: int) -> ReviewSession:
+        """Put an earlier (or the latest) saved version on screen; saving corrects the same lineage."""
+        picked = next((v for v in session.versions if v.version == version), None)
+        if picked is None:
+            raise ReviewError(f"this case has no saved version {version}")
+        return ReviewSession(session.case, session.case_id, session.run, picked, session.versions,
+                             warnings=session.warnings)
 
     def worklist(self) -> list[list]:
         return [[record.id, record.source_name, record.modality, "×".join(map(str, record.shape)), n_runs, n_notes,
@@ -85,146 +146,163 @@ class ReviewApp:
 
     # --- running a method ------------------------------------------------------------------
 
-    def run(self, review: Review, label: str) -> Review:
-        if review.case is None:
+    def run(self, session: ReviewSession, label: str, reader: str = "") -> ReviewSession:
+        if session.case is None:
             raise ReviewError("open an image first")
         if label not in self.catalogue.choices:
             raise ReviewError("pick a trained method first")
         predictor = self.catalogue.predictor(label, self.device)
         try:
-            result = score_case(predictor, review.case)
+            result = score_case(predictor, session.case)
         except InputMismatchError as exc:
             raise ReviewError(str(exc)) from exc
-        return Review(review.case, review.case_id, result, label, review.lineages)
+        presets = {name: t["value"] for name, t in predictor.calibration.get("thresholds", {}).items()}
+        threshold, how = default_threshold(presets, result)
+        bundle = predictor.bundle
+        record = record_run(self.db, case_id=session.case_id, method=predictor.name, bundle_id=bundle.id,
+                            weights_hash=bundle.manifest["weights_sha256"], parameters=predictor.parameters,
+                            threshold=threshold, threshold_method=how, image_score=result.image_score,
+                            seconds=result.seconds, device=self.device.type, actor=reader.strip() or "anonymous")
+        view = RunView(label, predictor.name, record.id, result, presets, threshold, how, result.heatmap is None)
+        return ReviewSession(session.case, session.case_id, view, session.saved, session.versions,
+                             warnings=mismatch_warnings(self.catalogue.choices[label].bundle.manifest, session.case))
 
-    def thresholds(self, review: Review) -> dict[str, float]:
-        if review.method is None:
-            return {}
-        predictor = self.catalogue.predictor(review.method, self.device)
-        return {name: t["value"] for name, t in predictor.calibration.get("thresholds", {}).items()}
-
-    def default_threshold(self, review: Review) -> tuple[float, str]:
-        presets = self.thresholds(review)
-        for name in ("max_f1", "target_fpr", "k_sigma"):
-            if name in presets:
-                return presets[name], name
-        if review.result.heatmap is None:
-            return review.result.image_score, "this image's score (no calibration)"
-        return float(np.percentile(review.result.heatmap, 99)), "99th percentile of this map"
-
-    def score_text(self, review: Review) -> str:
-        predictor = self.catalogue.predictor(review.method, self.device)
-        score = review.result.image_score
-        text = f"Image score **{score:.4g}** ({review.result.seconds:.2f} s on {self.device.type})"
+    def score_text(self, session: ReviewSession) -> str:
+        run = session.run
+        predictor = self.catalogue.predictor(run.label, self.device)
+        score = run.result.image_score
+        text = f"Image score **{score:.4g}** ({run.result.seconds:.2f} s on {self.device.type})"
         normal = predictor.calibration.get("normal")
         if normal:
             text += f" — higher than {percentile_of(normal, score):.0f}% of {normal['n_images']} normal validation images"
-        if review.result.heatmap is None:
-            presets = self.thresholds(review)
-            text += (". This method scores whole images and makes no heatmap: its thresholds flag images, and any"
-                     " mask you save is the one you draw.")
-            if "target_fpr" in presets:
-                flagged = score >= presets["target_fpr"]
-                text += f" At the calibrated target-FPR threshold ({presets['target_fpr']:.4g}) this image is " \
-                        f"**{'flagged' if flagged else 'not flagged'}**."
+        if run.image_level:
+            text += (". This method scores whole images and makes no heatmap: the threshold decides whether the"
+                     " image is flagged (shown in the viewer), and any mask you save is the one you draw.")
         return text
 
-    def threshold_range(self, review: Review) -> tuple[float, float]:
-        """The threshold slider's range: the map's values, or for image-level methods the image scores of
-        the normal validation images, this image and the calibrated thresholds."""
-        if review.result.heatmap is not None:
-            return float(review.result.heatmap.min()), float(review.result.heatmap.max())
-        predictor = self.catalogue.predictor(review.method, self.device)
-        values = [review.result.image_score, *self.thresholds(review).values(),
+    def threshold_range(self, session: ReviewSession) -> tuple[float, float]:
+        """The threshold slider's range: the map's finite values, or for image-level methods the image
+        scores of the normal validation images, this image and the calibrated thresholds."""
+        run = session.run
+        if not run.image_level:
+            finite = run.result.heatmap[np.isfinite(run.result.heatmap)]
+            return float(finite.min()), float(finite.max())
+        predictor = self.catalogue.predictor(run.label, self.device)
+        values = [run.result.image_score, *run.presets.values(),
                   *predictor.calibration.get("normal", {}).get("image_scores", [])]
         return float(min(values)), float(max(values))
 
-    # --- display (never re-runs the model) -------------------------------------------------
+    # --- what the viewer shows ---------------------------------------------------------------
 
-    def base_image(self, review: Review, index: int, window: tuple[float, float]) -> np.ndarray:
-        return apply_window(review.case.pixels[index], *window)
+    def scene(self, session: ReviewSession, previous_token: str | None = None) -> tuple[ReviewSession, dict]:
+        """Write the session's volumes for the viewer and describe them; the previous scene's files go."""
+        self.volumes.drop(previous_token)
+        if session.case is None:
+            session.token = None
+            return session, {}
+        case = session.case
+        token, folder = self.volumes.new_scene()
+        session.token = token
+        spacing = viewer_spacing(case)
+        channels = case.shape[1]
+        image = write_volume(folder / "image.nii.gz", case.pixels if channels == 3 else case.pixels[:, 0], spacing)
+        centre, width = case.window
+        scene = {
+            "token": token,
+            "title": f"{Path(case.source).name} (case {session.case_id}) · {case.modality} · "
+                     f"{'×'.join(map(str, case.shape))}",
+            "dims": [case.shape[3], case.shape[2], case.shape[0]],
+            "spacing": list(spacing) if case.spacing else None,
+            "image": {"url": self.volumes.url(image), "rgb": channels == 3,
+                      "window": [centre - width / 2, centre + width / 2]},
+            "window_presets": window_presets(case),
+            "heatmap": None, "restoration": None, "uncertainty": None, "threshold": None, "mask": None,
+            "mask_source": "",
+        }
+        if session.run is not None:
+            scene.update(self._run_scene(session, folder, spacing))
+        if session.saved is not None and (session.run is None or session.run.run_id == session.saved.run_id):
+            saved = session.saved
+            scene["mask"] = pack_mask(saved.mask)
+            scene["mask_source"] = (f"Showing saved version {saved.version} of {len(session.versions)} "
+                                    f"(annotation {saved.annotation_id}); saving makes version "
+                                    f"{session.versions[-1].version + 1}.")
+            if scene["threshold"] is not None and saved.threshold is not None:
+                scene["threshold"].update(value=saved.threshold, method=saved.threshold_method or "manual")
+        elif session.saved is not None:
+            scene["mask_source"] = (f"The thresholded map of this run; the saved version "
+                                    f"{session.versions[-1].version} stays in History, and saving makes version "
+                                    f"{session.versions[-1].version + 1}.")
+        return session, scene
 
-    def mask(self, review: Review, index: int, threshold: float) -> np.ndarray:
-        """The thresholded map; empty for image-level methods (the reader draws the mask)."""
-        if review.result.heatmap is None:
-            return np.zeros(review.case.shape[-2:], dtype=bool)
-        return review.result.heatmap[index] >= threshold
-
-    def overlay(self, review: Review, index: int, window, threshold: float, opacity: float, colormap: str) -> np.ndarray:
-        base = self.base_image(review, index, window)
-        if review.result is None or review.result.heatmap is None:
-            return base
-        heatmap = review.result.heatmap[index]
-        low, high = display_range(self.catalogue.predictor(review.method, self.device), heatmap)
-        shown = overlay_heatmap(base, heatmap, low, high, opacity, colormap)
-        outline = self.mask(review, index, threshold)
-        edge = outline & ~ndimage.binary_erosion(outline)
-        shown[edge] = OUTLINE_COLOUR
-        return shown
-
-    def area_text(self, review: Review, mask: np.ndarray) -> str:
-        pixels = int(mask.sum())
-        text = f"Mask area: {pixels} px"
-        if review.case.spacing:
-            text += f" = {pixels * review.case.spacing[0] * review.case.spacing[1]:.1f} mm²"
-        return text
-
-    def restoration(self, review: Review, index: int) -> np.ndarray | None:
-        if review.result is None or review.result.restoration is None:
-            return None
-        return unit_to_rgb(review.result.restoration[index])
-
-    def uncertainty(self, review: Review, index: int) -> np.ndarray | None:
-        if review.result is None or review.result.uncertainty is None:
-            return None
-        u = review.result.uncertainty[index]
-        return apply_window(u[None], float(u.max() + u.min()) / 2, float(u.max() - u.min()) or 1.0)
-
-    def heatmap_figure(self, review: Review, index: int, colormap: str) -> go.Figure | None:
-        if review.result is None or review.result.heatmap is None:
-            return None
-        heatmap = review.result.heatmap[index]
-        step = max(1, int(np.ceil(max(heatmap.shape) / 256)))  # keep the browser light on big images
-        figure = go.Figure(go.Heatmap(z=heatmap[::step, ::step], x=np.arange(0, heatmap.shape[1], step),
-                                      y=np.arange(0, heatmap.shape[0], step), colorscale=colormap,
-                                      colorbar=dict(title="score"),
-                                      hovertemplate="x %{x}, y %{y}<br>score %{z:.4g}<extra></extra>"))
-        figure.update_yaxes(autorange="reversed", scaleanchor="x")
-        figure.update_layout(margin=dict(l=10, r=10, t=10, b=10), height=360)
-        return figure
+    def _run_scene(self, session: ReviewSession, folder: Path, spacing) -> dict:
+        run = session.run
+        result = run.result
+        predictor = self.catalogue.predictor(run.label, self.device)
+        low, high = self.threshold_range(session)
+        part = {"threshold": {"value": run.threshold, "method": run.threshold_method, "min": low, "max": high,
+                              "presets": run.presets, "image_score": result.image_score,
+                              "image_level": run.image_level}}
+        if result.heatmap is not None:
+            finite = result.heatmap[np.isfinite(result.heatmap)]
+            # The viewer's colour bar needs finite values; the lowest finite score is never above a threshold.
+            heatmap = np.nan_to_num(result.heatmap, nan=finite.min(), posinf=finite.max(), neginf=finite.min())
+            shown = display_range(predictor, finite)
+            part["heatmap"] = {"url": self.volumes.url(write_volume(folder / "heatmap.nii.gz", heatmap, spacing)),
+                               "window": list(shown), "colormap": HEATMAP_COLOURMAP}
+        if result.restoration is not None:
+            restoration = result.restoration * 255.0 if result.restoration.shape[1] == 3 else result.restoration[:, 0]
+            path = write_volume(folder / "restoration.nii.gz", restoration, spacing)
+            part["restoration"] = {"url": self.volumes.url(path), "rgb": result.restoration.shape[1] == 3,
+                                   "window": [0.0, 255.0 if result.restoration.shape[1] == 3 else 1.0]}
+        if result.uncertainty is not None:
+            u = result.uncertainty
+            path = write_volume(folder / "uncertainty.nii.gz", u, spacing)
+            part["uncertainty"] = {"url": self.volumes.url(path), "window": [float(u.min()), float(u.max()) or 1.0]}
+        return part
 
     # --- saving and export -------------------------------------------------------------------
 
-    def save(self, review: Review, index: int, mask: np.ndarray, threshold: float, threshold_method: str,
-             reader: str, label: str = "", note: str = "") -> str:
-        if review.result is None or review.case_id is None:
-            raise ReviewError("run a method on an image before saving")
+    def save(self, session: ReviewSession, payload: str, reader: str, label: str = "", note: str = "",
+             acknowledged: bool = False) -> tuple[ReviewSession, str]:
+        """Store the mask the viewer sent as the next version of this case's annotation, in one transaction."""
+        if session.case is None or session.token is None:
+            raise ReviewError("open an image first")
+        if session.run is None and session.saved is None:
+            raise ReviewError("run a method on the image (or reopen a saved annotation) before saving")
         if not reader or not reader.strip():
             raise ReviewError("enter the reader's name before saving")
-        predictor = self.catalogue.predictor(review.method, self.device)
-        bundle = predictor.bundle
-        run = record_run(self.db, case_id=review.case_id, method=predictor.name, bundle_id=bundle.id,
-                         weights_hash=bundle.manifest["weights_sha256"],
-                         parameters=predictor.parameters,
-                         threshold=float(threshold), threshold_method=threshold_method,
-                         image_score=review.result.image_score, seconds=review.result.seconds,
-                         device=self.device.type, actor=reader)
-        slice_index = index if review.case.shape[0] > 1 else None
-        key = (review.method, slice_index)
-        annotation = save_annotation(self.db, case_id=review.case_id, run_id=run.id, mask=mask, author=reader,
-                                     slice_index=slice_index, label=label or None, note=note or None,
-                                     corrects=review.lineages.get(key))
-        review.lineages[key] = annotation.lineage
-        return f"Saved annotation {annotation.id} (version {annotation.version}) with run {run.id}, threshold {threshold:.4g}."
+        if session.warnings and not acknowledged:
+            raise ReviewError("read the model warning beside the result and tick that you did before saving")
+        slices, _, rows, cols = session.case.shape
+        try:
+            sent = read_payload(payload, session.token, (slices, rows, cols))
+        except MaskPayloadError as exc:
+            raise ReviewError(str(exc)) from exc
+        run_id = session.run.run_id if session.run else session.saved.run_id
+        mask = sent.mask if slices > 1 else sent.mask[0]
+        annotation = save_annotation(self.db, case_id=session.case_id, run_id=run_id, mask=mask, author=reader,
+                                     label=label or None, note=note or None,
+                                     corrects=session.saved.lineage if session.saved else None,
+                                     threshold=sent.threshold, threshold_method=sent.threshold_method)
+        version = self._version(annotation, session.case)
+        versions = [*session.versions, version]
+        saved = ReviewSession(session.case, session.case_id, session.run, version, versions, session.token,
+                              session.warnings)
+        area = area_text(session.case, sent.mask)
+        return saved, (f"Saved annotation {annotation.id} (version {annotation.version}) by {reader.strip()}: "
+                       f"{area}, threshold {sent.threshold:.4g} ({sent.threshold_method})"
+                       + (", with edits" if sent.edited else "") + ".")
 
-    def history(self, review: Review) -> list[list]:
-        if review.case_id is None:
+    def history(self, session: ReviewSession) -> list[list]:
+        if session.case_id is None:
             return []
-        history = case_history(self.db, review.case_id)
+        history = case_history(self.db, session.case_id)
         rows = [["run", r.id, r.created.strftime("%Y-%m-%d %H:%M:%S"), f"{r.method} ({r.bundle_id})",
-                 f"threshold {r.threshold:.4g} [{r.threshold_method}]", ""] for r in history.runs]
+                 f"image score {r.image_score:.4g}" if r.image_score is not None else "", ""] for r in history.runs]
         rows += [["annotation", a.id, a.created.strftime("%Y-%m-%d %H:%M:%S"), a.author,
-                  f"v{a.version} of {a.lineage[:8]}, slice {a.slice_index if a.slice_index is not None else 'all'}",
+                  f"v{a.version} of {a.lineage[:8]}, run {a.run_id}"
+                  + (f", threshold {a.threshold:.4g} [{a.threshold_method}]" if a.threshold is not None else ""),
                   " · ".join(x for x in (a.label, a.note) if x)] for a in history.annotations]
         return sorted(rows, key=lambda row: row[2])
 
@@ -242,35 +320,51 @@ class ReviewApp:
         return str(archive)
 
 
-def mask_from_editor(value, fallback: np.ndarray) -> np.ndarray:
-    """The corrected mask from an ImageEditor value: painted layer pixels are the mask."""
-    if not value or not value.get("layers"):
-        return fallback
-    layer = np.asarray(value["layers"][0])
-    if layer.ndim != 3 or layer.shape[:2] != fallback.shape:
-        return fallback
-    return layer[..., 3] > 0
+def default_threshold(presets: dict[str, float], result: CaseResult) -> tuple[float, str]:
+    for name in ("max_f1", "target_fpr", "k_sigma"):
+        if name in presets:
+            return presets[name], name
+    if result.heatmap is None:
+        return result.image_score, "this image's score (no calibration)"
+    return float(np.nanpercentile(result.heatmap, 99)), "99th percentile of this map"
 
 
-def corrected_mask(threshold_mask: np.ndarray, editor_base: np.ndarray | None, edited: np.ndarray) -> np.ndarray:
-    """The reader's strokes applied to the mask at the current threshold.
-
-    Strokes are what the editor holds beyond (brush) or short of (eraser) the mask it was loaded
-    with; applying them to the current thresholded mask keeps the saved mask consistent with the
-    saved threshold even if the editor had not caught up with the last threshold move.
-    """
-    if editor_base is None or editor_base.shape != edited.shape:
-        return edited
-    added, removed = edited & ~editor_base, editor_base & ~edited
-    return (threshold_mask | added) & ~removed
+def viewer_spacing(case: Case) -> tuple[float, float, float]:
+    """(column, row, slice) voxel size in mm for the viewer; 1 where the source does not say."""
+    row, col = case.spacing or (1.0, 1.0)
+    return float(col), float(row), float(case.slice_spacing or 1.0)
 
 
-def editor_value(base: np.ndarray, mask: np.ndarray) -> dict:
-    layer = np.zeros((*mask.shape, 4), dtype=np.uint8)
-    layer[mask] = (255, 0, 0, 160)
-    composite = base.copy()
-    composite[mask] = (0.37 * base[mask] + 0.63 * np.array([255, 0, 0])).astype(np.uint8)
-    return {"background": base, "layers": [layer], "composite": composite}
+def window_presets(case: Case) -> list[list]:
+    """The viewer's window choices in the image's units: the file's own, full range, then CT presets."""
+    centre, width = case.window
+    finite = case.pixels[np.isfinite(case.pixels)]
+    presets = [["From file", [centre - width / 2, centre + width / 2]],
+               ["Full range", [float(finite.min()), float(finite.max())]]]
+    if case.modality == "CT":
+        presets += [[name, [c - w / 2, c + w / 2]] for name, (c, w) in WINDOW_PRESETS.items()]
+    return presets
+
+
+def area_text(case: Case, mask: np.ndarray) -> str:
+    count = int(mask.sum())
+    if case.spacing is None:
+        return f"{count} px" if case.shape[0] == 1 else f"{count} voxels"
+    row, col = case.spacing
+    if case.shape[0] == 1:
+        return f"{count} px = {count * row * col:.1f} mm²"
+    return f"{count} voxels = {count * row * col * (case.slice_spacing or 1.0):.1f} mm³"
+
+
+def mismatch_warnings(manifest: dict, case: Case) -> list[str]:
+    """What the reader must know when a bundle meets an image unlike its training data."""
+    data = manifest.get("data") or {}
+    trained = data.get("modality")
+    described = data.get("normal") or data.get("dataset") or "its training images"
+    if trained and case.modality not in ("OT", trained):
+        return [f"This model was trained on {trained} images ({described}); this image is {case.modality}. "
+                "Its map may mean nothing here."]
+    return []
 
 
 def gather_series(paths: list[str]) -> Path:

@@ -1,22 +1,92 @@
-"""The Gradio review page: open a case, run a method, tune the threshold, correct, save, export."""
+"""The Gradio review page: open a case, run a method, tune the threshold, correct, save, export.
+
+Callbacks are thin: each calls one service function of `ReviewApp` and returns a dict of updates.
+The viewer (app/static/viewer.js, NiiVue) holds the threshold and the mask in the browser; a scene
+JSON tells it what to show, and Save first asks it for the mask on screen.
+"""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import gradio as gr
 
-
-from app.bundles import calibration_summary, discover, model_dirs
-from app.review import (WINDOW_PRESETS, Review, ReviewApp, ReviewError, corrected_mask, editor_value, friendly,
-                        gather_series, mask_from_editor)
+from app.bundles import ASSETS, calibration_summary, discover, model_dirs
+from app.review import ReviewApp, ReviewSession, friendly, gather_series
+from app.viewer import STATIC, VolumeStore, niivue_script_tags
 from engine.io import SUPPORTED
 from storage import Database
 
-COLOURMAPS = ["Inferno", "Viridis", "Jet", "Hot", "Turbo"]
-SAMPLES = Path("assets") / "samples"
+SAMPLES = ASSETS / "samples"
 HISTORY_HEADERS = ["what", "id", "when", "who / method", "details", "label · note"]
 WORKLIST_HEADERS = ["case", "file", "modality", "shape", "runs", "annotations", "opened"]
+COLOURMAPS = ["inferno", "viridis", "hot", "jet", "plasma", "turbo"]
+SHOW_SCENE = "(scene) => { window.anomascope.show(scene ? JSON.parse(scene) : null); }"
+READ_MASK = "() => window.anomascope.payload()"
+
+VIEWER_HTML = """
+<div class="as-viewer" tabindex="0">
+  <div class="as-title">No image open</div>
+  <div class="as-controls" hidden>
+    <div class="as-row">
+      <button type="button" data-tool="navigate" title="Left drag: crosshair; right drag: window/level;
+middle or Ctrl+left drag: pan; wheel or arrow keys: slices; Ctrl+wheel: zoom">Navigate</button>
+      <button type="button" data-tool="brush">Brush</button>
+      <button type="button" data-tool="eraser">Eraser</button>
+      <button type="button" data-tool="fill" title="Draw a closed outline; it is filled">Fill outline</button>
+      <label>size <input class="as-brush-size" type="number" min="0.1" step="0.5" value="3"></label>
+      <span class="as-brush-unit">px</span>
+      <button type="button" class="as-undo" title="Ctrl+Z">Undo</button>
+      <button type="button" class="as-redo" title="Ctrl+Y">Redo</button>
+      <button type="button" class="as-zoom-in">Zoom +</button>
+      <button type="button" class="as-zoom-out">Zoom −</button>
+      <button type="button" class="as-zoom-fit">Fit</button>
+    </div>
+    <div class="as-row as-threshold-row">
+      <label>Threshold <input class="as-threshold" type="range"></label>
+      <input class="as-threshold-number" type="number" step="any">
+      <span>chosen by <b class="as-threshold-method"></b></span>
+      <span class="as-presets"></span>
+    </div>
+    <div class="as-row as-heatmap-row">
+      <label>Heatmap opacity <input class="as-opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label>
+      <label>colour map <select class="as-colormap">COLOURMAP_OPTIONS</select></label>
+    </div>
+    <div class="as-row as-window-row"><label>Window <select class="as-window"></select></label></div>
+    <div class="as-verdict"></div>
+    <div class="as-row"><span class="as-area"></span> <span class="as-location"></span></div>
+    <div class="as-mask-source"></div>
+  </div>
+  <div class="as-views">
+    <div class="as-main"><canvas></canvas></div>
+    <div class="as-side" hidden>
+      <div class="as-restoration-box"><div class="as-caption">Pseudo-healthy restoration (DIA: dissolved image)</div>
+        <canvas></canvas></div>
+      <div class="as-uncertainty-box"><div class="as-caption">Uncertainty</div><canvas></canvas></div>
+    </div>
+  </div>
+</div>
+""".replace("COLOURMAP_OPTIONS", "".join(f"<option>{name}</option>" for name in COLOURMAPS))
+
+VIEWER_CSS = """
+.as-viewer [hidden] { display: none !important; }
+.as-viewer { outline: none; }
+.as-title { font-weight: 600; margin-bottom: 4px; }
+.as-row { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 3px 0; }
+.as-row button { padding: 2px 8px; border: 1px solid #999; border-radius: 4px; }
+.as-row button.as-active { background: #2a7; color: white; }
+.as-brush-size, .as-threshold-number { width: 7em; }
+.as-threshold { width: 22em; }
+.as-verdict { font-weight: 600; }
+.as-views { display: flex; gap: 8px; height: 68vh; min-height: 360px; }
+.as-main { flex: 2; min-width: 0; overflow: hidden; }
+.as-side { flex: 1; min-width: 0; display: flex; flex-direction: column; gap: 6px; overflow: hidden; }
+.as-restoration-box, .as-uncertainty-box { flex: 1; min-height: 0; position: relative; overflow: hidden; }
+.as-caption { position: absolute; top: 2px; left: 6px; z-index: 1; color: #ddd; font-size: 12px; }
+.as-restoration-box canvas, .as-uncertainty-box canvas { position: absolute; inset: 0; width: 100%; height: 100%; }
+.as-main canvas { width: 100%; height: 100%; }
+"""
 
 
 def data_dir() -> Path:
@@ -30,66 +100,47 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
         review_app = ReviewApp(Database(), discover(model_dirs()), folder / "cases")
     app = review_app
     catalogue = app.catalogue
+    gr.set_static_paths([STATIC, app.volumes.root])
     samples = sorted(str(p) for p in SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".png", ".dcm", ".nii", ".gz"))
 
     with gr.Blocks(title="Anomascope") as demo:
-        review = gr.State(Review())
+        session = gr.State(ReviewSession(), delete_callback=lambda s: app.volumes.drop(s.token))
+        scene = gr.Textbox(visible="hidden", elem_id="scene")
+        payload = gr.Textbox(visible="hidden", elem_id="payload")
         gr.Markdown("# Anomascope — anomaly map review")
-        message = gr.Markdown("Open an image (" + SUPPORTED + "), pick a trained method and press **Run**.",
-                              elem_id="message")
         with gr.Row():
-            with gr.Column(scale=1, min_width=320):
+            with gr.Column(scale=1, min_width=300):
                 upload = gr.File(label="Open a file (a DICOM series as .zip)", type="filepath", elem_id="upload")
                 folder = gr.File(label="…or a folder holding one DICOM series", file_count="directory",
                                  type="filepath", elem_id="folder")
                 if samples:
                     gr.Examples(samples, inputs=upload, label="Demo cases")
-                with gr.Accordion("Worklist: cases in the database", open=False):
-                    worklist = gr.Dataframe(headers=WORKLIST_HEADERS, value=app.worklist(), interactive=False)
-                    with gr.Row():
-                        case_to_open = gr.Number(label="Case id", precision=0, minimum=1)
-                        reopen = gr.Button("Open case")
+                reader = gr.Textbox(label="Reader", elem_id="reader")
                 method = gr.Dropdown(list(catalogue.choices), label="Method (trained bundle)",
                                      value=catalogue.best_choice(), elem_id="method")
                 method_info = gr.Markdown(_method_info(catalogue, catalogue.best_choice()))
                 run = gr.Button("Run", variant="primary", elem_id="run")
-                slice_index = gr.Slider(0, 1, value=0, step=1, label="Slice", visible=False)
-                with gr.Row():
-                    preset = gr.Dropdown(list(WINDOW_PRESETS), value="From file", label="Window")
-                    centre = gr.Number(label="Centre")
-                    width = gr.Number(label="Width")
-                threshold = gr.Slider(0, 1, value=0.5, step=0.001, label="Threshold", elem_id="threshold")
-                threshold_method = gr.Textbox(value="manual", label="Threshold chosen by", interactive=False,
-                                              elem_id="threshold-method")
-                with gr.Row():
-                    use_f1 = gr.Button("max F1", size="sm")
-                    use_fpr = gr.Button("target FPR", size="sm")
-                    use_sigma = gr.Button("k-sigma", size="sm")
-                area = gr.Markdown("")
-                with gr.Row():
-                    opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity")
-                    colormap = gr.Dropdown(COLOURMAPS, value="Inferno", label="Colour map")
-            with gr.Column(scale=2):
+                with gr.Accordion("Worklist: cases in the database (click a row to open it)", open=True):
+                    worklist = gr.Dataframe(headers=WORKLIST_HEADERS, value=app.worklist(), interactive=False,
+                                            elem_id="worklist")
+            with gr.Column(scale=3):
+                message = gr.Markdown("Open an image (" + SUPPORTED + "), pick a trained method and press **Run**.",
+                                      elem_id="message")
                 score = gr.Markdown("", elem_id="score")
-                with gr.Row():
-                    overlay = gr.Image(label="Image with heatmap (green: mask outline)", interactive=False,
-                                       elem_id="overlay", format="png")
-                    restoration = gr.Image(label="Pseudo-healthy restoration (DIA: the dissolved image)", interactive=False, format="png")
-                uncertainty = gr.Image(label="Uncertainty", interactive=False, visible=False, format="png")
-                plot = gr.Plot(label="Heatmap (score under the cursor)")
-                with gr.Tab("Correct and save"):
-                    editor = gr.ImageEditor(label="Correct the mask (brush adds, eraser removes; moving the threshold starts again)", type="numpy",
-                                            format="png", transforms=(), layers=True,
-                                            brush=gr.Brush(colors=["#ff0000"], default_size=6, color_mode="fixed"),
-                                            eraser=gr.Eraser(default_size=8), sources=())
-                    reset_editor = gr.Button("Start again from the thresholded mask", size="sm")
+                warning = gr.Markdown("", visible=False, elem_id="warning")
+                acknowledge = gr.Checkbox(label="I have read the warning above", visible=False, elem_id="acknowledge")
+                gr.HTML(html_template=VIEWER_HTML, css_template=VIEWER_CSS, head=niivue_script_tags(),
+                        js_on_load="window.anomascope.mount(element);", elem_id="viewer")
+                versions = gr.Dropdown([], label="Saved versions of this case's annotation", visible=False,
+                                       elem_id="versions")
+                with gr.Tab("Save"):
                     with gr.Row():
-                        reader = gr.Textbox(label="Reader", elem_id="reader")
                         label = gr.Textbox(label="Label", placeholder="e.g. lesion, jewellery, artefact")
-                    note = gr.Textbox(label="Note", lines=2)
-                    save = gr.Button("Save annotation", variant="primary", elem_id="save")
+                        note = gr.Textbox(label="Note")
+                    save = gr.Button("Save annotation (the mask on screen)", variant="primary", elem_id="save")
+                    save_status = gr.Markdown("", elem_id="save-status")
                 with gr.Tab("History"):
-                    history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False)
+                    history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, elem_id="history")
                 with gr.Tab("Export"):
                     with gr.Row():
                         export_buttons = {fmt: gr.Button(f"Export {fmt.upper()}") for fmt in ("csv", "json", "png", "nifti")}
@@ -98,136 +149,112 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                     gr.Markdown("**Bundles that could not be loaded:**\n" +
                                 "\n".join(f"- `{k}`: {v}" for k, v in catalogue.unavailable.items()))
 
-        view_inputs = [review, slice_index, centre, width, threshold, opacity, colormap]
+        def shown(state: ReviewSession, previous: ReviewSession | None, text: str) -> dict:
+            """Every view of the page for `state`, replacing whatever the previous case left."""
+            state, described = app.scene(state, previous.token if previous else None)
+            run_view = state.run
+            return {
+                session: state, scene: json.dumps(described), message: text,
+                score: app.score_text(state) if run_view else "",
+                warning: gr.update(value="\n".join(f"⚠️ {w}" for w in state.warnings), visible=bool(state.warnings)),
+                acknowledge: gr.update(value=False, visible=bool(state.warnings)),
+                versions: gr.update(choices=[(f"version {v.version} · annotation {v.annotation_id}", v.version)
+                                             for v in state.versions],
+                                    value=state.saved.version if state.saved else None, visible=bool(state.versions)),
+                history: app.history(state), worklist: app.worklist(), save_status: "",
+            }
 
-        def render(state: Review, index, c, w, t, alpha, cmap):
-            if state.case is None:
-                return None, None, gr.update(visible=False), None, ""
-            index = int(index or 0)
-            window = (float(c), float(w)) if c is not None and w else state.case.window
-            image = app.overlay(state, index, window, float(t), float(alpha), cmap)
-            if state.result is None or state.result.heatmap is None:
-                return image, app.restoration(state, index), gr.update(visible=False), None, ""
-            unc = app.uncertainty(state, index)
-            return (image, app.restoration(state, index), gr.update(value=unc, visible=unc is not None),
-                    app.heatmap_figure(state, index, cmap), app.area_text(state, app.mask(state, index, float(t))))
+        view_outputs = [session, scene, message, score, warning, acknowledge, versions, history, worklist, save_status]
 
-        view_outputs = [overlay, restoration, uncertainty, plot, area]
+        def failed(previous: ReviewSession, exc: Exception) -> dict:
+            return shown(ReviewSession(), previous, friendly(exc))
 
-        def opened(state: Review):
-            slices = state.case.shape[0]
-            c, w = state.case.window
+        def opened(state: ReviewSession) -> str:
             info = state.case.summary()
-            text = (f"Opened **{Path(state.case.source).name}** (case {state.case_id}): {info['format']}, "
-                    f"modality {info['modality']}, shape {info['shape']}, spacing {info['spacing'] or 'unknown'} mm.")
-            return (state, text, gr.update(maximum=max(slices - 1, 1), value=slices // 2, visible=slices > 1),
-                    c, w, "From file", app.history(state), app.worklist())
+            return (f"Opened **{Path(state.case.source).name}** (case {state.case_id}): {info['format']}, "
+                    f"modality {info['modality']}, shape {info['shape']}, spacing {info['spacing'] or 'unknown'} mm."
+                    + (f" Showing its latest saved annotation (version {state.saved.version})." if state.saved else ""))
 
-        open_outputs = [review, message, slice_index, centre, width, preset, history, worklist]
-
-        def on_upload(path, who):
+        def on_upload(path, who, previous: ReviewSession):
             if not path:
-                return (gr.update(),) * len(open_outputs)
+                return {message: gr.update()}
             try:
-                return opened(app.open_file(path, who or ""))
+                state = app.open_file(path, who or "")
+                return shown(state, previous, opened(state))
             except Exception as exc:  # every failure becomes a sentence on the page
-                return (Review(), friendly(exc)) + (gr.update(),) * (len(open_outputs) - 2)
+                return failed(previous, exc)
 
-        def on_reopen(case_id):
-            try:
-                return opened(app.open_saved(int(case_id)))
-            except Exception as exc:
-                return (gr.update(), friendly(exc)) + (gr.update(),) * (len(open_outputs) - 2)
-
-        def on_folder(paths, who):
+        def on_folder(paths, who, previous: ReviewSession):
             if not paths:
-                return (gr.update(),) * len(open_outputs)
+                return {message: gr.update()}
             try:
-                return opened(app.open_file(gather_series(paths), who or ""))
+                state = app.open_file(gather_series(paths), who or "")
+                return shown(state, previous, opened(state))
             except Exception as exc:
-                return (Review(), friendly(exc)) + (gr.update(),) * (len(open_outputs) - 2)
+                return failed(previous, exc)
 
-        upload.change(on_upload, [upload, reader], open_outputs).then(render, view_inputs, view_outputs)
-        folder.change(on_folder, [folder, reader], open_outputs).then(render, view_inputs, view_outputs)
-        reopen.click(on_reopen, case_to_open, open_outputs).then(render, view_inputs, view_outputs)
-
-        def on_run(state: Review, choice, index, c, w):
+        def on_worklist(previous: ReviewSession, event: gr.SelectData):
             try:
-                state = app.run(state, choice)
+                state = app.open_saved(int(event.row_value[0]))
+                return shown(state, previous, opened(state))
             except Exception as exc:
-                return (state, friendly(exc), gr.update(), gr.update(), gr.update(), gr.update())
-            value, how = app.default_threshold(state)
-            low, high = app.threshold_range(state)
-            index = int(index or 0)
-            window = (float(c), float(w)) if c is not None and w else state.case.window
-            mask = app.mask(state, index, value)
-            state.editor_base = mask
-            return (state, "Method ran; adjust the threshold, correct the mask and save.", app.score_text(state),
-                    gr.update(minimum=low, maximum=high, value=min(max(value, low), high), step=(high - low) / 1000 or 1e-6),
-                    how, editor_value(app.base_image(state, index, window), mask))
+                return failed(previous, exc)
 
-        run.click(on_run, [review, method, slice_index, centre, width],
-                  [review, message, score, threshold, threshold_method, editor]).then(render, view_inputs, view_outputs)
-        method.change(lambda choice: _method_info(catalogue, choice), method, method_info)
+        upload.change(on_upload, [upload, reader, session], view_outputs).then(None, scene, None, js=SHOW_SCENE)
+        folder.change(on_folder, [folder, reader, session], view_outputs).then(None, scene, None, js=SHOW_SCENE)
+        worklist.select(on_worklist, session, view_outputs).then(None, scene, None, js=SHOW_SCENE)
 
-        for control in (slice_index, centre, width, opacity, colormap):
-            control.change(render, view_inputs, view_outputs)
-        threshold.input(lambda: "manual", None, threshold_method)
-        threshold.change(render, view_inputs, view_outputs)
-
-        def preset_threshold(name):
-            def apply(state: Review):
-                value = app.thresholds(state).get(name)
-                if value is None:
-                    return gr.update(), gr.update(), f"⚠️ this method has no calibrated {name} threshold"
-                return value, name, ""
-            return apply
-
-        for button, name in ((use_f1, "max_f1"), (use_fpr, "target_fpr"), (use_sigma, "k_sigma")):
-            button.click(preset_threshold(name), review, [threshold, threshold_method, message])
-
-        def on_window(name, state: Review):
-            choice = WINDOW_PRESETS.get(name)
-            if state.case is None or choice is None:
-                return (state.case.window if state.case else (None, None))
-            if choice == "range":
-                pixels = state.case.pixels
-                return float(pixels.max() + pixels.min()) / 2, float(pixels.max() - pixels.min()) or 1.0
-            return choice
-
-        preset.change(on_window, [preset, review], [centre, width])
-
-        def on_reset(state: Review, index, t, c, w):
-            if state.result is None:
-                return gr.update(), state
-            window = (float(c), float(w)) if c is not None and w else state.case.window
-            state.editor_base = app.mask(state, int(index or 0), float(t))
-            return editor_value(app.base_image(state, int(index or 0), window), state.editor_base), state
-
-        reset_editor.click(on_reset, [review, slice_index, threshold, centre, width], [editor, review])
-        # Moving the threshold restarts the correction from the new thresholded mask, so the saved
-        # mask always belongs to the threshold saved with it.
-        threshold.change(on_reset, [review, slice_index, threshold, centre, width], [editor, review])
-
-        def on_save(state: Review, index, t, how, edited, who, lab, text):
+        def on_run(state: ReviewSession, choice, who):
             try:
-                if state.result is None:
-                    raise ReviewError("run a method on an image before saving")
-                current = app.mask(state, int(index or 0), float(t))
-                mask = corrected_mask(current, state.editor_base, mask_from_editor(edited, current))
-                return app.save(state, int(index or 0), mask, float(t), how, who, lab, text), app.history(state), app.worklist()
+                ran = app.run(state, choice, who or "")
             except Exception as exc:
-                return friendly(exc), gr.update(), gr.update()
+                return {message: friendly(exc)}
+            return shown(ran, state, f"**{choice}** ran; move the threshold, correct the mask and save.")
 
-        save.click(on_save, [review, slice_index, threshold, threshold_method, editor, reader, label, note],
-                   [message, history, worklist])
+        run.click(on_run, [session, method, reader], view_outputs).then(None, scene, None, js=SHOW_SCENE)
+
+        def on_method(state: ReviewSession, choice):
+            info = _method_info(catalogue, choice)
+            if state.run is None or state.run.label == choice:
+                return {method_info: info}
+            # The old result must not stay on screen under the new method's name.
+            cleared = ReviewSession(state.case, state.case_id, None, state.saved, state.versions)
+            return {**shown(cleared, state, f"Press **Run** to score this image with {choice}."), method_info: info}
+
+        method.change(on_method, [session, method], [*view_outputs, method_info]).then(None, scene, None, js=SHOW_SCENE)
+
+        def on_version(state: ReviewSession, version):
+            if version is None or state.saved is None or version == state.saved.version:
+                return {message: gr.update()}
+            try:
+                picked = app.show_version(state, int(version))
+            except Exception as exc:
+                return {message: friendly(exc)}
+            return shown(picked, state, f"Showing saved version {version}.")
+
+        versions.input(on_version, [session, versions], view_outputs).then(None, scene, None, js=SHOW_SCENE)
+
+        def on_save(state: ReviewSession, sent, who, lab, text, acknowledged):
+            try:
+                state, said = app.save(state, sent, who, lab, text, acknowledged)
+            except Exception as exc:
+                return {save_status: friendly(exc)}
+            return {session: state, save_status: said, message: said, history: app.history(state),
+                    worklist: app.worklist(),
+                    versions: gr.update(choices=[(f"version {v.version} · annotation {v.annotation_id}", v.version)
+                                                 for v in state.versions], value=state.saved.version, visible=True)}
+
+        # The mask is read from the viewer at the moment of the click, then saved as it was.
+        save.click(None, None, payload, js=READ_MASK).then(
+            on_save, [session, payload, reader, label, note, acknowledge],
+            [session, save_status, message, history, worklist, versions])
 
         def exporter(fmt):
             def run_export():
                 try:
-                    return app.export_file(fmt), f"Exported annotations as {fmt.upper()}."
+                    return {download: app.export_file(fmt), message: f"Exported annotations as {fmt.upper()}."}
                 except Exception as exc:
-                    return None, friendly(exc)
+                    return {message: friendly(exc)}
             return run_export
 
         for fmt, button in export_buttons.items():
@@ -242,6 +269,3 @@ def _method_info(catalogue, choice) -> str:
         return ""
     picked = catalogue.choices[choice]
     return calibration_summary(picked.bundle, picked.method)
-
-
-

@@ -80,4 +80,5 @@ def describe_dataset(root: Path) -> dict:
     if not split_file.exists():
         return {"name": root.name}
     split = json.loads(split_file.read_text())
-    return {key: split.get(key) for key in ("dataset", "seed", "grouping", "normal", "anomalous", "licence", "counts")}
+    return {key: split.get(key) for key in ("dataset", "seed", "grouping", "normal", "anomalous", "modality", "licence",
+                                         "counts")}

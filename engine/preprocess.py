@@ -38,6 +38,8 @@ def to_model_input(pixels: np.ndarray, window: tuple[float, float], config: Prep
                    source: str = "image") -> tuple[torch.Tensor, Geometry]:
     """(C, H, W) in modality units to a (C, h, w) tensor in [-1, 1] and its Geometry."""
     channels, height, width = pixels.shape
+    if config.channels == 1 and channels == 3 and (pixels == pixels[:1]).all():
+        pixels, channels = pixels[:1], 1  # a greyscale image stored as RGB
     if config.channels and channels != config.channels:
         raise InputMismatchError(
             source, f"has {channels} channel(s) but this model was trained on {config.channels}-channel images"

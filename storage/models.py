@@ -75,6 +75,8 @@ class Annotation(Base):
     slice_index: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the mask covers every slice
     mask_shape: Mapped[list] = mapped_column(JSON)
     mask_data: Mapped[bytes] = mapped_column(LargeBinary)  # zlib(packbits(mask)): lossless
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # the threshold this mask was made at
+    threshold_method: Mapped[str | None] = mapped_column(String(64), nullable=True)
     author: Mapped[str] = mapped_column(String(128))
     label: Mapped[str | None] = mapped_column(String(128), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)

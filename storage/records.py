@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database, StorageError
-from .masks import encode_mask
+from .masks import decode_mask, encode_mask
 from .models import Annotation, AuditEvent, Case, InferenceRun, ThresholdPreset
 
 VERSION_RETRIES = 5
@@ -49,11 +49,13 @@ def record_run(db: Database, *, case_id: int, method: str, bundle_id: str, weigh
 
 def save_annotation(db: Database, *, case_id: int, mask: np.ndarray, author: str, run_id: int | None = None,
                     slice_index: int | None = None, label: str | None = None, note: str | None = None,
-                    corrects: str | None = None) -> Annotation:
+                    corrects: str | None = None, threshold: float | None = None,
+                    threshold_method: str | None = None) -> Annotation:
     """Store a mask. With `corrects` (a lineage id) it becomes the next version of that annotation;
     earlier versions stay as they were. Concurrent corrections each get their own version number."""
     if not author or not author.strip():
         raise StorageError("an annotation needs the reader's name")
+    mask = np.asarray(mask)
     shape, data = encode_mask(mask)
     attempt = 0
     while True:
@@ -67,11 +69,14 @@ def save_annotation(db: Database, *, case_id: int, mask: np.ndarray, author: str
                         raise StorageError(f"no annotation with lineage {corrects} to correct")
                     version, lineage = latest + 1, corrects
                 annotation = Annotation(case_id=case_id, run_id=run_id, slice_index=slice_index, mask_shape=shape,
-                                        mask_data=data, author=author.strip(), label=label, note=note, version=version)
+                                        mask_data=data, author=author.strip(), label=label, note=note, version=version,
+                                        threshold=threshold, threshold_method=threshold_method)
                 if lineage:
                     annotation.lineage = lineage
                 session.add(annotation)
                 session.flush()
+                if not np.array_equal(decode_mask(annotation.mask_shape, annotation.mask_data), mask.astype(bool)):
+                    raise StorageError("the mask did not read back as it was given; nothing was saved")
                 audit(session, author.strip(), "annotation.correct" if corrects else "annotation.add",
                       f"annotation:{annotation.id}", lineage=annotation.lineage, version=version, case_id=case_id)
                 return annotation

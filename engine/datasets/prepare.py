@@ -97,6 +97,7 @@ def prepare_ham10000(source: Path, writer: LayoutWriter, seed: int, limit: int |
         "grouping": "lesion_id",
         "normal": f"lesion-free {crop_size}x{crop_size} skin crops (lesion mask dilated by 4 px), up to {crops_per_image} per image",
         "anomalous": "whole 200x150 dermoscopy images with lesion masks (mask value >= 128)",
+        "modality": "XC",
         "licence": "HAM10000 (Tschandl et al. 2018), CC BY-NC 4.0: research and non-commercial use",
     }
 
@@ -121,6 +122,7 @@ def prepare_hands(source: Path, writer: LayoutWriter, seed: int, limit: int | No
         "grouping": "subject id",
         "normal": "hands without jewellery (accessories = 0)",
         "anomalous": "hands wearing jewellery (accessories = 1), image-level label only",
+        "modality": "XC",
         "licence": "11k Hands (Afifi 2019): academic research use",
     }
 
@@ -145,6 +147,7 @@ def prepare_brain_mri(source: Path, writer: LayoutWriter, seed: int, limit: int 
         "grouping": "file (no patient identity in the source)",
         "normal": "brain MRI slices without tumour (folder no/), stored greyscale",
         "anomalous": "slices with tumour (folder yes/), image-level label only",
+        "modality": "MR",
         "licence": "public Kaggle brain MRI set, no stated licence: research use only",
     }
 
@@ -168,6 +171,7 @@ def prepare_chest_xray(source: Path, writer: LayoutWriter, seed: int, limit: int
         "grouping": "patient id (file name prefix)",
         "normal": "chest X-rays labelled normal (0_normal)",
         "anomalous": "chest X-rays with findings (1_abnormal), image-level label only",
+        "modality": "DX",
         "licence": "NIH ChestX-ray14 subset: public, cite Wang et al. 2017",
     }
 

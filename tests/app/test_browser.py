@@ -1,4 +1,8 @@
-"""End to end in a real headless browser (Playwright driving Debian's chromium, which .ci/run installs)."""
+"""End to end in a real headless browser (Playwright driving Debian's chromium, which .ci/run installs).
+
+Every save is read back from the database and compared voxel for voxel with the mask the viewer
+showed at the moment of the click, and with what the reader's strokes should have made of it.
+"""
 from __future__ import annotations
 
 import os
@@ -6,14 +10,19 @@ import shutil
 import socket
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
 from app.bundles import discover
 from app.review import ReviewApp
-from storage import Database, case_history, list_cases
+from app.viewer import from_viewer
+from storage import Database, case_history, decode_mask, list_cases
+from tests.conftest import make_dicom, write_dicom
 
 ROOT = Path(__file__).parents[2]
+SAMPLES = ROOT / "assets" / "samples"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
@@ -28,74 +37,245 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)  # the page offers assets/samples as demo cases
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
     from app.ui import build_app
 
-    db = Database(f"sqlite:///{tmp_path / 'browser.sqlite'}")
-    demo = build_app(ReviewApp(db, discover([ROOT / "assets" / "models"]), tmp_path / "cases", torch.device("cpu")))
+    tmp = tmp_path_factory.mktemp("browser")
+    db = Database(f"sqlite:///{tmp / 'browser.sqlite'}")
+    app = ReviewApp(db, discover([ROOT / "assets" / "models"]), tmp / "cases", torch.device("cpu"))
+    demo = build_app(app)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}", db
+    yield f"http://127.0.0.1:{port}", app
     demo.close()
 
 
-def test_review_flow_in_chromium(served, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture
+def reader_page(served):
+    from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "chromium must be installed in CI"
-    url, db = served
+    url, app = served
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(f"{e}: {e.stack}"))
         page.goto(url)
-        # A bad file: a readable sentence on the page, no traceback.
-        bad = tmp_path / "broken.png"
-        bad.write_bytes(b"this is not an image")
-        page.locator("#upload input[type=file]").set_input_files(str(bad))
-        expect(page.locator("#message")).to_contain_text("broken.png: not a readable PNG", timeout=30_000)
-        expect(page.locator("body")).not_to_contain_text("Traceback")
-
-        page.locator("#upload button[aria-label*='Clear'], #upload button[aria-label*='Remove']").first.click()
-        page.locator("#upload input[type=file]").set_input_files(str(ROOT / "assets" / "samples" / "ISIC_0024311.jpg"))
-        expect(page.locator("#message")).to_contain_text("Opened", timeout=30_000)
-        page.locator("#run").click()
-        expect(page.locator("#score")).to_contain_text("Image score", timeout=60_000)
-
-        number = page.locator("#threshold input[type=number]")
-        moved = float(number.input_value()) * 1.5
-        number.fill(f"{moved:.6g}")
-        number.press("Enter")
-        # What the reader sees before saving: the threshold is now marked as chosen by hand.
-        expect(page.locator("#threshold-method input, #threshold-method textarea").first).to_have_value("manual")
+        page.wait_for_function("window.anomascope && window.anomascope.viewer.nv", timeout=60_000)
         page.locator("#reader input, #reader textarea").first.fill("Dr Playwright")
-        page.locator("#save").click()
-        expect(page.locator("#message")).to_contain_text("Saved annotation", timeout=30_000)
-        # Gradio keeps a connection open, so "network idle" never comes: wait for the images instead.
-        expect(page.locator("#overlay img")).to_be_visible()
-        page.wait_for_function(
-            "document.querySelectorAll('#overlay .progress-text, #overlay .eta-bar, #overlay .wrap.pending').length === 0",
-            timeout=60_000)
-        page.wait_for_timeout(1000)
-        page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
-        if os.environ.get("ANOMASCOPE_SCREENSHOT"):
-            shutil.copy(tmp_path / "screenshot.png", os.environ["ANOMASCOPE_SCREENSHOT"])
+        yield Reader(page, app)
+        assert not errors, f"errors in the page's scripts: {errors}"
         browser.close()
 
-    [case] = list_cases(db)
-    history = case_history(db, case.id)
-    assert [a.author for a in history.annotations] == ["Dr Playwright"]
-    assert history.runs[0].threshold == pytest.approx(moved, rel=1e-3)
-    assert history.runs[0].threshold_method == "manual"
-    # Uncorrected, the saved mask is exactly the thresholded heatmap.
-    from engine.inference import score_case
-    from engine.io import load_case
-    from storage import decode_mask
 
-    catalogue = discover([ROOT / "assets" / "models"])
-    predictor = catalogue.predictor(catalogue.best_choice(), torch.device("cpu"))  # the page's preselected method
-    heatmap = score_case(predictor, load_case(ROOT / "assets" / "samples" / "ISIC_0024311.jpg")).heatmap[0]
-    saved = decode_mask(history.annotations[0].mask_shape, history.annotations[0].mask_data)
-    assert saved.shape == heatmap.shape
-    assert abs(int(saved.sum()) - int((heatmap >= history.runs[0].threshold).sum())) <= 0.01 * heatmap.size
+class Reader:
+    """What a reader does on the page, and what the viewer shows, read from the page itself."""
+
+    def __init__(self, page, app: ReviewApp):
+        self.page, self.app = page, app
+
+    def _await_scene(self, before: int) -> None:
+        self.page.wait_for_function(f"window.anomascope.viewer.shown > {before}", timeout=120_000)
+
+    def shown(self) -> int:
+        return self.page.evaluate("window.anomascope.viewer.shown")
+
+    def open(self, path: Path) -> None:
+        before = self.shown()
+        clear = self.page.locator("#upload button[aria-label*='Clear'], #upload button[aria-label*='Remove']")
+        if clear.count():
+            clear.first.click()
+        self.page.locator("#upload input[type=file]").set_input_files(str(path))
+        self._await_scene(before)
+
+    def run(self) -> None:
+        before = self.shown()
+        self.page.locator("#run").click()
+        self._await_scene(before)
+        self.page.wait_for_function("window.anomascope.viewer.scene && window.anomascope.viewer.scene.threshold")
+
+    def scene(self) -> dict | None:
+        return self.page.evaluate("window.anomascope.viewer.scene")
+
+    def mask(self) -> np.ndarray:
+        """The mask on screen as (S, H, W), read from NiiVue's drawing bitmap."""
+        width, height, slices = self.scene()["dims"]
+        flat = np.array(self.page.evaluate("window.anomascope.mask()"), dtype=bool)
+        return from_viewer(flat.reshape((width, height, slices), order="F"))
+
+    def stroke(self, tool: str, points: list[tuple[int, int]]) -> None:
+        """Drag the tool through image points (column, row) on the slice on screen."""
+        self.page.locator(f".as-viewer [data-tool={tool}]").click()
+        edits = self.page.evaluate("window.anomascope.viewer.cursor")
+        screen = [self.page.evaluate(f"window.anomascope.screenPoint({x}, {y})") for x, y in points]
+        self.page.mouse.move(*screen[0])
+        self.page.mouse.down()
+        for point in screen[1:]:
+            self.page.mouse.move(*point, steps=8)
+        self.page.mouse.up()
+        self.page.wait_for_function(f"window.anomascope.viewer.cursor > {edits}")
+        self.page.locator(".as-viewer [data-tool=navigate]").click()
+
+    def set_threshold(self, value: float) -> None:
+        self.page.once("dialog", lambda dialog: dialog.accept())  # "discard your edits?"
+        box = self.page.locator(".as-threshold-number")
+        box.fill(f"{value:.6g}")
+        box.dispatch_event("change")
+
+    def save(self, expect: str = "Saved annotation") -> None:
+        self.page.locator("#save").click()
+        self.page.wait_for_function(
+            "text => document.querySelector('#save-status').innerText.includes(text)", arg=expect, timeout=60_000)
+
+    def status(self) -> str:
+        return self.page.locator("#save-status").inner_text()
+
+
+def _latest(app: ReviewApp, source_name: str):
+    [case] = [c for c in list_cases(app.db) if c.source_name == source_name]
+    annotation = case_history(app.db, case.id).annotations[-1]
+    mask = decode_mask(annotation.mask_shape, annotation.mask_data)
+    return annotation, mask.reshape(-1, *mask.shape[-2:])
+
+
+def _heatmap_on_disk(app: ReviewApp, reader: Reader) -> np.ndarray:
+    """The map the server wrote for the viewer, read back with nibabel (independent of the browser)."""
+    token = reader.scene()["token"]
+    return from_viewer(np.asarray(nib.load(app.volumes.root / token / "heatmap.nii.gz").dataobj))
+
+
+def test_photo_threshold_strokes_eraser_reopen(reader_page, tmp_path):
+    reader, app, page = reader_page, reader_page.app, reader_page.page
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"this is not an image")
+    reader.open(bad)
+    assert "broken.png: not a readable PNG" in page.locator("#message").inner_text()
+    assert reader.scene() is None and "Traceback" not in page.content()
+
+    photo = SAMPLES / "ISIC_0024311.jpg"
+    reader.open(photo)
+    reader.run()
+    scene = reader.scene()
+    assert scene["heatmap"] and scene["restoration"]
+    # The viewer's thresholded mask is exactly the map at the threshold (computed here from the file).
+    heatmap = _heatmap_on_disk(app, reader)
+    thresholded = reader.mask()
+    np.testing.assert_array_equal(thresholded, heatmap >= np.float32(scene["threshold"]["value"]))
+    assert 0 < thresholded.sum() < thresholded.size
+
+    # 1. A brush stroke after Run: saved = thresholded mask + the stroke.
+    reader.stroke("brush", [(5, 140), (60, 140)])
+    shown = reader.mask()
+    reader.save()
+    annotation, saved = _latest(app, photo.name)
+    np.testing.assert_array_equal(saved, shown)
+    added = shown & ~thresholded
+    assert (thresholded <= shown).all() and added.sum() > 20
+    rows, cols = np.nonzero(added[0])
+    assert rows.min() >= 130 and rows.max() <= 149 and cols.max() <= 70  # where the stroke went
+    assert annotation.version == 1 and annotation.threshold == pytest.approx(scene["threshold"]["value"])
+
+    # Undo and redo (keys) act on the mask on screen.
+    page.locator(".as-main canvas").hover()
+    page.keyboard.press("Control+z")
+    np.testing.assert_array_equal(reader.mask(), thresholded)
+    page.keyboard.press("Control+y")
+    np.testing.assert_array_equal(reader.mask(), shown)
+
+    # 2. An eraser stroke through the lesion: saved = the mask on screen, less what was erased.
+    before = reader.mask()
+    ys, xs = np.nonzero(before[0])
+    centre = (int(np.median(xs)), int(np.median(ys)))
+    reader.stroke("eraser", [(centre[0] - 30, centre[1]), (centre[0] + 30, centre[1])])
+    shown = reader.mask()
+    reader.save()
+    annotation, saved = _latest(app, photo.name)
+    np.testing.assert_array_equal(saved, shown)
+    assert (shown <= before).all() and shown.sum() < before.sum()
+    assert annotation.version == 2
+
+    # 3. A threshold change, then a stroke: the mask restarts from the map at the new threshold.
+    lineage = annotation.lineage
+    low, high = scene["threshold"]["min"], scene["threshold"]["max"]
+    new_threshold = float(f"{low + 0.6 * (high - low):.6g}")  # as the reader types it
+    reader.set_threshold(new_threshold)
+    restarted = reader.mask()
+    np.testing.assert_array_equal(restarted, heatmap >= np.float32(new_threshold))
+    reader.stroke("brush", [(150, 10), (190, 10)])
+    shown = reader.mask()
+    reader.save()
+    annotation, saved = _latest(app, photo.name)
+    np.testing.assert_array_equal(saved, shown)
+    assert (restarted <= shown).all() and (shown & ~restarted).sum() > 20
+    assert annotation.threshold == pytest.approx(new_threshold, rel=1e-6)
+    assert annotation.threshold_method == "manual" and annotation.lineage == lineage and annotation.version == 3
+
+    # 4. Another (bad) file clears every view of this case.
+    reader.open(bad)
+    assert reader.scene() is None
+    assert page.locator("#score").inner_text().strip() == ""
+    assert page.evaluate("document.querySelector('.as-title').textContent") == "No image open"
+
+    # 5. Reopen from the worklist: the latest saved mask is on screen; a correction is version 4.
+    before = reader.shown()
+    page.locator("#worklist").get_by_text("ISIC_0024311.jpg").filter(visible=True).first.click()
+    reader._await_scene(before)
+    np.testing.assert_array_equal(reader.mask(), saved)
+    reader.stroke("eraser", [(150, 10), (190, 10)])
+    shown = reader.mask()
+    reader.save()
+    annotation, stored = _latest(app, photo.name)
+    np.testing.assert_array_equal(stored, shown)
+    assert annotation.lineage == lineage and annotation.version == 4
+    assert (shown <= saved).all() and shown.sum() < saved.sum()
+
+    page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
+    if os.environ.get("ANOMASCOPE_SCREENSHOT"):
+        shutil.copy(tmp_path / "screenshot.png", os.environ["ANOMASCOPE_SCREENSHOT"])
+
+
+def _dicom_series(folder: Path, slices: int = 8) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    uid = "1.2.826.0.1.3680043.8.498.1"
+    for k in range(slices):
+        pixels = (rng.normal(100, 20, (40, 48)).clip(0, 4000)).astype(np.uint16)
+        write_dicom(folder / f"IM{k:03d}.dcm", make_dicom(
+            pixels, SeriesInstanceUID=uid, ImagePositionPatient=[0.0, 0.0, 3.0 * k],
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0], InstanceNumber=k + 1, PixelSpacing=[0.8, 0.8]))
+    archive = shutil.make_archive(str(folder), "zip", folder)
+    return Path(archive)
+
+
+@pytest.mark.parametrize("name", ["anatomical.nii", "series.zip", "CT_small.dcm"])
+def test_volume_stroke_lands_on_the_slice_on_screen(reader_page, tmp_path, name):
+    reader, app, page = reader_page, reader_page.app, reader_page.page
+    path = _dicom_series(tmp_path / "series") if name == "series.zip" else SAMPLES / name
+    reader.open(path)
+    page.locator("#method input").first.click()
+    page.get_by_role("option", name="DIA", exact=False).first.click()
+    reader.run()
+    scene = reader.scene()
+    width, height, slices = scene["dims"]
+    assert scene["threshold"]["image_level"] and "flagged" in page.locator(".as-verdict").inner_text().lower()
+
+    target = min(slices - 1, slices // 2 + 2)
+    page.locator(".as-main canvas").hover()
+    for _ in range(target - page.evaluate("window.anomascope.currentSlice()")):
+        page.keyboard.press("ArrowUp")
+    assert page.evaluate("window.anomascope.currentSlice()") == target
+    reader.stroke("brush", [(width // 4, height // 2), (3 * width // 4, height // 2)])
+    shown = reader.mask()
+    assert shown[target].sum() > 0 and shown.sum() == shown[target].sum()
+
+    if scene["image"] and "CT" in scene["title"]:  # the chest X-ray model on a CT: the reader must acknowledge
+        reader.save(expect="read the model warning")
+        page.locator("#acknowledge input").check()
+    reader.save()
+    source = "series" if name == "series.zip" else name
+    annotation, saved = _latest(app, next(c.source_name for c in list_cases(app.db) if c.source_name.startswith(source)))
+    assert saved.shape == (slices, height, width)
+    np.testing.assert_array_equal(saved, shown)
+    assert annotation.threshold is not None and annotation.threshold_method

@@ -1,0 +1,423 @@
+// The review page's image viewer: NiiVue (shipped beside this file) holding the case, the heatmap
+// overlay and the mask as NiiVue's drawing layer. The threshold, the brush and undo act here, in the
+// browser; the server receives the mask only when the reader saves, as the exact bitmap on screen.
+//
+// Voxel order is the one app/viewer.py writes: x = image column, y = rows counted from the bottom,
+// z = slice, with a positive diagonal affine so that NiiVue's RAS order is the file order and
+// drawBitmap[x + y*W + z*W*H] is voxel (x, y, z).
+(function () {
+  "use strict";
+  const MASK = 1; // drawing-layer value of a mask voxel (0 is background)
+  const MASK_LUT = { R: [0, 0], G: [0, 255], B: [0, 120], A: [0, 255], I: [0, 1], labels: ["", "mask"] };
+  const UNDO_LIMIT = 50;
+
+  const viewer = {
+    nv: null, restoration: null, uncertainty: null, root: null,
+    scene: null, heat: null, history: [], cursor: 0, threshold: null, thresholdMethod: "manual",
+    sceneKey: null, lastThresholdMs: null, tool: "navigate", shown: 0, // scenes shown so far (tests wait on it)
+  };
+
+  function $(selector) { return viewer.root.querySelector(selector); }
+
+  function newViewer(canvas, withColorbar) {
+    const nv = new niivue.Niivue({
+      backColor: [0.08, 0.08, 0.1, 1], isColorbar: withColorbar, isOrientationTextVisible: false,
+      dragAndDropEnabled: false, show3Dcrosshair: false, crosshairColor: [0.2, 0.8, 1, 0.5],
+      crosshairWidth: 0, logLevel: "error", isNearestInterpolation: true,
+      // Left button: crosshair (or the pen while drawing); right: window/level; middle or Ctrl+left: pan.
+      mouseEventConfig: {
+        leftButton: { primary: niivue.DRAG_MODE.crosshair, withCtrl: niivue.DRAG_MODE.pan },
+        rightButton: niivue.DRAG_MODE.windowing, centerButton: niivue.DRAG_MODE.pan,
+      },
+    });
+    nv.attachToCanvas(canvas);
+    nv.setSliceType(nv.sliceTypeAxial);
+    return nv;
+  }
+
+  // --- bit packing, shared with app/viewer.py (numpy packbits, most significant bit first) ---------
+
+  function pack(bitmap) {
+    const bytes = new Uint8Array(Math.ceil(bitmap.length / 8));
+    for (let i = 0; i < bitmap.length; i++) {
+      if (bitmap[i]) bytes[i >> 3] |= 0x80 >> (i & 7);
+    }
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(text);
+  }
+
+  function unpack(base64, length) {
+    const text = atob(base64);
+    const bitmap = new Uint8Array(length);
+    for (let i = 0; i < length; i++) {
+      if (text.charCodeAt(i >> 3) & (0x80 >> (i & 7))) bitmap[i] = MASK;
+    }
+    return bitmap;
+  }
+
+  function count(bitmap) {
+    let n = 0;
+    for (let i = 0; i < bitmap.length; i++) if (bitmap[i]) n++;
+    return n;
+  }
+
+  // --- the mask and its history ------------------------------------------------------------------
+
+  function bitmap() { return viewer.nv.drawBitmap; }
+
+  function setBitmap(values) {
+    bitmap().set(values);
+    viewer.nv.refreshDrawing(true);
+  }
+
+  function resetHistory() {
+    viewer.history = [bitmap().slice()];
+    viewer.cursor = 0;
+    showEditState();
+  }
+
+  function edited() { return viewer.cursor > 0; }
+
+  function recordStroke() {
+    if (!viewer.scene || !bitmap()) return;
+    const now = bitmap();
+    const last = viewer.history[viewer.cursor];
+    if (last && last.length === now.length && last.every((v, i) => v === now[i])) return;
+    viewer.history = viewer.history.slice(0, viewer.cursor + 1);
+    viewer.history.push(now.slice());
+    if (viewer.history.length > UNDO_LIMIT) viewer.history.shift();
+    viewer.cursor = viewer.history.length - 1;
+    showEditState();
+  }
+
+  function undo() {
+    if (viewer.cursor === 0) return;
+    viewer.cursor -= 1;
+    setBitmap(viewer.history[viewer.cursor]);
+    showEditState();
+  }
+
+  function redo() {
+    if (viewer.cursor >= viewer.history.length - 1) return;
+    viewer.cursor += 1;
+    setBitmap(viewer.history[viewer.cursor]);
+    showEditState();
+  }
+
+  function showEditState() {
+    const n = bitmap() ? count(bitmap()) : 0;
+    const spacing = viewer.scene && viewer.scene.spacing;
+    let text = `Mask: ${n} ${viewer.scene && viewer.scene.dims[2] > 1 ? "voxels" : "px"}`;
+    if (spacing) {
+      const area = n * spacing[0] * spacing[1];
+      text += viewer.scene.dims[2] > 1 ? ` = ${(area * spacing[2]).toFixed(1)} mm³` : ` = ${area.toFixed(1)} mm²`;
+    }
+    if (edited()) text += ` · ${viewer.cursor} edit${viewer.cursor > 1 ? "s" : ""} since the threshold`;
+    $(".as-area").textContent = text;
+    $(".as-undo").disabled = viewer.cursor === 0;
+    $(".as-redo").disabled = viewer.cursor >= viewer.history.length - 1;
+  }
+
+  // --- threshold ------------------------------------------------------------------------------------
+
+  function thresholdMask(value) {
+    const heat = viewer.heat;
+    const cut = Math.fround(value); // the map is float32: compare as numpy does
+    const out = new Uint8Array(heat.length);
+    for (let i = 0; i < heat.length; i++) if (heat[i] >= cut) out[i] = MASK;
+    return out;
+  }
+
+  function verdictText(value) {
+    const t = viewer.scene.threshold;
+    if (!t.image_level) return "";
+    const flagged = t.image_score >= value;
+    return `Image score ${t.image_score.toPrecision(4)} ${flagged ? "≥" : "<"} threshold ${Number(value).toPrecision(4)}:` +
+      ` this image is ${flagged ? "FLAGGED" : "not flagged"} (${viewer.thresholdMethod}). This method makes no map: the mask is what you draw.`;
+  }
+
+  function applyThreshold(value, method) {
+    const started = performance.now();
+    const t = viewer.scene.threshold;
+    if (viewer.heat && edited() &&
+        !window.confirm("Moving the threshold replaces the mask with the thresholded map and discards your edits. Continue?")) {
+      showThreshold();
+      return false;
+    }
+    viewer.threshold = value;
+    viewer.thresholdMethod = method;
+    if (viewer.heat) {
+      setBitmap(thresholdMask(value));
+      resetHistory();
+    }
+    showThreshold();
+    $(".as-verdict").textContent = t.image_level ? verdictText(value) : "";
+    requestAnimationFrame(() => { viewer.lastThresholdMs = performance.now() - started; });
+    return true;
+  }
+
+  function showThreshold() {
+    $(".as-threshold").value = viewer.threshold;
+    $(".as-threshold-number").value = Number(viewer.threshold).toPrecision(6);
+    $(".as-threshold-method").textContent = viewer.thresholdMethod;
+  }
+
+  function setupThreshold(t) {
+    const slider = $(".as-threshold");
+    slider.min = t.min; slider.max = t.max; slider.step = (t.max - t.min) / 1000 || 1e-6;
+    const presets = $(".as-presets");
+    presets.replaceChildren();
+    for (const [name, value] of Object.entries(t.presets)) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = name.replace("_", " ");
+      button.title = `${name}: ${value}`;
+      button.dataset.preset = name;
+      button.addEventListener("click", () => applyThreshold(value, name));
+      presets.appendChild(button);
+    }
+  }
+
+  // --- loading a scene ------------------------------------------------------------------------------
+
+  function volumeOptions(spec, name, colormap, extra) {
+    const options = { url: spec.url, name, colormap, ...extra };
+    if (spec.window) { options.cal_min = spec.window[0]; options.cal_max = spec.window[1]; }
+    return options;
+  }
+
+  async function clear(nv) {
+    while (nv.volumes.length) nv.removeVolume(nv.volumes[nv.volumes.length - 1]);
+    nv.drawScene();
+  }
+
+  async function show(scene) {
+    const key = (scene && scene.token) || "";
+    if (key === viewer.sceneKey) return; // the same scene again (an event that changed nothing)
+    viewer.sceneKey = key;
+    viewer.scene = null;
+    viewer.heat = null;
+    viewer.history = [];
+    viewer.cursor = 0;
+    $(".as-title").textContent = scene && scene.title ? scene.title : "No image open";
+    $(".as-verdict").textContent = "";
+    $(".as-area").textContent = "";
+    $(".as-controls").hidden = true;
+    viewer.nv.broadcastTo([], { "2d": true, "3d": true });
+    for (const nv of [viewer.nv, viewer.restoration, viewer.uncertainty]) {
+      if (nv.drawBitmap) nv.closeDrawing();
+      await clear(nv);
+    }
+    $(".as-side").hidden = true;
+    if (!scene || !scene.image) { viewer.shown += 1; return; }
+
+    const nv = viewer.nv;
+    const volumes = [volumeOptions(scene.image, "image.nii.gz", "gray", { colorbarVisible: false })];
+    if (scene.heatmap) {
+      volumes.push(volumeOptions(scene.heatmap, "heatmap.nii.gz", scene.heatmap.colormap,
+        { opacity: Number($(".as-opacity").value), colorbarVisible: true }));
+    }
+    await nv.loadVolumes(volumes);
+    if (scene.heatmap) viewer.heat = nv.volumes[1].img;
+    nv.setDrawColormap(MASK_LUT);
+    nv.setDrawOpacity(0.2);
+    nv.drawRimOpacity = 1.0; // a solid outline over a faint fill keeps the heatmap readable
+    nv.createEmptyDrawing();
+    viewer.scene = scene;
+    nv.scene.crosshairPos = [0.5, 0.5, scene.dims[2] > 1 ? (Math.floor(scene.dims[2] / 2) + 0.5) / scene.dims[2] : 0.5];
+    nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
+
+    await showSide(viewer.restoration, scene.restoration, "gray", ".as-restoration-box");
+    await showSide(viewer.uncertainty, scene.uncertainty, "viridis", ".as-uncertainty-box");
+
+    // The side views follow the main view's slice, zoom and pan (only views holding an image:
+    // NiiVue cannot describe a location in an empty one).
+    nv.broadcastTo([viewer.restoration, viewer.uncertainty].filter((side) => side.volumes.length), { "2d": true, "3d": true });
+    setupWindowPresets(scene);
+    $(".as-controls").hidden = false;
+    $(".as-threshold-row").hidden = !scene.threshold;
+    $(".as-heatmap-row").hidden = !scene.heatmap;
+    updateBrush();
+    if (scene.threshold) {
+      setupThreshold(scene.threshold);
+      viewer.threshold = scene.threshold.value;
+      viewer.thresholdMethod = scene.threshold.method;
+    }
+    if (scene.mask) {
+      setBitmap(unpack(scene.mask, bitmap().length));
+      resetHistory();
+      showThreshold();
+      $(".as-verdict").textContent = scene.threshold && scene.threshold.image_level ? verdictText(viewer.threshold) : "";
+    } else if (scene.threshold) {
+      resetHistory();
+      applyThreshold(scene.threshold.value, scene.threshold.method);
+    } else {
+      resetHistory();
+    }
+    $(".as-mask-source").textContent = scene.mask_source || "";
+    nv.drawScene();
+    viewer.shown += 1;
+  }
+
+  async function showSide(nv, spec, colormap, box) {
+    if (!spec) { $(box).hidden = true; return; }
+    $(".as-side").hidden = false;
+    $(box).hidden = false;
+    nv.resizeListener();
+    await nv.loadVolumes([volumeOptions(spec, "side.nii.gz", spec.rgb ? "gray" : colormap, {})]);
+    nv.scene.crosshairPos = viewer.nv.scene.crosshairPos.slice();
+    nv.scene.pan2Dxyzmm = viewer.nv.scene.pan2Dxyzmm.slice();
+    nv.drawScene();
+  }
+
+  function setupWindowPresets(scene) {
+    const select = $(".as-window");
+    select.replaceChildren();
+    for (const [name, range] of scene.window_presets) {
+      const option = document.createElement("option");
+      option.textContent = name;
+      option.value = JSON.stringify(range);
+      select.appendChild(option);
+    }
+    $(".as-window-row").hidden = scene.image.rgb;
+  }
+
+  function setWindow(range) {
+    const image = viewer.nv.volumes[0];
+    image.cal_min = range[0];
+    image.cal_max = range[1];
+    viewer.nv.updateGLVolume();
+  }
+
+  // --- tools ---------------------------------------------------------------------------------------
+
+  function updateBrush() {
+    if (!viewer.scene) return;
+    const size = Number($(".as-brush-size").value);
+    const spacing = viewer.scene.spacing;
+    $(".as-brush-unit").textContent = spacing ? "mm" : "px";
+    // NiiVue's pen size is in voxels; with a known spacing the reader sets it in mm.
+    viewer.nv.opts.penSize = Math.max(1, Math.round(spacing ? size / Math.min(spacing[0], spacing[1]) : size));
+  }
+
+  function setTool(tool) {
+    viewer.tool = tool;
+    const nv = viewer.nv;
+    nv.setDrawingEnabled(tool !== "navigate");
+    if (tool === "brush") nv.setPenValue(MASK, false);
+    if (tool === "fill") nv.setPenValue(MASK, true);
+    if (tool === "eraser") nv.setPenValue(0, false);
+    viewer.root.querySelectorAll("[data-tool]").forEach((b) => b.classList.toggle("as-active", b.dataset.tool === tool));
+  }
+
+  function zoom(factor) {
+    const nv = viewer.nv;
+    const pan = nv.scene.pan2Dxyzmm;
+    nv.scene.pan2Dxyzmm = factor ? [pan[0], pan[1], pan[2], Math.min(40, Math.max(0.2, pan[3] * factor))] : [0, 0, 0, 1];
+    nv.drawScene();
+    nv.sync();
+  }
+
+  function moveSlice(step) {
+    if (!viewer.scene || viewer.scene.dims[2] < 2) return;
+    viewer.nv.moveCrosshairInVox(0, 0, step);
+    viewer.nv.sync();
+  }
+
+  function currentSlice() {
+    const nv = viewer.nv;
+    if (!viewer.scene) return 0;
+    return Math.min(viewer.scene.dims[2] - 1, Math.max(0, Math.floor(nv.scene.crosshairPos[2] * viewer.scene.dims[2])));
+  }
+
+  function onLocation(data) {
+    if (!viewer.scene) return;
+    const z = currentSlice();
+    const values = (data.values || []).map((v) => v.value).filter((v) => v !== undefined);
+    let text = viewer.scene.dims[2] > 1 ? `Slice ${z + 1} / ${viewer.scene.dims[2]}` : "";
+    if (data.vox) text += `  x ${data.vox[0]}, y ${viewer.scene.dims[1] - 1 - data.vox[1]}`;
+    if (viewer.heat && values.length > 1) text += `  score ${Number(values[1]).toPrecision(4)}`;
+    $(".as-location").textContent = text;
+  }
+
+  // Where voxel (column x, row y) of the slice on screen is, in page coordinates.
+  function screenPoint(x, y) {
+    const [W, H, S] = viewer.scene.dims;
+    const z = (currentSlice() + 0.5) / S;
+    const position = viewer.nv.frac2canvasPos([(x + 0.5) / W, (H - 1 - y + 0.5) / H, z]);
+    const rect = viewer.nv.canvas.getBoundingClientRect();
+    const dpr = viewer.nv.uiData.dpr || window.devicePixelRatio || 1;
+    return [rect.left + position[0] / dpr, rect.top + position[1] / dpr];
+  }
+
+  // --- what Save sends -----------------------------------------------------------------------------
+
+  function payload() {
+    if (!viewer.scene || !bitmap()) return "";
+    const mask = bitmap();
+    return JSON.stringify({
+      token: viewer.scene.token, dims: viewer.scene.dims, mask: pack(mask), voxels: count(mask),
+      threshold: viewer.threshold, threshold_method: viewer.thresholdMethod, edited: edited(), slice: currentSlice(),
+    });
+  }
+
+  // --- wiring --------------------------------------------------------------------------------------
+
+  function wire() {
+    viewer.root.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("click", () => setTool(b.dataset.tool)));
+    $(".as-undo").addEventListener("click", undo);
+    $(".as-redo").addEventListener("click", redo);
+    $(".as-zoom-in").addEventListener("click", () => zoom(1.25));
+    $(".as-zoom-out").addEventListener("click", () => zoom(0.8));
+    $(".as-zoom-fit").addEventListener("click", () => zoom(0));
+    $(".as-brush-size").addEventListener("input", updateBrush);
+    $(".as-threshold").addEventListener("input", (e) => applyThreshold(Number(e.target.value), "manual"));
+    $(".as-threshold-number").addEventListener("change", (e) => applyThreshold(Number(e.target.value), "manual"));
+    $(".as-window").addEventListener("change", (e) => setWindow(JSON.parse(e.target.value)));
+    $(".as-opacity").addEventListener("input", (e) => {
+      if (viewer.nv.volumes.length > 1) viewer.nv.setOpacity(1, Number(e.target.value));
+    });
+    $(".as-colormap").addEventListener("change", (e) => {
+      if (viewer.nv.volumes.length > 1) viewer.nv.setColormap(viewer.nv.volumes[1].id, e.target.value);
+    });
+    const main = $(".as-main");
+    // A stroke ends on pointer up; NiiVue has written the bitmap by the next task.
+    main.addEventListener("pointerup", () => setTimeout(recordStroke, 0));
+    main.addEventListener("wheel", (e) => {
+      if (!e.ctrlKey) return; // plain wheel: NiiVue scrolls slices
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      zoom(e.deltaY < 0 ? 1.1 : 1 / 1.1);
+    }, { capture: true, passive: false });
+    document.addEventListener("keydown", (e) => {
+      if (!viewer.scene || /^(INPUT|TEXTAREA|SELECT)$/.test(e.target.tagName)) return;
+      const key = e.key.toLowerCase();
+      if ((e.ctrlKey || e.metaKey) && key === "z" && !e.shiftKey) { e.preventDefault(); undo(); }
+      else if ((e.ctrlKey || e.metaKey) && (key === "y" || (key === "z" && e.shiftKey))) { e.preventDefault(); redo(); }
+      else if (key === "arrowup" || key === "pageup") { e.preventDefault(); moveSlice(1); }
+      else if (key === "arrowdown" || key === "pagedown") { e.preventDefault(); moveSlice(-1); }
+    });
+    viewer.nv.onLocationChange = onLocation;
+    new ResizeObserver(() => [viewer.nv, viewer.restoration, viewer.uncertainty]
+      .filter((nv) => nv.volumes.length).forEach((nv) => nv.resizeListener()))
+      .observe(viewer.root);
+  }
+
+  function mount(root) {
+    viewer.root = root;
+    viewer.nv = newViewer(root.querySelector(".as-main canvas"), true);
+    viewer.restoration = newViewer(root.querySelector(".as-restoration-box canvas"), false);
+    viewer.uncertainty = newViewer(root.querySelector(".as-uncertainty-box canvas"), true);
+    wire();
+    setTool("navigate");
+  }
+
+  window.anomascope = {
+    mount, show, payload, undo, redo, setTool, applyThreshold, currentSlice,
+    moveSlice, screenPoint, viewer, pack, unpack,
+    mask: () => (bitmap() ? Array.from(bitmap(), (v) => (v ? 1 : 0)) : []),
+  };
+})();
