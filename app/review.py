@@ -20,12 +20,26 @@ from app.bundles import Catalogue
 from app.casestore import content_hash, register_case
 from app.export import export
 from app.inference_outputs import display_range
-from app.viewer import MaskPayloadError, VolumeStore, pack_mask, read_payload, write_volume
+from app.viewer import (
+    MaskPayloadError,
+    VolumeStore,
+    pack_mask,
+    read_payload,
+    write_volume,
+)
 from engine.calibration import percentile_of
 from engine.inference import CaseResult, score_case
 from engine.io import Case, ImageReadError, load_case
 from engine.preprocess import InputMismatchError
-from storage import Database, StorageError, case_history, case_summaries, decode_mask, record_run, save_annotation
+from storage import (
+    Database,
+    StorageError,
+    case_history,
+    case_summaries,
+    decode_mask,
+    record_run,
+    save_annotation,
+)
 
 WINDOW_PRESETS = {
     "CT soft tissue (40/400)": (40.0, 400.0),
@@ -362,8 +376,8 @@ def mismatch_warnings(manifest: dict, case: Case) -> list[str]:
     trained = data.get("modality")
     described = data.get("normal") or data.get("dataset") or "its training images"
     if trained and case.modality not in ("OT", trained):
-        return [f"This model was trained on {trained} images ({described}); this image is {case.modality}. "
-                "Its map may mean nothing here."]
+        return [(f"This model was trained on {trained} images ({described}); this image is {case.modality}. "
+                 "Its map may mean nothing here.")]
     return []
 
 

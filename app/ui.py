@@ -14,7 +14,7 @@ import gradio as gr
 
 from app.bundles import ASSETS, calibration_summary, discover, model_dirs
 from app.review import ReviewApp, ReviewSession, friendly, gather_series
-from app.viewer import STATIC, VolumeStore, niivue_script_tags
+from app.viewer import STATIC, niivue_script_tags
 from engine.io import SUPPORTED
 from storage import Database
 

@@ -274,8 +274,34 @@ def test_volume_stroke_lands_on_the_slice_on_screen(reader_page, tmp_path, name)
         reader.save(expect="read the model warning")
         page.locator("#acknowledge input").check()
     reader.save()
-    source = "series" if name == "series.zip" else name
-    annotation, saved = _latest(app, next(c.source_name for c in list_cases(app.db) if c.source_name.startswith(source)))
+    source = next(c.source_name for c in list_cases(app.db) if c.source_name.startswith(Path(name).stem))
+    annotation, saved = _latest(app, source)
     assert saved.shape == (slices, height, width)
     np.testing.assert_array_equal(saved, shown)
     assert annotation.threshold is not None and annotation.threshold_method
+
+    # A threshold change (the verdict moves, the drawn mask stays), then the eraser on that slice.
+    new_threshold = float(f"{scene['threshold']['max'] + 1:.6g}")  # above every score
+    reader.set_threshold(new_threshold)
+    assert "not flagged" in page.locator(".as-verdict").inner_text()
+    np.testing.assert_array_equal(reader.mask(), shown)
+    reader.stroke("eraser", [(width // 4, height // 2), (width // 2, height // 2)])
+    erased = reader.mask()
+    assert (erased <= shown).all() and erased.sum() < shown.sum()
+    reader.save()
+    annotation, saved = _latest(app, source)
+    np.testing.assert_array_equal(saved, erased)
+    assert annotation.version == 2 and annotation.threshold == pytest.approx(new_threshold)
+
+    # Reopen from the worklist: the saved volume is on screen, and a correction is version 3.
+    reader.open(SAMPLES / "ISIC_0024318.jpg")
+    before = reader.shown()
+    page.locator("#worklist").get_by_text(source).filter(visible=True).first.click()
+    reader._await_scene(before)
+    np.testing.assert_array_equal(reader.mask(), erased)
+    reader.stroke("brush", [(width // 4, height // 3), (3 * width // 4, height // 3)])
+    corrected = reader.mask()
+    reader.save()  # no run on a reopened case, so no model warning to acknowledge
+    annotation, saved = _latest(app, source)
+    np.testing.assert_array_equal(saved, corrected)
+    assert annotation.version == 3 and (corrected & ~erased).sum() > 0

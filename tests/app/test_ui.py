@@ -1,17 +1,25 @@
-"""Review-page callbacks without a browser, on the shipped demo bundle and sample cases."""
+"""Review-page services without a browser, on the shipped demo bundles and sample cases."""
 from __future__ import annotations
 
-import time
+import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
 from app.bundles import discover
-from app.review import Review, ReviewApp, ReviewError, editor_value, friendly, mask_from_editor
-from engine.io import ImageReadError
-from storage import Database, case_history
+from app.review import (
+    ReviewApp,
+    ReviewError,
+    ReviewSession,
+    friendly,
+    mismatch_warnings,
+)
+from app.viewer import from_viewer, pack_mask, read_payload, to_viewer, unpack_mask
+from engine.io import ImageReadError, load_case
+from storage import Database, case_history, decode_mask
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
@@ -27,6 +35,14 @@ def _label(app: ReviewApp, method: str) -> str:
     return next(label for label, choice in app.catalogue.choices.items() if choice.method == method)
 
 
+def _payload(session: ReviewSession, mask: np.ndarray, threshold: float, how: str = "manual", **extra) -> str:
+    """What the viewer sends on Save (app/static/viewer.js `payload`)."""
+    slices, _, rows, cols = session.case.shape
+    return json.dumps({"token": session.token, "dims": [cols, rows, slices], "mask": pack_mask(mask),
+                       "voxels": int(mask.sum()), "threshold": threshold, "threshold_method": how,
+                       "edited": False, "slice": 0, **extra})
+
+
 def test_catalogue_lists_each_readout_and_reports_broken_bundles(tmp_path):
     broken = tmp_path / "models" / "broken"
     broken.mkdir(parents=True)
@@ -37,51 +53,90 @@ def test_catalogue_lists_each_readout_and_reports_broken_bundles(tmp_path):
     assert "not valid JSON" in catalogue.unavailable[str(broken)]
 
 
-def test_open_run_threshold_save_history_export(app):
-    review = app.open_file(SAMPLE, "dr test")
-    assert review.case_id is not None and app.worklist()[0][1] == SAMPLE.name
-    review = app.run(review, _label(app, "spr"))
-    assert review.result.heatmap.shape == (1, 150, 200)
-    value, how = app.default_threshold(review)
-    assert how == "max_f1" and value == pytest.approx(app.thresholds(review)["max_f1"])
-    assert "normal validation images" in app.score_text(review)
+def test_viewer_voxel_order_and_bit_packing_round_trip():
+    rng = np.random.default_rng(0)
+    mask = rng.random((3, 5, 7)) > 0.5
+    volume = to_viewer(mask)
+    assert volume.shape == (7, 5, 3)
+    # Voxel (x, y, z) of the viewer is column x, row H-1-y of slice z.
+    assert volume[2, 0, 1] == mask[1, 4, 2] and volume[6, 4, 2] == mask[2, 0, 6]
+    np.testing.assert_array_equal(from_viewer(volume), mask)
+    np.testing.assert_array_equal(unpack_mask(pack_mask(mask), mask.shape), mask)
 
-    # Re-thresholding uses the cached map: the model must not run again.
-    predictor = app.catalogue.predictor(_label(app, "spr"), app.device)
-    predictor.predict = lambda *_: (_ for _ in ()).throw(AssertionError("model re-run"))
-    low, high = float(review.result.heatmap.min()), float(review.result.heatmap.max())
-    started = time.perf_counter()
-    loose = app.overlay(review, 0, review.case.window, low + 0.1 * (high - low), 0.5, "Inferno")
-    strict = app.overlay(review, 0, review.case.window, low + 0.9 * (high - low), 0.5, "Inferno")
-    assert (time.perf_counter() - started) / 2 < 1.0  # generous: the benchmark measures the real figure
-    assert not np.array_equal(loose, strict)
-    assert app.mask(review, 0, low + 0.1 * (high - low)).sum() > app.mask(review, 0, low + 0.9 * (high - low)).sum()
-    assert "px" in app.area_text(review, app.mask(review, 0, value))
-    assert app.restoration(review, 0).shape == (150, 200, 3)
-    assert app.heatmap_figure(review, 0, "Inferno") is not None
 
-    mask = app.mask(review, 0, value)
-    first = app.save(review, 0, mask, value, "max_f1", "dr test", "lesion", "first look")
-    edited = mask.copy()
-    edited[:10, :10] = True
-    second = app.save(review, 0, edited, value, "max_f1", "dr test")
-    assert "version 1" in first and "version 2" in second
-    history = case_history(app.db, review.case_id)
-    assert [a.version for a in history.annotations] == [1, 2]
-    assert history.runs[0].threshold == pytest.approx(value) and history.runs[0].method == "spr"
-    assert len(app.history(review)) == 4
-    assert Path(app.export_file("csv")).read_text().count("\n") == 3
+def test_scene_volumes_are_the_case_in_the_viewers_order(app):
+    session = app.run(app.open_file(SAMPLE, "dr"), _label(app, "spr"))
+    session, scene = app.scene(session)
+    folder = app.volumes.root / scene["token"]
+    image = np.asarray(nib.load(folder / "image.nii.gz").dataobj)
+    assert scene["dims"] == [200, 150, 1] and scene["image"]["rgb"]
+    np.testing.assert_array_equal(from_viewer(image["G"]), session.case.pixels[:, 1].astype(np.uint8))
+    heatmap = from_viewer(np.asarray(nib.load(folder / "heatmap.nii.gz").dataobj))
+    np.testing.assert_allclose(heatmap, session.run.result.heatmap, rtol=1e-6)
+    assert scene["threshold"]["value"] == pytest.approx(app.catalogue.predictor(
+        _label(app, "spr"), app.device).calibration["thresholds"]["max_f1"]["value"])
+    # Opening another case drops the previous scene's files.
+    _, scene2 = app.scene(app.open_file(ROOT / "assets" / "samples" / "chest-xray.png"), scene["token"])
+    assert not folder.exists() and (app.volumes.root / scene2["token"]).exists()
+
+
+def test_save_stores_the_mask_sent_and_corrections_continue_the_lineage(app):
+    session = app.run(app.open_file(SAMPLE, "dr test"), _label(app, "spr"))
+    session, _ = app.scene(session)
+    threshold = session.run.threshold
+    mask = session.run.result.heatmap >= np.float32(threshold)
+    mask[0, :10, :10] = True  # a stroke
+    session, said = app.save(session, _payload(session, mask, threshold, "max_f1"), "dr test", "lesion", "first look")
+    assert "version 1" in said and "mm²" not in said  # a JPEG has no spacing
+    history = case_history(app.db, session.case_id)
+    [annotation] = history.annotations
+    np.testing.assert_array_equal(decode_mask(annotation.mask_shape, annotation.mask_data), mask[0])
+    assert annotation.threshold == pytest.approx(threshold) and annotation.threshold_method == "max_f1"
+    assert len(history.runs) == 1  # the run was stored at Run, not again at Save
+
+    corrected = mask.copy()
+    corrected[0, 50:60] = False
+    session, said = app.save(session, _payload(session, corrected, threshold), "dr test")
+    # Reopen: the latest version is on screen; a correction there is version 3 of the same lineage.
+    reopened = app.open_saved(session.case_id)
+    np.testing.assert_array_equal(reopened.saved.mask, corrected)
+    reopened, scene = app.scene(reopened)
+    np.testing.assert_array_equal(unpack_mask(scene["mask"], (1, 150, 200)), corrected)
+    assert "version 2 of 2" in scene["mask_source"]
+    reopened, said = app.save(reopened, _payload(reopened, mask, threshold), "dr two")
+    versions = case_history(app.db, session.case_id).annotations
+    assert [a.version for a in versions] == [1, 2, 3] and len({a.lineage for a in versions}) == 1
+    assert versions[-1].run_id == versions[0].run_id
+    earlier = app.show_version(reopened, 1)
+    np.testing.assert_array_equal(earlier.saved.mask, mask)
+    assert Path(app.export_file("csv")).read_text().count("\n") == 4
     assert Path(app.export_file("png")).suffix == ".zip"
-    assert app.open_saved(review.case_id).case.shape == review.case.shape
 
 
-def test_saving_needs_a_reader_and_a_run(app):
-    review = app.open_file(SAMPLE)
+def test_save_refuses_what_was_not_shown(app):
+    session = app.open_file(SAMPLE, "dr")
+    session, _ = app.scene(session)
+    mask = np.zeros((1, 150, 200), bool)
     with pytest.raises(ReviewError, match="run a method"):
-        app.save(review, 0, np.zeros((150, 200), bool), 1.0, "manual", "dr")
-    review = app.run(review, _label(app, "sano"))
+        app.save(session, _payload(session, mask, 1.0), "dr")
+    session, _ = app.scene(app.run(session, _label(app, "sano")), session.token)
     with pytest.raises(ReviewError, match="reader's name"):
-        app.save(review, 0, np.zeros((150, 200), bool), 1.0, "manual", " ")
+        app.save(session, _payload(session, mask, 1.0), " ")
+    with pytest.raises(ReviewError, match="another image"):
+        app.save(session, _payload(session, mask, 1.0, token="stale"), "dr")
+    with pytest.raises(ReviewError, match="voxels but the viewer showed"):
+        app.save(session, _payload(session, mask, 1.0, voxels=5), "dr")
+    with pytest.raises(ReviewError, match="grid"):
+        app.save(session, _payload(session, mask, 1.0, dims=[150, 200, 1]), "dr")
+    assert case_history(app.db, session.case_id).annotations == []
+
+
+def test_payload_checks_the_grid():
+    mask = np.zeros((2, 3, 4), bool)
+    text = json.dumps({"token": "t", "dims": [4, 3, 2], "mask": pack_mask(mask), "voxels": 0, "threshold": 0.5})
+    assert read_payload(text, "t", (2, 3, 4)).mask.shape == (2, 3, 4)
+    with pytest.raises(ValueError, match="holds 8 voxels"):
+        read_payload(text.replace(pack_mask(mask), pack_mask(np.zeros(8, bool).reshape(1, 2, 4))), "t", (2, 3, 4))
 
 
 def test_bad_inputs_are_sentences(app, tmp_path):
@@ -93,24 +148,62 @@ def test_bad_inputs_are_sentences(app, tmp_path):
     review = app.open_file(ROOT / "assets" / "samples" / "CT_small.dcm")
     with pytest.raises(ReviewError, match="1 channel"):
         app.run(review, _label(app, "sano"))
+    with pytest.raises(ReviewError, match="pick a case"):
+        app.open_saved(None)
 
 
-def test_editor_round_trip():
-    base = np.zeros((5, 6, 3), np.uint8)
-    mask = np.zeros((5, 6), bool)
-    mask[1:3, 2:4] = True
-    value = editor_value(base, mask)
-    np.testing.assert_array_equal(mask_from_editor(value, np.zeros_like(mask)), mask)
-    assert mask_from_editor(None, mask) is mask
+def test_models_meet_their_data(app, tmp_path):
+    ct = app.run(app.open_file(ROOT / "assets" / "samples" / "CT_small.dcm", "dr"), _label(app, "dia"))
+    assert ct.warnings and "trained on DX images" in ct.warnings[0] and "this image is CT" in ct.warnings[0]
+    ct, _ = app.scene(ct)
+    drawn = np.zeros((1, 128, 128), bool)
+    with pytest.raises(ReviewError, match="model warning"):
+        app.save(ct, _payload(ct, drawn, 1.0), "dr")
+    assert "Saved annotation" in app.save(ct, _payload(ct, drawn, 1.0), "dr", acknowledged=True)[1]
+    assert not mismatch_warnings({"data": {"modality": "DX"}}, load_case(ROOT / "assets" / "samples" / "chest-xray.png"))
+    # A greyscale image stored as RGB is scored by a greyscale bundle.
+    from PIL import Image
+
+    grey = np.asarray(Image.open(ROOT / "assets" / "samples" / "chest-xray.png").convert("L"))
+    rgb = tmp_path / "grey-as-rgb.png"
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(rgb)
+    assert app.run(app.open_file(rgb, "dr"), _label(app, "dia")).run.result.image_score is not None
 
 
-def test_app_builds(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANOMASCOPE_DATA_DIR", str(tmp_path))
-    monkeypatch.chdir(ROOT)
-    from app.ui import build_app
+def test_cases_are_identified_by_pixels_and_geometry(app, tmp_path):
+    from tests.conftest import make_dicom, write_dicom
+
+    pixels = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 200
+    a = write_dicom(tmp_path / "a.dcm", make_dicom(pixels, PixelSpacing=[0.5, 0.5]))
+    b = write_dicom(tmp_path / "b.dcm", make_dicom(pixels, PixelSpacing=[0.05, 0.05]))
+    assert app.open_file(a).case_id != app.open_file(b).case_id
+    assert app.open_file(a).case_id == app.open_file(a).case_id
+
+
+def test_image_level_verdict_and_drawn_mask(app):
+    session = app.run(app.open_file(ROOT / "assets" / "samples" / "chest-xray.png", "dr test"), _label(app, "dia"))
+    assert session.run.image_level and session.run.result.restoration.shape == (1, 1, 64, 64)
+    session, scene = app.scene(session)
+    t = scene["threshold"]
+    assert t["image_level"] and t["min"] <= t["image_score"] <= t["max"] and scene["heatmap"] is None
+    assert "makes no heatmap" in app.score_text(session)
+    drawn = np.zeros((1, 64, 64), bool)
+    drawn[0, 20:30, 20:30] = True
+    session, _ = app.save(session, _payload(session, drawn, t["max"], "manual"), "dr test")
+    [annotation] = case_history(app.db, session.case_id).annotations
+    assert annotation.threshold == pytest.approx(t["max"]) and annotation.mask_shape == [64, 64]
+    assert case_history(app.db, session.case_id).runs[0].method == "dia"
+
+
+def test_app_builds_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANOMASCOPE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    from app.bundles import model_dirs
+    from app.ui import SAMPLES, build_app
 
     assert build_app() is not None
-    assert Review().case is None
+    assert any((folder / "ham10000-denoiser").is_dir() for folder in model_dirs())
+    assert (SAMPLES / "ISIC_0024311.jpg").exists()
 
 
 def test_uploaded_folder_becomes_one_series(app, tmp_path):
@@ -120,37 +213,3 @@ def test_uploaded_folder_becomes_one_series(app, tmp_path):
     root = _series(tmp_path)
     review = app.open_file(gather_series([str(p) for p in sorted(root.iterdir())]), "dr")
     assert review.case.format == "dicom-series" and review.case.shape == (5, 1, 4, 6)
-
-
-def test_corrections_apply_to_the_current_threshold_mask():
-    from app.review import corrected_mask
-
-    loaded = np.zeros((4, 4), bool)
-    loaded[:2] = True  # mask when the editor was loaded
-    edited = loaded.copy()
-    edited[3, 3] = True  # brush
-    edited[0, 0] = False  # eraser
-    current = np.zeros((4, 4), bool)
-    current[:1] = True  # the threshold moved since
-    expected = current.copy()
-    expected[3, 3] = True
-    expected[0, 0] = False
-    np.testing.assert_array_equal(corrected_mask(current, loaded, edited), expected)
-    np.testing.assert_array_equal(corrected_mask(current, loaded, loaded), current)  # no strokes: the threshold mask
-
-
-def test_image_level_method_flags_images_and_saves_the_drawn_mask(app):
-    review = app.run(app.open_file(ROOT / "assets" / "samples" / "chest-xray.png", "dr test"), _label(app, "dia"))
-    assert review.result.heatmap is None and review.result.restoration.shape == (1, 1, 64, 64)
-    assert not app.mask(review, 0, 0.0).any()  # no map to threshold: the reader draws the mask
-    low, high = app.threshold_range(review)
-    assert low <= review.result.image_score <= high
-    text = app.score_text(review)
-    assert "makes no heatmap" in text and ("**flagged**" in text or "**not flagged**" in text)
-    assert app.overlay(review, 0, review.case.window, 0.0, 0.5, "Inferno").shape == (64, 64, 3)
-    drawn = np.zeros((64, 64), bool)
-    drawn[20:30, 20:30] = True
-    value, how = app.default_threshold(review)
-    assert "Saved annotation" in app.save(review, 0, drawn, value, how, "dr test")
-    history = case_history(app.db, review.case_id)
-    assert history.runs[0].method == "dia" and history.annotations[0].mask_shape == [64, 64]

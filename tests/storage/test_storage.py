@@ -126,7 +126,7 @@ def test_two_processes_writing_at_once_lose_nothing(db_url):
 
 def test_migration_from_empty_and_from_older_schema(db_url):
     fresh = Database(db_url)
-    assert fresh.revision() == "0002"
+    assert fresh.revision() == "0003"
     fresh.dispose()
 
 
@@ -144,9 +144,10 @@ def test_older_database_is_upgraded_with_its_data(tmp_path):
             {"data": encode_mask(np.eye(2, dtype=bool))[1]})
     old.dispose()
     db = Database(url)
-    assert db.revision() == "0002"
+    assert db.revision() == "0003"
     history = case_history(db, 1)
     assert history.annotations[0].author == "dr old" and history.annotations[0].label is None
+    assert history.annotations[0].threshold is None  # 0003: older versions keep their run's threshold
     again = save_annotation(db, case_id=1, mask=np.ones((2, 2)), author="dr new", corrects="l1", label="fixed")
     assert again.version == 2
     db.dispose()
