@@ -211,6 +211,8 @@ def test_photo_threshold_strokes_eraser_reopen(reader_page, tmp_path):
     assert (restarted <= shown).all() and (shown & ~restarted).sum() > 20
     assert annotation.threshold == pytest.approx(new_threshold, rel=1e-6)
     assert annotation.threshold_method == "manual" and annotation.lineage == lineage and annotation.version == 3
+    if os.environ.get("ANOMASCOPE_SCREENSHOT"):  # the README's picture: a corrected mask just saved
+        page.screenshot(path=os.environ["ANOMASCOPE_SCREENSHOT"], full_page=True)
 
     # 4. Another (bad) file clears every view of this case.
     reader.open(bad)
@@ -231,9 +233,6 @@ def test_photo_threshold_strokes_eraser_reopen(reader_page, tmp_path):
     assert annotation.lineage == lineage and annotation.version == 4
     assert (shown <= saved).all() and shown.sum() < saved.sum()
 
-    page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
-    if os.environ.get("ANOMASCOPE_SCREENSHOT"):
-        shutil.copy(tmp_path / "screenshot.png", os.environ["ANOMASCOPE_SCREENSHOT"])
 
 
 def _dicom_series(folder: Path, slices: int = 8) -> Path:
