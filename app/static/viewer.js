@@ -313,18 +313,30 @@
     viewer.root.querySelectorAll("[data-tool]").forEach((b) => b.classList.toggle("as-active", b.dataset.tool === tool));
   }
 
+  // NiiVue's own broadcast runs only while the main canvas has focus, so the side views are also
+  // brought to the main view's slice, zoom and pan after every change made here.
+  function linkSides() {
+    const main = viewer.nv;
+    for (const side of [viewer.restoration, viewer.uncertainty]) {
+      if (!side.volumes.length) continue;
+      side.scene.crosshairPos = main.scene.crosshairPos.slice();
+      side.scene.pan2Dxyzmm = main.scene.pan2Dxyzmm.slice();
+      side.drawScene();
+    }
+  }
+
   function zoom(factor) {
     const nv = viewer.nv;
     const pan = nv.scene.pan2Dxyzmm;
     nv.scene.pan2Dxyzmm = factor ? [pan[0], pan[1], pan[2], Math.min(40, Math.max(0.2, pan[3] * factor))] : [0, 0, 0, 1];
     nv.drawScene();
-    nv.sync();
+    linkSides();
   }
 
   function moveSlice(step) {
     if (!viewer.scene || viewer.scene.dims[2] < 2) return;
     viewer.nv.moveCrosshairInVox(0, 0, step);
-    viewer.nv.sync();
+    linkSides();
   }
 
   function currentSlice() {
@@ -341,6 +353,7 @@
     if (data.vox) text += `  x ${data.vox[0]}, y ${viewer.scene.dims[1] - 1 - data.vox[1]}`;
     if (viewer.heat && values.length > 1) text += `  score ${Number(values[1]).toPrecision(4)}`;
     $(".as-location").textContent = text;
+    linkSides();
   }
 
   // Where voxel (column x, row y) of the slice on screen is, in page coordinates.
@@ -385,7 +398,7 @@
     });
     const main = $(".as-main");
     // A stroke ends on pointer up; NiiVue has written the bitmap by the next task.
-    main.addEventListener("pointerup", () => setTimeout(recordStroke, 0));
+    main.addEventListener("pointerup", () => setTimeout(() => { recordStroke(); linkSides(); }, 0));
     main.addEventListener("wheel", (e) => {
       if (!e.ctrlKey) return; // plain wheel: NiiVue scrolls slices
       e.preventDefault();

@@ -165,6 +165,13 @@ def test_photo_threshold_strokes_eraser_reopen(reader_page, tmp_path):
     np.testing.assert_array_equal(thresholded, heatmap >= np.float32(scene["threshold"]["value"]))
     assert 0 < thresholded.sum() < thresholded.size
 
+    # The restoration beside the image follows its zoom.
+    page.locator(".as-zoom-in").click()
+    zooms = page.evaluate("[window.anomascope.viewer.nv.scene.pan2Dxyzmm[3],"
+                          " window.anomascope.viewer.restoration.scene.pan2Dxyzmm[3]]")
+    assert zooms[0] == pytest.approx(1.25) and zooms[1] == pytest.approx(zooms[0])
+    page.locator(".as-zoom-fit").click()
+
     # 1. A brush stroke after Run: saved = thresholded mask + the stroke.
     reader.stroke("brush", [(5, 140), (60, 140)])
     shown = reader.mask()
@@ -265,6 +272,9 @@ def test_volume_stroke_lands_on_the_slice_on_screen(reader_page, tmp_path, name)
     for _ in range(target - page.evaluate("window.anomascope.currentSlice()")):
         page.keyboard.press("ArrowUp")
     assert page.evaluate("window.anomascope.currentSlice()") == target
+    # The dissolved image beside it shows the same slice.
+    assert page.evaluate("window.anomascope.viewer.restoration.scene.crosshairPos[2]") == pytest.approx(
+        page.evaluate("window.anomascope.viewer.nv.scene.crosshairPos[2]"))
     reader.stroke("brush", [(width // 4, height // 2), (3 * width // 4, height // 2)])
     shown = reader.mask()
     assert shown[target].sum() > 0 and shown.sum() == shown[target].sum()
