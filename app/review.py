@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +151,7 @@ class ReviewApp:
         picked = next((v for v in session.versions if v.version == version), None)
         if picked is None:
             raise ReviewError(f"this case has no saved version {version}")
-        return ReviewSession(session.case, session.case_id, session.run, picked, session.versions,
-                             warnings=session.warnings)
+        return replace(session, saved=picked, token=None)
 
     def worklist(self) -> list[list]:
         return [[record.id, record.source_name, record.modality, "×".join(map(str, record.shape)), n_runs, n_notes,
@@ -178,8 +177,8 @@ class ReviewApp:
                             threshold=threshold, threshold_method=how, image_score=result.image_score,
                             seconds=result.seconds, device=self.device.type, actor=reader.strip() or "anonymous")
         view = RunView(label, predictor.name, record.id, result, presets, threshold, how, result.heatmap is None)
-        return ReviewSession(session.case, session.case_id, view, session.saved, session.versions,
-                             warnings=mismatch_warnings(self.catalogue.choices[label].bundle.manifest, session.case))
+        return replace(session, run=view, token=None,
+                       warnings=mismatch_warnings(self.catalogue.choices[label].bundle.manifest, session.case))
 
     def score_text(self, session: ReviewSession) -> str:
         run = session.run
@@ -299,10 +298,10 @@ class ReviewApp:
                                      label=label or None, note=note or None,
                                      corrects=session.saved.lineage if session.saved else None,
                                      threshold=sent.threshold, threshold_method=sent.threshold_method)
-        version = self._version(annotation, session.case)
-        versions = [*session.versions, version]
-        saved = ReviewSession(session.case, session.case_id, session.run, version, versions, session.token,
-                              session.warnings)
+        # save_annotation has read the stored mask back as `sent.mask` in its transaction.
+        version = MaskVersion(annotation.id, annotation.lineage, annotation.version, run_id, sent.mask,
+                              sent.threshold, sent.threshold_method)
+        saved = replace(session, saved=version, versions=[*session.versions, version])
         area = area_text(session.case, sent.mask)
         return saved, (f"Saved annotation {annotation.id} (version {annotation.version}) by {reader.strip()}: "
                        f"{area}, threshold {sent.threshold:.4g} ({sent.threshold_method})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -158,9 +159,7 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                 score: app.score_text(state) if run_view else "",
                 warning: gr.update(value="\n".join(f"⚠️ {w}" for w in state.warnings), visible=bool(state.warnings)),
                 acknowledge: gr.update(value=False, visible=bool(state.warnings)),
-                versions: gr.update(choices=[(f"version {v.version} · annotation {v.annotation_id}", v.version)
-                                             for v in state.versions],
-                                    value=state.saved.version if state.saved else None, visible=bool(state.versions)),
+                versions: _versions_update(state),
                 history: app.history(state), worklist: app.worklist(), save_status: "",
             }
 
@@ -218,7 +217,7 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
             if state.run is None or state.run.label == choice:
                 return {method_info: info}
             # The old result must not stay on screen under the new method's name.
-            cleared = ReviewSession(state.case, state.case_id, None, state.saved, state.versions)
+            cleared = replace(state, run=None, token=None, warnings=[])
             return {**shown(cleared, state, f"Press **Run** to score this image with {choice}."), method_info: info}
 
         method.change(on_method, [session, method], [*view_outputs, method_info]).then(None, scene, None, js=SHOW_SCENE)
@@ -241,8 +240,7 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                 return {save_status: friendly(exc)}
             return {session: state, save_status: said, message: said, history: app.history(state),
                     worklist: app.worklist(),
-                    versions: gr.update(choices=[(f"version {v.version} · annotation {v.annotation_id}", v.version)
-                                                 for v in state.versions], value=state.saved.version, visible=True)}
+                    versions: _versions_update(state)}
 
         # The mask is read from the viewer at the moment of the click, then saved as it was.
         save.click(None, None, payload, js=READ_MASK).then(
@@ -260,6 +258,12 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
         for fmt, button in export_buttons.items():
             button.click(exporter(fmt), None, [download, message])
     return demo
+
+
+def _versions_update(state: ReviewSession) -> dict:
+    """The saved-versions menu for the session: every version of its lineage, the one on screen picked."""
+    return gr.update(choices=[(f"version {v.version} · annotation {v.annotation_id}", v.version) for v in state.versions],
+                     value=state.saved.version if state.saved else None, visible=bool(state.versions))
 
 
 def _method_info(catalogue, choice) -> str:
