@@ -23,6 +23,7 @@ from app.inference_outputs import display_range
 from app.viewer import (
     MaskPayloadError,
     VolumeStore,
+    mask_outline,
     pack_mask,
     read_payload,
     write_volume,
@@ -148,10 +149,24 @@ class ReviewApp:
 
     def show_version(self, session: ReviewSession, version: int) -> ReviewSession:
         """Put an earlier (or the latest) saved version on screen; saving corrects the same lineage."""
-        picked = next((v for v in session.versions if v.version == version), None)
-        if picked is None:
-            raise ReviewError(f"this case has no saved version {version}")
-        return replace(session, saved=picked, token=None)
+        return replace(session, saved=_version_of(session, version), token=None)
+
+    def comparison(self, session: ReviewSession, version: int | None) -> dict:
+        """A saved version for the viewer to outline over the mask on screen (and to measure their
+        overlap against, as the reader edits); {} clears the comparison."""
+        if version is None:
+            return {}
+        if session.case is None or session.token is None:
+            raise ReviewError("open an image first")
+        picked = _version_of(session, version)
+        try:
+            folder = self.volumes.folder(session.token)
+        except MaskPayloadError as exc:
+            raise ReviewError(str(exc)) from exc
+        path = write_volume(folder / f"version-{version}.nii.gz",
+                            mask_outline(picked.mask).astype(np.float32), viewer_spacing(session.case))
+        return {"token": session.token, "version": version, "annotation_id": picked.annotation_id,
+                "url": self.volumes.url(path), "mask": pack_mask(picked.mask)}
 
     def worklist(self) -> list[list]:
         return [[record.id, record.source_name, record.modality, "×".join(map(str, record.shape)), n_runs, n_notes,
@@ -230,23 +245,27 @@ class ReviewApp:
                       "window": [centre - width / 2, centre + width / 2]},
             "window_presets": window_presets(case),
             "heatmap": None, "restoration": None, "uncertainty": None, "threshold": None, "mask": None,
-            "mask_source": "",
         }
         if session.run is not None:
             scene.update(self._run_scene(session, folder, spacing))
-        if session.saved is not None and (session.run is None or session.run.run_id == session.saved.run_id):
+        if _shows_saved(session):
             saved = session.saved
             scene["mask"] = pack_mask(saved.mask)
-            scene["mask_source"] = (f"Showing saved version {saved.version} of {len(session.versions)} "
-                                    f"(annotation {saved.annotation_id}); saving makes version "
-                                    f"{session.versions[-1].version + 1}.")
             if scene["threshold"] is not None and saved.threshold is not None:
                 scene["threshold"].update(value=saved.threshold, method=saved.threshold_method or "manual")
-        elif session.saved is not None:
-            scene["mask_source"] = (f"The thresholded map of this run; the saved version "
-                                    f"{session.versions[-1].version} stays in History, and saving makes version "
-                                    f"{session.versions[-1].version + 1}.")
         return session, scene
+
+    @staticmethod
+    def mask_source(session: ReviewSession) -> str:
+        """Where the mask on screen came from, and what saving it makes."""
+        if session.saved is None:
+            return ""
+        latest = session.versions[-1].version
+        if _shows_saved(session):
+            return (f"Showing saved version {session.saved.version} of {latest} "
+                    f"(annotation {session.saved.annotation_id}); saving makes version {latest + 1}.")
+        return (f"Showing the thresholded map of this run; saved version {latest} stays in History, "
+                f"and saving makes version {latest + 1}.")
 
     def _run_scene(self, session: ReviewSession, folder: Path, spacing) -> dict:
         run = session.run
@@ -331,6 +350,18 @@ class ReviewApp:
             for path in paths:
                 zf.write(path, path.name)
         return str(archive)
+
+
+def _shows_saved(session: ReviewSession) -> bool:
+    """A saved version is on screen unless a newer run's map replaced it."""
+    return session.saved is not None and (session.run is None or session.run.run_id == session.saved.run_id)
+
+
+def _version_of(session: ReviewSession, version: int) -> MaskVersion:
+    picked = next((v for v in session.versions if v.version == version), None)
+    if picked is None:
+        raise ReviewError(f"this case has no saved version {version}")
+    return picked
 
 
 def default_threshold(presets: dict[str, float], result: CaseResult) -> tuple[float, str]:

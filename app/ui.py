@@ -20,11 +20,13 @@ from engine.io import SUPPORTED
 from storage import Database
 
 SAMPLES = ASSETS / "samples"
+NO_COMPARISON = 0  # the comparison menu's "none" (saved versions count from 1)
 HISTORY_HEADERS = ["what", "id", "when", "who / method", "details", "label · note"]
 WORKLIST_HEADERS = ["case", "file", "modality", "shape", "runs", "annotations", "opened"]
 COLOURMAPS = ["inferno", "viridis", "hot", "jet", "plasma", "turbo"]
 SHOW_SCENE = "(scene) => { window.anomascope.show(scene ? JSON.parse(scene) : null); }"
 READ_MASK = "() => window.anomascope.payload()"
+SHOW_COMPARISON = "(spec) => { window.anomascope.compare(spec ? JSON.parse(spec) : null); }"
 
 VIEWER_HTML = """
 <div class="as-viewer" tabindex="0">
@@ -57,7 +59,7 @@ middle or Ctrl+left drag: pan; wheel or arrow keys: slices; Ctrl+wheel: zoom">Na
     <div class="as-row as-window-row"><label>Window <select class="as-window"></select></label></div>
     <div class="as-verdict"></div>
     <div class="as-row"><span class="as-area"></span> <span class="as-location"></span></div>
-    <div class="as-mask-source"></div>
+    <div class="as-compare" hidden></div>
   </div>
   <div class="as-views">
     <div class="as-main"><canvas></canvas></div>
@@ -80,6 +82,7 @@ VIEWER_CSS = """
 .as-brush-size, .as-threshold-number { width: 7em; }
 .as-threshold { width: 22em; }
 .as-verdict { font-weight: 600; }
+.as-compare { color: #c0c; }
 .as-views { display: flex; gap: 8px; height: 68vh; min-height: 360px; }
 .as-main { flex: 2; min-width: 0; overflow: hidden; }
 .as-side { flex: 1; min-width: 0; display: flex; flex-direction: column; gap: 6px; overflow: hidden; }
@@ -108,6 +111,7 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
         session = gr.State(ReviewSession(), delete_callback=lambda s: app.volumes.drop(s.token))
         scene = gr.Textbox(visible="hidden", elem_id="scene")
         payload = gr.Textbox(visible="hidden", elem_id="payload")
+        comparison = gr.Textbox(visible="hidden", elem_id="comparison")
         gr.Markdown("# Anomascope — anomaly map review")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
@@ -132,8 +136,12 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                 acknowledge = gr.Checkbox(label="I have read the warning above", visible=False, elem_id="acknowledge")
                 gr.HTML(html_template=VIEWER_HTML, css_template=VIEWER_CSS, head=niivue_script_tags(),
                         js_on_load="window.anomascope.mount(element);", elem_id="viewer")
-                versions = gr.Dropdown([], label="Saved versions of this case's annotation", visible=False,
-                                       elem_id="versions")
+                mask_source = gr.Markdown("", elem_id="mask-source")
+                with gr.Row():
+                    versions = gr.Dropdown([], label="Saved versions of this case's annotation", visible=False,
+                                           elem_id="versions")
+                    compare = gr.Dropdown([], label="Compare with a saved version (magenta outline)",
+                                          visible=False, elem_id="compare")
                 with gr.Tab("Save"):
                     with gr.Row():
                         label = gr.Textbox(label="Label", placeholder="e.g. lesion, jewellery, artefact")
@@ -159,11 +167,13 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                 score: app.score_text(state) if run_view else "",
                 warning: gr.update(value="\n".join(f"⚠️ {w}" for w in state.warnings), visible=bool(state.warnings)),
                 acknowledge: gr.update(value=False, visible=bool(state.warnings)),
-                versions: _versions_update(state),
-                history: app.history(state), worklist: app.worklist(), save_status: "",
+                mask_source: app.mask_source(state), versions: _versions_update(state),
+                compare: _compare_update(state, reset=True),
+                comparison: "", history: app.history(state), worklist: app.worklist(), save_status: "",
             }
 
-        view_outputs = [session, scene, message, score, warning, acknowledge, versions, history, worklist, save_status]
+        view_outputs = [session, scene, message, score, warning, acknowledge, mask_source, versions, compare,
+                        comparison, history, worklist, save_status]
 
         def failed(previous: ReviewSession, exc: Exception) -> dict:
             return shown(ReviewSession(), previous, friendly(exc))
@@ -233,19 +243,29 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
 
         versions.input(on_version, [session, versions], view_outputs).then(None, scene, None, js=SHOW_SCENE)
 
+        def on_compare(state: ReviewSession, version):
+            try:
+                spec = app.comparison(state, None if version in (None, NO_COMPARISON) else int(version))
+            except Exception as exc:
+                return {message: friendly(exc), comparison: ""}
+            return {comparison: json.dumps(spec) if spec else ""}
+
+        compare.input(on_compare, [session, compare], [message, comparison]).then(
+            None, comparison, None, js=SHOW_COMPARISON)
+
         def on_save(state: ReviewSession, sent, who, lab, text, acknowledged):
             try:
                 state, said = app.save(state, sent, who, lab, text, acknowledged)
             except Exception as exc:
                 return {save_status: friendly(exc)}
             return {session: state, save_status: said, message: said, history: app.history(state),
-                    worklist: app.worklist(),
-                    versions: _versions_update(state)}
+                    worklist: app.worklist(), mask_source: app.mask_source(state), versions: _versions_update(state),
+                    compare: _compare_update(state)}
 
         # The mask is read from the viewer at the moment of the click, then saved as it was.
         save.click(None, None, payload, js=READ_MASK).then(
             on_save, [session, payload, reader, label, note, acknowledge],
-            [session, save_status, message, history, worklist, versions])
+            [session, save_status, message, history, worklist, mask_source, versions, compare])
 
         def exporter(fmt):
             def run_export():
@@ -264,6 +284,14 @@ def _versions_update(state: ReviewSession) -> dict:
     """The saved-versions menu for the session: every version of its lineage, the one on screen picked."""
     return gr.update(choices=[(f"version {v.version} · annotation {v.annotation_id}", v.version) for v in state.versions],
                      value=state.saved.version if state.saved else None, visible=bool(state.versions))
+
+
+def _compare_update(state: ReviewSession, reset: bool = False) -> dict:
+    """The comparison menu: none, or any saved version of the lineage; a save keeps what is picked."""
+    choices = [("no comparison", NO_COMPARISON)] + [(f"version {v.version}", v.version) for v in state.versions]
+    if reset:
+        return gr.update(choices=choices, visible=bool(state.versions), value=NO_COMPARISON)
+    return gr.update(choices=choices, visible=bool(state.versions))
 
 
 def _method_info(catalogue, choice) -> str:

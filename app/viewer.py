@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 STATIC = Path(__file__).parent / "static"
 RGB = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
@@ -109,12 +110,30 @@ class VolumeStore:
         return token, folder
 
     def drop(self, token: str | None) -> None:
-        if token and "/" not in token and token not in (".", ".."):
+        if _is_token(token):
             shutil.rmtree(self.root / token, ignore_errors=True)
+
+    def folder(self, token: str) -> Path:
+        """The folder of a scene still on screen."""
+        folder = self.root / token
+        if not _is_token(token) or not folder.is_dir():
+            raise MaskPayloadError("the image on screen has changed; open it again")
+        return folder
 
     @staticmethod
     def url(path: Path) -> str:
         return f"/gradio_api/file={path}"
+
+
+def _is_token(token: str | None) -> bool:
+    return bool(token) and "/" not in token and token not in (".", "..")
+
+
+def mask_outline(mask: np.ndarray) -> np.ndarray:
+    """The in-slice border of a (S, H, W) mask: its voxels with a 4-neighbour outside it (or off the image)."""
+    cross = ndimage.generate_binary_structure(2, 1)[None]
+    mask = np.asarray(mask, dtype=bool)
+    return mask & ~ndimage.binary_erosion(mask, structure=cross, border_value=0)
 
 
 def write_volume(path: Path, array: np.ndarray, spacing: tuple[float, float, float]) -> Path:

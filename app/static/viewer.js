@@ -10,11 +10,13 @@
   const MASK = 1; // drawing-layer value of a mask voxel (0 is background)
   const MASK_LUT = { R: [0, 0], G: [0, 255], B: [0, 120], A: [0, 255], I: [0, 1], labels: ["", "mask"] };
   const UNDO_LIMIT = 50;
+  const COMPARE_LUT = "anomascope-compare"; // an earlier saved version's outline, in magenta
 
   const viewer = {
     nv: null, restoration: null, uncertainty: null, root: null,
     scene: null, heat: null, history: [], cursor: 0, threshold: null, thresholdMethod: "manual",
     sceneKey: null, lastThresholdMs: null, tool: "navigate", shown: 0, // scenes shown so far (tests wait on it)
+    heatVolume: null, compared: null, compareVolume: null, comparisons: 0, // comparisons shown (tests wait on it)
   };
 
   function $(selector) { return viewer.root.querySelector(selector); }
@@ -117,8 +119,48 @@
     }
     if (edited()) text += ` · ${viewer.cursor} edit${viewer.cursor > 1 ? "s" : ""} since the threshold`;
     $(".as-area").textContent = text;
+    showComparison();
     $(".as-undo").disabled = viewer.cursor === 0;
     $(".as-redo").disabled = viewer.cursor >= viewer.history.length - 1;
+  }
+
+  // --- comparing with a saved version ---------------------------------------------------------------
+
+  // Overlap of the mask on screen with the compared version, kept current as the reader edits.
+  function showComparison() {
+    const box = $(".as-compare");
+    const other = viewer.compared;
+    box.hidden = !other;
+    if (!other || !bitmap()) return;
+    const now = bitmap();
+    let both = 0, onlyNow = 0, onlyThen = 0;
+    for (let i = 0; i < now.length; i++) {
+      if (now[i] && other.mask[i]) both++;
+      else if (now[i]) onlyNow++;
+      else if (other.mask[i]) onlyThen++;
+    }
+    const total = 2 * both + onlyNow + onlyThen;
+    const dice = total ? (2 * both) / total : 1;
+    const unit = viewer.scene.dims[2] > 1 ? "voxels" : "px";
+    box.textContent = `Magenta outline: saved version ${other.version}. Dice with the mask on screen ` +
+      `${dice.toFixed(3)}; the mask on screen adds ${onlyNow} ${unit} and drops ${onlyThen}.`;
+  }
+
+  async function compare(spec) {
+    const nv = viewer.nv;
+    if (viewer.compareVolume) nv.removeVolume(viewer.compareVolume);
+    viewer.compareVolume = null;
+    viewer.compared = null;
+    // A comparison made for another scene (the reader has moved on) is not drawn.
+    if (spec && viewer.scene && spec.token === viewer.scene.token) {
+      await nv.addVolumeFromUrl({ url: spec.url, name: `version-${spec.version}.nii.gz`, colormap: COMPARE_LUT,
+        cal_min: 0.5, cal_max: 1, opacity: 1, colorbarVisible: false });
+      viewer.compareVolume = nv.volumes[nv.volumes.length - 1];
+      viewer.compared = { version: spec.version, mask: unpack(spec.mask, bitmap().length) };
+    }
+    showComparison();
+    nv.drawScene();
+    viewer.comparisons += 1;
   }
 
   // --- threshold ------------------------------------------------------------------------------------
@@ -200,6 +242,9 @@
     viewer.sceneKey = key;
     viewer.scene = null;
     viewer.heat = null;
+    viewer.heatVolume = null;
+    viewer.compareVolume = null;
+    viewer.compared = null;
     viewer.history = [];
     viewer.cursor = 0;
     $(".as-title").textContent = scene && scene.title ? scene.title : "No image open";
@@ -221,7 +266,10 @@
         { opacity: Number($(".as-opacity").value), colorbarVisible: true }));
     }
     await nv.loadVolumes(volumes);
-    if (scene.heatmap) viewer.heat = nv.volumes[1].img;
+    if (scene.heatmap) {
+      viewer.heatVolume = nv.volumes[1];
+      viewer.heat = viewer.heatVolume.img;
+    }
     nv.setDrawColormap(MASK_LUT);
     nv.setDrawOpacity(0.2);
     nv.drawRimOpacity = 1.0; // a solid outline over a faint fill keeps the heatmap readable
@@ -257,7 +305,6 @@
     } else {
       resetHistory();
     }
-    $(".as-mask-source").textContent = scene.mask_source || "";
     nv.drawScene();
     viewer.shown += 1;
   }
@@ -391,10 +438,10 @@
     $(".as-threshold-number").addEventListener("change", (e) => applyThreshold(Number(e.target.value), "manual"));
     $(".as-window").addEventListener("change", (e) => setWindow(JSON.parse(e.target.value)));
     $(".as-opacity").addEventListener("input", (e) => {
-      if (viewer.nv.volumes.length > 1) viewer.nv.setOpacity(1, Number(e.target.value));
+      if (viewer.heatVolume) viewer.nv.setOpacity(viewer.nv.volumes.indexOf(viewer.heatVolume), Number(e.target.value));
     });
     $(".as-colormap").addEventListener("change", (e) => {
-      if (viewer.nv.volumes.length > 1) viewer.nv.setColormap(viewer.nv.volumes[1].id, e.target.value);
+      if (viewer.heatVolume) viewer.nv.setColormap(viewer.heatVolume.id, e.target.value);
     });
     const main = $(".as-main");
     // A stroke ends on pointer up; NiiVue has written the bitmap by the next task.
@@ -422,6 +469,7 @@
   function mount(root) {
     viewer.root = root;
     viewer.nv = newViewer(root.querySelector(".as-main canvas"), true);
+    viewer.nv.addColormap(COMPARE_LUT, { R: [0, 255], G: [0, 0], B: [0, 255], A: [0, 255], I: [0, 255] });
     viewer.restoration = newViewer(root.querySelector(".as-restoration-box canvas"), false);
     viewer.uncertainty = newViewer(root.querySelector(".as-uncertainty-box canvas"), true);
     wire();
@@ -429,7 +477,7 @@
   }
 
   window.anomascope = {
-    mount, show, payload, undo, redo, setTool, applyThreshold, currentSlice,
+    mount, show, compare, payload, undo, redo, setTool, applyThreshold, currentSlice,
     moveSlice, screenPoint, viewer, pack, unpack,
     mask: () => (bitmap() ? Array.from(bitmap(), (v) => (v ? 1 : 0)) : []),
   };

@@ -6,6 +6,7 @@ showed at the moment of the click, and with what the reader's strokes should hav
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -239,6 +240,44 @@ def test_photo_threshold_strokes_eraser_reopen(reader_page, tmp_path):
     np.testing.assert_array_equal(stored, shown)
     assert annotation.lineage == lineage and annotation.version == 4
     assert (shown <= saved).all() and shown.sum() < saved.sum()
+    assert "saved version 4 of 4" in page.locator("#mask-source").inner_text()
+
+    # 6. Compare with version 1: its outline is drawn over the mask on screen, with their overlap.
+    first = _saved_version(app, photo.name, 1)
+    before = page.evaluate("window.anomascope.viewer.comparisons")
+    page.locator("#compare input").first.click()
+    page.get_by_role("option", name="version 1", exact=True).click()
+    page.wait_for_function(f"window.anomascope.viewer.comparisons > {before}")
+    width, height, slices = reader.scene()["dims"]
+    drawn = np.array(page.evaluate("Array.from(window.anomascope.viewer.compareVolume.img)"))
+    drawn = from_viewer(drawn.reshape((width, height, slices), order="F")) > 0
+    padded = np.pad(first, ((0, 0), (1, 1), (1, 1)))
+    interior = first & padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1] & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:]
+    np.testing.assert_array_equal(drawn, first & ~interior)
+    assert _overlap_text(page) == _overlap(reader.mask(), first)
+    reader.stroke("brush", [(100, 20), (120, 20)])  # the figures follow the reader's edits
+    assert _overlap_text(page) == _overlap(reader.mask(), first)
+
+
+def _saved_version(app: ReviewApp, source_name: str, version: int) -> np.ndarray:
+    [case] = [c for c in list_cases(app.db) if c.source_name == source_name]
+    [annotation] = [a for a in case_history(app.db, case.id).annotations if a.version == version]
+    mask = decode_mask(annotation.mask_shape, annotation.mask_data)
+    return mask.reshape(-1, *mask.shape[-2:])
+
+
+def _overlap(shown: np.ndarray, other: np.ndarray) -> tuple[str, int, int]:
+    """Dice (as the page rounds it), voxels only on screen, voxels only in the other version."""
+    both = int((shown & other).sum())
+    dice = 2 * both / (shown.sum() + other.sum())
+    return f"{dice:.3f}", int((shown & ~other).sum()), int((other & ~shown).sum())
+
+
+def _overlap_text(page) -> tuple[str, int, int]:
+    text = page.locator(".as-compare").inner_text()
+    dice, added, dropped = re.search(r"Dice with the mask on screen ([\d.]+); the mask on screen adds (\d+) px "
+                                     r"and drops (\d+)", text).groups()
+    return dice, int(added), int(dropped)
 
 
 

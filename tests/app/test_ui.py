@@ -102,13 +102,24 @@ def test_save_stores_the_mask_sent_and_corrections_continue_the_lineage(app):
     np.testing.assert_array_equal(reopened.saved.mask, corrected)
     reopened, scene = app.scene(reopened)
     np.testing.assert_array_equal(unpack_mask(scene["mask"], (1, 150, 200)), corrected)
-    assert "version 2 of 2" in scene["mask_source"]
+    assert "version 2 of 2" in app.mask_source(reopened)
     reopened, said = app.save(reopened, _payload(reopened, mask, threshold), "dr two")
     versions = case_history(app.db, session.case_id).annotations
     assert [a.version for a in versions] == [1, 2, 3] and len({a.lineage for a in versions}) == 1
     assert versions[-1].run_id == versions[0].run_id
     earlier = app.show_version(reopened, 1)
     np.testing.assert_array_equal(earlier.saved.mask, mask)
+    # Comparing with version 2 outlines it over the scene on screen; the viewer gets its whole mask too.
+    reopened, scene = app.scene(reopened, scene["token"])
+    spec = app.comparison(reopened, 2)
+    outline = from_viewer(np.asarray(nib.load(app.volumes.root / scene["token"] / "version-2.nii.gz").dataobj)) > 0
+    assert spec["token"] == scene["token"] and outline.sum() > 0 and (outline <= corrected).all()
+    assert not outline[0, 1:-1, 1:-1][corrected[0, :-2, 1:-1] & corrected[0, 2:, 1:-1] & corrected[0, 1:-1, :-2]
+                                      & corrected[0, 1:-1, 2:] & corrected[0, 1:-1, 1:-1]].any()  # no interior voxel
+    np.testing.assert_array_equal(unpack_mask(spec["mask"], (1, 150, 200)), corrected)
+    assert app.comparison(reopened, None) == {}
+    with pytest.raises(ReviewError, match="no saved version 9"):
+        app.comparison(reopened, 9)
     assert Path(app.export_file("csv")).read_text().count("\n") == 4
     assert Path(app.export_file("png")).suffix == ".zip"
 
