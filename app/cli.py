@@ -68,28 +68,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from app.inference_outputs import write_outputs
+    from app.inference_outputs import unique_stem, write_outputs
     from engine.bundle import load_bundle
-    from engine.inference import score_case
+    from engine.inference import NonFiniteResultError, score_case
     from engine.io import ImageReadError, load_case
+    from engine.io.case import printable
     from engine.methods import make_predictor
     from engine.preprocess import InputMismatchError
     from engine.training import pick_device
 
+    out = _output_folder(args.out)
     device = pick_device(args.device)
     predictor = make_predictor(load_bundle(Path(args.bundle)), device, args.method, args.precision)
-    failures = 0
+    failures, stems = 0, set()
     for name in args.files:
         path = Path(name)
         try:
             case = load_case(path)
-            summary = write_outputs(Path(args.out), path, case, score_case(predictor, case), predictor, str(device))
-        except (ImageReadError, InputMismatchError) as exc:
+            result = score_case(predictor, case)
+            summary = write_outputs(out, path, unique_stem(out, path, stems), case, result, predictor, str(device))
+        except (ImageReadError, InputMismatchError, NonFiniteResultError) as exc:
             print(f"anomascope infer: {exc}", file=sys.stderr)
             failures += 1
             continue
-        print(json.dumps({"file": summary["file"], "image_score": summary["image_score"],
+        except Exception as exc:  # noqa: BLE001 - one input's unforeseen failure must not stop the others
+            print(f"anomascope infer: {printable(path.name)}: failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+            failures += 1
+            continue
+        print(json.dumps({"file": summary["file"], "stem": summary["stem"], "image_score": summary["image_score"],
                           "seconds": summary["seconds"]}))
+    if failures:
+        print(f"anomascope infer: {failures} of {len(args.files)} inputs failed (reported above)", file=sys.stderr)
     return EXIT_BAD_INPUT if failures else 0
 
 
@@ -106,6 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if not args.bundle and not args.baseline:
         raise CommandError("name at least one --bundle or --baseline to evaluate")
+    out = _output_folder(args.out)
     device = pick_device(args.device)
     data = Path(args.data)
     images = load_test_split(data, "test", args.max_images, args.seed)
@@ -128,7 +138,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name, predictor in predictors:
         evaluations.append(evaluate(predictor, images, name, str(device), bootstrap=args.bootstrap, seed=args.seed))
         print(json.dumps({"method": name, **{k: v for k, v in evaluations[-1].metrics.items() if not k.endswith("_std")}}))
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"data": describe_dataset(data), "split": "test", "seed": args.seed, "max_images": args.max_images,
               "results": {e.name: e.metrics for e in evaluations}}
@@ -151,9 +160,17 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise CommandError(f"--since {args.since!r} is not a date (use YYYY-MM-DD or an ISO time)") from exc
         if since.tzinfo is None:
             since = since.replace(tzinfo=dt.timezone.utc)
-    paths = export(Database(args.db), Path(args.out), args.format, since=since, author=args.author)
+    out = _output_folder(args.out)
+    paths = export(Database(args.db), out, args.format, since=since, author=args.author)
     print(json.dumps({"format": args.format, "out": str(args.out), "files": len(paths)}))
     return 0
+
+
+def _output_folder(name: str) -> Path:
+    out = Path(name)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is an existing file; give a folder")
+    return out
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -220,11 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("infer", help="score images with a trained bundle",
-                       description="Per input writes <stem>.json (image_score, seconds, method, bundle id, shapes), "
+                       description="Per input writes <stem>.json (image_score, seconds, method, bundle id, shapes, "
+                                   "the source's path), "
                                    "<stem>_heatmap.npy (slices, H, W) on the original pixel grid, <stem>_overlay.png and "
                                    "<stem>_restoration.png where the method makes one, <stem>_uncertainty.npy where it estimates one "
-                                   "(ppii's MC-dropout spread). Unreadable files are reported "
-                                   "and skipped; the exit code is then 2.")
+                                   "(ppii's MC-dropout spread). Two inputs with one stem get <stem>-<8 hex digits of the path>, so "
+                                   "no input's outputs overwrite another's. Unreadable files are reported and skipped; "
+                                   "the others are still scored, and the exit code is then 2.")
     p.add_argument("--bundle", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--method", choices=METHODS, help="read-out of a shared denoiser bundle (default: its own)")
@@ -273,14 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     from engine.bundle import BundleError
     from engine.data import DataError
     from engine.datasets import PrepareError
+    from engine.inference import NonFiniteResultError
     from engine.io import ImageReadError
+    from engine.io.limits import LimitsError
     from engine.preprocess import InputMismatchError
     from storage import StorageError
 
     try:
         return args.run(args)
     except (ImageReadError, InputMismatchError, PrepareError, CommandError, BundleError, DataError,
-            StorageError) as exc:
+            StorageError, LimitsError, NonFiniteResultError) as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -15,6 +15,7 @@ from storage import Database, annotations_for_export, decode_mask
 from storage.records import ExportRow
 
 FORMATS = ("csv", "json", "png", "nifti")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS = ["annotation_id", "lineage", "version", "case_id", "case_hash", "source_name", "format", "modality",
            "slice_index", "mask_shape", "mask_pixels", "mask_mm2", "author", "label", "note", "created", "run_id",
            "method", "bundle_id", "weights_hash", "threshold", "threshold_method", "run_parameters"]
@@ -65,8 +66,16 @@ def _write_csv(path: Path, rows: list[ExportRow]) -> Path:
             record = annotation_record(row)
             record["mask_shape"] = json.dumps(record["mask_shape"])
             record["run_parameters"] = json.dumps(record["run_parameters"])
-            writer.writerow(record)
+            writer.writerow({key: inert_cell(value) for key, value in record.items()})
     return path
+
+
+def inert_cell(value):
+    """Text a spreadsheet would run as a formula (=, +, -, @, or a tab or return first) gets a leading
+    apostrophe, as OWASP advises; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _stem(row: ExportRow) -> str:

@@ -2,6 +2,7 @@
 and the uncertainty .npy where the method estimates one."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +24,26 @@ def output_stem(path: Path) -> str:
     return path.stem if path.is_file() else name
 
 
+def unique_stem(out: Path, source: Path, taken: set[str]) -> str:
+    """The input's stem, or <stem>-<8 hex digits of its path> when another input of this run, or an earlier
+    run's outputs in `out` for another file, hold that stem: one input never overwrites another's outputs."""
+    stem = output_stem(source)
+    resolved = str(source.resolve())
+    if stem in taken or _written_for_another(out / f"{stem}.json", resolved):
+        stem = f"{stem}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+    taken.add(stem)
+    return stem
+
+
+def _written_for_another(summary: Path, resolved: str) -> bool:
+    if not summary.exists():
+        return False
+    try:
+        return json.loads(summary.read_text()).get("source") != resolved
+    except (OSError, ValueError):
+        return True  # not ours to overwrite
+
+
 def display_range(predictor: Predictor, heatmap: np.ndarray) -> tuple[float, float]:
     """Overlay colour range, the same for `anomascope infer` and the review page: from the normal median
     (clear below) to the map's maximum or the calibrated false-positive threshold, whichever is higher."""
@@ -34,12 +55,14 @@ def display_range(predictor: Predictor, heatmap: np.ndarray) -> tuple[float, flo
     return float(heatmap.min()), float(heatmap.max())
 
 
-def write_outputs(out: Path, source: Path, case: Case, result: CaseResult, predictor: Predictor, device: str) -> dict:
-    stem = output_stem(source)
+def write_outputs(out: Path, source: Path, stem: str, case: Case, result: CaseResult, predictor: Predictor,
+                  device: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     shown = int(np.argmax(result.slice_scores))  # a volume's overlay shows its most anomalous slice
     summary = {
         "file": source.name,
+        "source": str(source.resolve()),
+        "stem": stem,
         "method": predictor.name,
         "bundle_id": predictor.bundle.id,
         "parameters": predictor.parameters,

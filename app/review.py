@@ -29,8 +29,9 @@ from app.viewer import (
     write_volume,
 )
 from engine.calibration import percentile_of
-from engine.inference import CaseResult, score_case
+from engine.inference import CaseResult, NonFiniteResultError, score_case
 from engine.io import Case, ImageReadError, load_case
+from engine.io.limits import LimitsError
 from engine.preprocess import InputMismatchError
 from storage import (
     Database,
@@ -209,12 +210,12 @@ class ReviewApp:
         return text
 
     def threshold_range(self, session: ReviewSession) -> tuple[float, float]:
-        """The threshold slider's range: the map's finite values, or for image-level methods the image
-        scores of the normal validation images, this image and the calibrated thresholds."""
+        """The threshold slider's range: the map's values (score_case guarantees they are finite), or for
+        image-level methods the image scores of the normal validation images, this image and the calibrated
+        thresholds."""
         run = session.run
         if not run.image_level:
-            finite = run.result.heatmap[np.isfinite(run.result.heatmap)]
-            return float(finite.min()), float(finite.max())
+            return float(run.result.heatmap.min()), float(run.result.heatmap.max())
         predictor = self.catalogue.predictor(run.label, self.device)
         values = [run.result.image_score, *run.presets.values(),
                   *predictor.calibration.get("normal", {}).get("image_scores", [])]
@@ -276,11 +277,8 @@ class ReviewApp:
                               "presets": run.presets, "image_score": result.image_score,
                               "image_level": run.image_level}}
         if result.heatmap is not None:
-            finite = result.heatmap[np.isfinite(result.heatmap)]
-            # The viewer's colour bar needs finite values; the lowest finite score is never above a threshold.
-            heatmap = np.nan_to_num(result.heatmap, nan=finite.min(), posinf=finite.max(), neginf=finite.min())
-            shown = display_range(predictor, finite)
-            part["heatmap"] = {"url": self.volumes.url(write_volume(folder / "heatmap.nii.gz", heatmap, spacing)),
+            shown = display_range(predictor, result.heatmap)
+            part["heatmap"] = {"url": self.volumes.url(write_volume(folder / "heatmap.nii.gz", result.heatmap, spacing)),
                                "window": list(shown), "colormap": HEATMAP_COLOURMAP}
         if result.restoration is not None:
             restoration = result.restoration * 255.0 if result.restoration.shape[1] == 3 else result.restoration[:, 0]
@@ -370,7 +368,7 @@ def default_threshold(presets: dict[str, float], result: CaseResult) -> tuple[fl
             return presets[name], name
     if result.heatmap is None:
         return result.image_score, "this image's score (no calibration)"
-    return float(np.nanpercentile(result.heatmap, 99)), "99th percentile of this map"
+    return float(np.percentile(result.heatmap, 99)), "99th percentile of this map"
 
 
 def viewer_spacing(case: Case) -> tuple[float, float, float]:
@@ -420,6 +418,7 @@ def gather_series(paths: list[str]) -> Path:
 
 
 def friendly(exc: Exception) -> str:
-    if isinstance(exc, (ImageReadError, ReviewError, StorageError, InputMismatchError)):
+    if isinstance(exc, (ImageReadError, ReviewError, StorageError, InputMismatchError, NonFiniteResultError,
+                        LimitsError)):
         return f"⚠️ {exc}"
     return f"⚠️ Unexpected error ({type(exc).__name__}): {exc}"

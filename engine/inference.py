@@ -9,7 +9,11 @@ import torch
 
 from .io import Case
 from .methods import Predictor
-from .preprocess import to_model_input, to_original_grid
+from .preprocess import InputMismatchError, to_model_input, to_original_grid
+
+
+class NonFiniteResultError(RuntimeError):
+    """A method produced NaN or infinite values; they are never shown or saved as a map."""
 
 
 @dataclass
@@ -31,6 +35,8 @@ class CaseResult:
 def score_case(predictor: Predictor, case: Case, batch_size: int = 8) -> CaseResult:
     started = time.perf_counter()
     name = case.source.replace("\\", "/").rsplit("/", 1)[-1]
+    if not np.isfinite(case.pixels).all():
+        raise InputMismatchError(name, "the image holds NaN or infinite intensities; no method can score it")
     inputs, geometries = [], []
     for index in range(case.shape[0]):
         x, geometry = to_model_input(case.pixels[index], case.window, predictor.preprocess, predictor.stride,
@@ -52,10 +58,21 @@ def score_case(predictor: Predictor, case: Case, batch_size: int = 8) -> CaseRes
                 restorations.append(to_original_grid(result.restoration[offset], geometry))
             if result.uncertainty is not None:
                 uncertainties.append(to_original_grid(result.uncertainty[offset], geometry))
-    return CaseResult(
+    result = CaseResult(
         heatmap=np.stack(heatmaps) if heatmaps else None,
         slice_scores=np.asarray(scores, dtype=np.float64),
         restoration=np.stack(restorations) if restorations else None,
         uncertainty=np.stack(uncertainties) if uncertainties else None,
         seconds=time.perf_counter() - started,
     )
+    _check_finite(predictor, name, result)
+    return result
+
+
+def _check_finite(predictor: Predictor, name: str, result: CaseResult) -> None:
+    for what in ("heatmap", "slice_scores", "restoration", "uncertainty"):
+        values = getattr(result, what)
+        if values is not None and not np.isfinite(values).all():
+            bad = int(np.count_nonzero(~np.isfinite(values)))
+            raise NonFiniteResultError(f"{name}: {predictor.name} produced {bad:,} NaN or infinite values in its "
+                                       f"{what.replace('_', ' ')}; nothing is shown or saved from this run")

@@ -7,6 +7,8 @@ import uuid
 from sqlalchemy import JSON, DateTime, event, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from .db import StorageError
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
@@ -111,6 +113,18 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(128))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+def _check_lengths(mapper, _connection, target) -> None:
+    """Text longer than its column is refused here, before any backend sees it: PostgreSQL would refuse
+    it and SQLite would store it, and both must give the reader the same sentence."""
+    for attribute in mapper.column_attrs:
+        limit = getattr(attribute.columns[0].type, "length", None)
+        value = getattr(target, attribute.key, None)
+        if limit and isinstance(value, str) and len(value) > limit:
+            raise StorageError(f"the {attribute.key.replace('_', ' ')} is {len(value):,} characters long; at most "
+                               f"{limit} are stored, so nothing was saved")
 
 
 class ImmutableRowError(RuntimeError):

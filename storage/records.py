@@ -64,6 +64,11 @@ def save_annotation(db: Database, *, case_id: int, mask: np.ndarray, author: str
             with db.transaction() as session:
                 version, lineage = 1, None
                 if corrects is not None:
+                    # Correctors of one lineage queue on its first version's row (PostgreSQL; SQLite's
+                    # BEGIN IMMEDIATE already queues every writer), so each reads the latest version after
+                    # the one before it committed instead of racing for the same number.
+                    session.execute(select(Annotation.id).where(Annotation.lineage == corrects)
+                                    .order_by(Annotation.version).limit(1).with_for_update())
                     latest = session.scalar(select(func.max(Annotation.version)).where(Annotation.lineage == corrects))
                     if latest is None:
                         raise StorageError(f"no annotation with lineage {corrects} to correct")

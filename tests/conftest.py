@@ -1,12 +1,17 @@
 """Shared fixtures: small DICOM/NIfTI/PNG files written on the fly with the real libraries."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pydicom
 import pytest
+from sqlalchemy import create_engine, text
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+POSTGRES_URL = os.environ.get("ANOMASCOPE_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -50,3 +55,21 @@ def shipped_dicom(name: str) -> str:
     path = pydicom.data.get_testdata_file(name, download=False)
     assert path is not None, f"{name} no longer ships with pydicom; pick another shipped file"
     return path
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path) -> str:
+    """An empty database: SQLite always; PostgreSQL where ANOMASCOPE_TEST_POSTGRES_URL names a server
+    (CI starts one with .ci/postgres.sh)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'anomascope.sqlite'}"
+    _reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL

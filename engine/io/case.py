@@ -6,10 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-# 2**29 float32 voxels is 2 GiB: beyond that a single review case no longer fits comfortably
-# beside a model on an ordinary workstation, so it is refused up front rather than swapping.
-DEFAULT_MAX_VOXELS = 2**29
-
 
 class ImageReadError(ValueError):
     """A file that cannot be read as an image; the message names the file and the reason."""
@@ -18,7 +14,16 @@ class ImageReadError(ValueError):
         self.source = str(source)
         # Library messages can span lines; the reader gets one sentence.
         self.reason = " ".join(str(reason).split())
-        super().__init__(f"{Path(self.source).name}: {self.reason}")
+        super().__init__(f"{self.source_name}: {self.reason}")
+
+    @property
+    def source_name(self) -> str:
+        """The file's name, with characters that would break the sentence (a newline) escaped."""
+        return printable(Path(self.source).name)
+
+
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass
@@ -72,10 +77,3 @@ def window_from_range(pixels: np.ndarray, low_pct: float = 0.5, high_pct: float 
         lo, hi = float(finite.min()), float(finite.max())
     width = max(float(hi - lo), 1e-6)
     return (float(lo + hi) / 2.0, width)
-
-
-def check_voxel_count(source: str | Path, n_voxels: int, max_voxels: int) -> None:
-    if n_voxels > max_voxels:
-        raise ImageReadError(
-            source, f"too large: {n_voxels:,} voxels exceeds the limit of {max_voxels:,}"
-        )

@@ -2,23 +2,47 @@
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut
 
-from .case import Case, ImageReadError, check_voxel_count, window_from_range
+from .case import Case, ImageReadError, printable, window_from_range
+from .limits import ReadLimits
+
+# Bytes a reader needs to tell a DICOM file from anything else (preamble, "DICM", first tag).
+HEAD_BYTES = 512
+# Groups a DICOM file without the 128-byte preamble starts with: file meta, or identification.
+_FIRST_GROUPS = (0x0002, 0x0008)
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) as stored little-endian
+# Tags the reader turns into numbers; text there is refused by name, not met later as a traceback.
+NUMERIC_TAGS = {
+    "Rows": int, "Columns": int, "NumberOfFrames": int, "SamplesPerPixel": int, "BitsAllocated": int,
+    "InstanceNumber": int, "WindowCenter": float, "WindowWidth": float, "PixelSpacing": float,
+    "ImagerPixelSpacing": float, "RescaleSlope": float, "RescaleIntercept": float, "SpacingBetweenSlices": float,
+    "ImagePositionPatient": float, "ImageOrientationPatient": float,
+}
 
 
 def is_dicom_bytes(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
+def looks_like_dicom(head: bytes) -> bool:
+    """The DICM marker, or (a file without preamble) a first tag of the groups such files start with."""
+    return is_dicom_bytes(head) or (len(head) >= 8 and int.from_bytes(head[:2], "little") in _FIRST_GROUPS)
+
+
 def parse_dicom(source: str | Path, data: bytes) -> pydicom.Dataset:
     """The dataset of one DICOM file; raises ImageReadError if it is not DICOM or is cut short."""
+    if not looks_like_dicom(data[:HEAD_BYTES]):
+        raise ImageReadError(source, "not a DICOM file (no DICM marker and no DICOM tag at its start)")
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not is_dicom_bytes(data))
     except (InvalidDicomError, EOFError) as exc:
@@ -28,12 +52,35 @@ def parse_dicom(source: str | Path, data: bytes) -> pydicom.Dataset:
     # force=True accepts any bytes as a dataset; a real one without preamble still has tags.
     if not is_dicom_bytes(data) and not any(tag in ds for tag in ("SOPClassUID", "Modality", "PixelData", "Rows")):
         raise ImageReadError(source, "not a DICOM file (no DICM marker and no DICOM image tags)")
+    try:  # pydicom decodes elements when first read: decode them all now, where damage is refused by name
+        for _ in ds.iterall():
+            pass
+    except Exception as exc:
+        raise ImageReadError(source, f"damaged DICOM element ({type(exc).__name__}: {exc})") from exc
+    _check_numbers(source, ds)
     return ds
 
 
-def read_dicom_file(source: str | Path, data: bytes, max_voxels: int) -> Case:
+def _check_numbers(source: str | Path, ds: pydicom.Dataset) -> None:
+    for keyword, kind in NUMERIC_TAGS.items():
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        for item in value if isinstance(value, (list, tuple, MultiValue)) else [value]:
+            try:
+                number = float(item)
+            except (TypeError, ValueError):
+                raise ImageReadError(source, f"its {keyword} tag holds {str(value)!r}, which is not a number") from None
+            if not math.isfinite(number) or (kind is int and number != int(number)):
+                raise ImageReadError(source, f"its {keyword} tag holds {str(value)!r}, which is not a finite "
+                                             f"{'whole ' if kind is int else ''}number")
+
+
+def read_dicom_file(source: str | Path, data: bytes, limits: ReadLimits) -> Case:
     ds = parse_dicom(source, data)
-    pixels = _decode_frames(source, ds, max_voxels)  # (frames, channels, H, W)
+    if "PixelData" not in ds and PIXEL_DATA_TAG in data:
+        raise ImageReadError(source, "truncated: the file ends inside its pixel data")
+    pixels = _decode_frames(source, ds, limits)  # (frames, channels, H, W)
     window = _window(ds, pixels)
     spacing = _pixel_spacing(ds)
     slice_spacing = _float_or_none(ds.get("SpacingBetweenSlices")) if pixels.shape[0] > 1 else None
@@ -55,18 +102,31 @@ class _Slice:
     ds: pydicom.Dataset
 
 
-def read_dicom_series(source: str | Path, files: list[tuple[str, bytes]], max_voxels: int) -> Case:
-    """One series from (name, bytes) pairs: slices sorted by position along the slice normal."""
+@dataclass(frozen=True)
+class SeriesFile:
+    """A file of a folder or zip: its first bytes, and how to read it whole within a byte budget."""
+
+    name: str
+    head: bytes
+    read: Callable[[int], bytes]
+
+
+def read_dicom_series(source: str | Path, files: list[SeriesFile], limits: ReadLimits) -> Case:
+    """One series from the DICOM files among `files`, sorted by position along the slice normal.
+    Files that do not start like DICOM are skipped unread; the others share the byte budget."""
     slices, skipped = [], []
-    for name, data in files:
-        if not data:
+    budget = limits.max_bytes
+    for file in files:
+        name = file.name
+        if not looks_like_dicom(file.head):
             skipped.append(name)
             continue
+        data = file.read(budget)
+        budget -= len(data)
         try:
             ds = parse_dicom(name, data)
-        except ImageReadError:
-            skipped.append(name)
-            continue
+        except ImageReadError as exc:  # it starts like DICOM: a damaged slice refuses the series
+            raise _in_series(source, exc) from exc
         if "PixelData" not in ds:  # DICOMDIR and other non-image objects ride along in exports
             skipped.append(name)
             continue
@@ -79,9 +139,11 @@ def read_dicom_series(source: str | Path, files: list[tuple[str, bytes]], max_vo
             source, f"mixed series: {len(series)} different SeriesInstanceUIDs in one folder; give one series at a time"
         )
     slices, slice_spacing = _sort_slices(slices)
-    total = sum(int(s.ds.get("Rows", 0)) * int(s.ds.get("Columns", 0)) * int(s.ds.get("SamplesPerPixel", 1)) for s in slices)
-    check_voxel_count(source, total, max_voxels)
-    stacks = [_decode_frames(s.name, s.ds, max_voxels) for s in slices]
+    limits.check_voxels(source, sum(_voxels(s.ds) for s in slices))
+    try:
+        stacks = [_decode_frames(s.name, s.ds, limits) for s in slices]
+    except ImageReadError as exc:
+        raise _in_series(source, exc) from exc
     shapes = {stack.shape[1:] for stack in stacks}
     if len(shapes) > 1:
         raise ImageReadError(source, f"slices differ in size or channels: {sorted(shapes)}")
@@ -103,6 +165,11 @@ def read_dicom_series(source: str | Path, files: list[tuple[str, bytes]], max_vo
         slice_spacing=slice_spacing,
         metadata=metadata,
     )
+
+
+def _in_series(source: str | Path, exc: ImageReadError) -> ImageReadError:
+    """A slice's refusal as the series' own: the folder or zip, then the file inside it."""
+    return ImageReadError(source, f"{printable(exc.source)}: {exc.reason}")
 
 
 def _sort_slices(slices: list[_Slice]) -> tuple[list[_Slice], float | None]:
@@ -127,21 +194,52 @@ def _position(ds: pydicom.Dataset) -> list[float] | None:
     return [float(v) for v in value] if value is not None and len(value) == 3 else None
 
 
-def _decode_frames(source: str | Path, ds: pydicom.Dataset, max_voxels: int) -> np.ndarray:
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+def _voxels(ds: pydicom.Dataset) -> int:
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    return rows * cols * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.get("SamplesPerPixel", 1) or 1)
+
+
+_PIXEL_ELEMENTS = {"PixelData": None, "FloatPixelData": 32, "DoubleFloatPixelData": 64}
+
+
+def _check_pixel_bytes(source: str | Path, ds: pydicom.Dataset, syntax) -> None:
+    """Uncompressed pixel data must hold exactly what Rows x Columns x frames x samples x bits say:
+    fewer bytes is a cut file, more means the header's size is wrong and every row would shift."""
+    if syntax is not None and syntax.is_compressed:
+        return  # the decoder checks compressed frames
+    keyword = next(k for k in _PIXEL_ELEMENTS if k in ds)
+    bits = _PIXEL_ELEMENTS[keyword] or int(ds.get("BitsAllocated", 16) or 16)
+    expected = (_voxels(ds) * bits + 7) // 8
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
+        expected = expected * 2 // 3  # two chroma samples shared by each pair of pixels
+    actual = len(ds[keyword].value or b"")
+    if actual < expected:
+        raise ImageReadError(source, f"truncated: the pixel data holds {actual:,} bytes but Rows x Columns x frames "
+                                     f"x samples x bits need {expected:,}")
+    if actual > expected + 1:  # one pad byte keeps the element's length even
+        raise ImageReadError(source, f"the pixel data holds {actual:,} bytes but Rows x Columns x frames x samples "
+                                     f"x bits describe {expected:,}: the header's image size does not match the data")
+
+
+def _decode_frames(source: str | Path, ds: pydicom.Dataset, limits: ReadLimits) -> np.ndarray:
+    if not any(keyword in ds for keyword in _PIXEL_ELEMENTS):
         raise ImageReadError(source, "no pixel data (this DICOM object holds no image)")
-    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if rows == 0 or cols == 0:
         raise ImageReadError(source, "empty image: Rows or Columns is zero")
-    check_voxel_count(source, rows * cols * frames * samples, max_voxels)
-    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    limits.check_voxels(source, rows * cols * frames * samples)
+    syntax = _transfer_syntax(source, ds)
+    _check_pixel_bytes(source, ds, syntax)
     try:
         array = ds.pixel_array
     except Exception as exc:  # decoders raise assorted types; all mean "cannot decode"
         raise ImageReadError(source, _decode_failure(syntax, exc)) from exc
     array = np.asarray(array)
+    if array.size != rows * cols * frames * samples:
+        raise ImageReadError(source, f"the decoded pixel data holds {array.size:,} values but Rows x Columns x "
+                                     f"frames x samples describe {rows * cols * frames * samples:,}")
     if samples > 1:
         array = array.reshape((frames, rows, cols, samples)).transpose(0, 3, 1, 2)
     else:
@@ -150,6 +248,14 @@ def _decode_frames(source: str | Path, ds: pydicom.Dataset, max_voxels: int) -> 
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         values = _invert(values)
     return values.astype(np.float32)
+
+
+def _transfer_syntax(source: str | Path, ds: pydicom.Dataset):
+    """The file's transfer syntax UID, or None when it states none (pydicom then infers one)."""
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and not syntax.is_transfer_syntax:
+        raise ImageReadError(source, f"its transfer syntax UID {str(syntax)!r} is not a transfer syntax")
+    return syntax
 
 
 def _decode_failure(syntax, exc: Exception) -> str:

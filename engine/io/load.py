@@ -2,56 +2,68 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
+from functools import partial
 from pathlib import Path
 
-from .case import DEFAULT_MAX_VOXELS, Case, ImageReadError
-from .dicom import is_dicom_bytes, read_dicom_file, read_dicom_series
+import numpy as np
+
+from .case import Case, ImageReadError
+from .dicom import HEAD_BYTES, SeriesFile, is_dicom_bytes, looks_like_dicom, read_dicom_file, read_dicom_series
+from .limits import ReadLimits, read_file, read_head
 from .nifti import read_nifti
 from .photo import read_photo
 
-# Compressed archives are refused past this many uncompressed bytes (a zip bomb guard).
-MAX_ARCHIVE_BYTES = 4 * 2**30
 SUPPORTED = "PNG, JPEG, DICOM (file, folder or zip of one series) or NIfTI (.nii, .nii.gz)"
 
 
-def load_case(path: str | Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> Case:
-    """Read a PNG/JPEG, DICOM file, DICOM series folder or zip, or NIfTI file.
+def load_case(path: str | Path, limits: ReadLimits | None = None) -> Case:
+    """Read a PNG/JPEG, DICOM file, DICOM series folder or zip, or NIfTI file, within `limits`
+    (default: ReadLimits.from_env()).
 
     Raises ImageReadError (one sentence naming the file and the problem) for anything unreadable.
     """
+    limits = limits or ReadLimits.from_env()
     path = Path(path)
     if not path.exists():
         raise ImageReadError(path, "no such file or folder")
     if path.is_dir():
-        files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-        if not files:
-            raise ImageReadError(path, "empty folder: no files to read")
-        return read_dicom_series(path, [(str(p.relative_to(path)), p.read_bytes()) for p in files], max_voxels)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageReadError(path, f"cannot be opened ({exc.strerror or exc})") from exc
-    return load_bytes(path, data, max_voxels)
+        return _finite(path, read_dicom_series(path, _folder_files(path, limits), limits))
+    kind = _kind(path, read_head(path, HEAD_BYTES))  # refused before a byte more is read
+    return _read(path, read_file(path, limits.max_bytes), kind, limits)
 
 
-def load_bytes(source: str | Path, data: bytes, max_voxels: int = DEFAULT_MAX_VOXELS) -> Case:
+def load_bytes(source: str | Path, data: bytes, limits: ReadLimits | None = None) -> Case:
     """As load_case, for content already in memory; `source` names it in errors."""
-    if not data:
+    return _read(source, data, _kind(source, data[:HEAD_BYTES]), limits or ReadLimits.from_env())
+
+
+def _kind(source: str | Path, head: bytes) -> str:
+    """The format the first bytes show, or a refusal naming what the file is not."""
+    if not head:
         raise ImageReadError(source, "empty file (0 bytes)")
-    kind = sniff_format(source, data)
+    kind = sniff_format(source, head)
+    if kind == "dicom" and not looks_like_dicom(head):
+        raise ImageReadError(source, "not a DICOM file (no DICM marker and no DICOM tag at its start)")
+    if kind is None:
+        claimed = _CLAIMED.get(Path(str(source)).suffix.lower())
+        if claimed:
+            raise ImageReadError(source, f"not a readable {claimed} image: the content is not {claimed} data")
+        raise ImageReadError(source, f"not a recognised image format; expected {SUPPORTED}")
+    return kind
+
+
+def _read(source: str | Path, data: bytes, kind: str, limits: ReadLimits) -> Case:
     if kind in ("png", "jpeg"):
-        return read_photo(source, data, kind, max_voxels)
-    if kind == "dicom":
-        return read_dicom_file(source, data, max_voxels)
-    if kind == "nifti":
-        return read_nifti(source, data, max_voxels)
-    if kind == "zip":
-        return _read_zip(source, data, max_voxels)
-    claimed = _CLAIMED.get(Path(str(source)).suffix.lower())
-    if claimed:
-        raise ImageReadError(source, f"not a readable {claimed} image: the content is not {claimed} data")
-    raise ImageReadError(source, f"not a recognised image format; expected {SUPPORTED}")
+        case = read_photo(source, data, kind, limits)
+    elif kind == "dicom":
+        case = read_dicom_file(source, data, limits)
+    elif kind == "nifti":
+        case = read_nifti(source, data, limits)
+    else:
+        case = read_dicom_series(source, _zip_files(source, data, limits), limits)
+    return _finite(source, case)
 
 
 _CLAIMED = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".nii": "NIfTI", ".zip": "zip"}
@@ -82,17 +94,74 @@ def _looks_like_nifti_header(data: bytes) -> bool:
     return size_le in (348, 540) or size_be in (348, 540)
 
 
-def _read_zip(source: str | Path, data: bytes, max_voxels: int) -> Case:
+def _finite(source: str | Path, case: Case) -> Case:
+    """Refuse NaN or infinite intensities: a map computed over them would mean nothing, silently."""
+    bad = int(np.count_nonzero(~np.isfinite(case.pixels)))
+    if bad:
+        raise ImageReadError(source, f"{bad:,} of {case.pixels.size:,} voxels are NaN or infinite; anomaly maps "
+                                     "need finite intensities (replace them, e.g. with the background value)")
+    return case
+
+
+def _folder_files(folder: Path, limits: ReadLimits) -> list[SeriesFile]:
+    """The regular files under `folder` (hidden ones left out); a link out of the folder is refused."""
+    root = folder.resolve()
+    files = []
+    for current, subfolders, names in os.walk(folder):  # links to folders are listed, never entered
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in sorted(n for n in names if not n.startswith(".")):
+            path = Path(current) / name
+            relative = str(path.relative_to(folder))
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise ImageReadError(folder, f"{relative} is a link to {path.resolve()}, outside the folder; "
+                                             "links out of an input folder are refused")
+            try:
+                head = read_head(path, HEAD_BYTES)
+            except ImageReadError as exc:
+                raise ImageReadError(folder, f"{relative}: {exc.reason}") from exc
+            files.append(SeriesFile(relative, head, partial(_read_member, folder, relative, path)))
+            if len(files) > limits.max_files:
+                raise ImageReadError(folder, f"too many files: more than {limits.max_files:,} "
+                                             "(ANOMASCOPE_MAX_FILES)")
+    if not files:
+        raise ImageReadError(folder, "empty folder: no files to read")
+    return files
+
+
+def _read_member(folder: Path, relative: str, path: Path, budget: int) -> bytes:
+    try:
+        return read_file(path, budget)
+    except ImageReadError as exc:
+        raise ImageReadError(folder, f"{relative}: {exc.reason}") from exc
+
+
+def _zip_files(source: str | Path, data: bytes, limits: ReadLimits) -> list[SeriesFile]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [m for m in archive.infolist() if not m.is_dir() and not Path(m.filename).name.startswith(".")]
-        if sum(m.file_size for m in members) > MAX_ARCHIVE_BYTES:
-            raise ImageReadError(source, f"too large: the zip expands past {MAX_ARCHIVE_BYTES // 2**30} GiB")
-        files = [(m.filename, archive.read(m)) for m in members]
+        if len(members) > limits.max_files:
+            raise ImageReadError(source, f"too many files: {len(members):,} in the zip, over the limit of "
+                                         f"{limits.max_files:,} (ANOMASCOPE_MAX_FILES)")
+        files = [SeriesFile(m.filename, _zip_read(source, archive, m, HEAD_BYTES),
+                            partial(_zip_read, source, archive, m, whole=True)) for m in members]
     except ImageReadError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise ImageReadError(source, f"corrupt or truncated zip archive ({exc})") from exc
     if not files:
         raise ImageReadError(source, "empty zip archive: no files inside")
-    return read_dicom_series(source, files, max_voxels)
+    return files
+
+
+def _zip_read(source: str | Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int, *,
+              whole: bool = False) -> bytes:
+    """At most `size` decompressed bytes of a member; with `whole`, a member larger than that is refused."""
+    try:
+        with archive.open(member) as stream:
+            data = stream.read(min(size, member.file_size) + 1 if whole else size)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise ImageReadError(source, f"corrupt or truncated zip archive ({member.filename}: {exc})") from exc
+    if whole and len(data) > size:
+        raise ImageReadError(source, f"too large: {member.filename} expands past {size:,} bytes, the bytes left "
+                                     "within the limit (ANOMASCOPE_MAX_BYTES)")
+    return data

@@ -7,18 +7,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .case import Case, ImageReadError, check_voxel_count, window_from_range
+from .case import Case, ImageReadError, window_from_range
+from .limits import ReadLimits
 
 # PIL modes mapped to the mode we decode to and the full-scale window of that bit depth.
 _GREY_MODES = {"1", "L", "LA", "I;16", "I;16B", "I;16L", "I", "F"}
 
 
-def read_photo(source: str | Path, data: bytes, fmt: str, max_voxels: int) -> Case:
+def read_photo(source: str | Path, data: bytes, fmt: str, limits: ReadLimits) -> Case:
     try:
         image = Image.open(io.BytesIO(data))
         width, height = image.size
         channels = 1 if image.mode in _GREY_MODES else 3
-        check_voxel_count(source, width * height * channels, max_voxels)
+        limits.check_voxels(source, width * height * channels)
         image.load()
     except ImageReadError:
         raise

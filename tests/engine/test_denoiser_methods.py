@@ -12,7 +12,7 @@ import torch
 from engine.bundle import BundleError, load_bundle
 from engine.config import DenoiserMethodConfig, merge, paper_defaults
 from engine.fit import fit_method
-from engine.inference import score_case
+from engine.inference import NonFiniteResultError, score_case
 from engine.io import load_case
 from engine.methods import make_predictor
 from engine.methods.denoiser import epsilon_loss, new_denoiser
@@ -129,6 +129,25 @@ def test_wrong_channels_and_sizes_are_clear_errors(trained):
         score_case(predictor, tiny)
 
 
+def test_non_finite_values_never_reach_a_map(trained, blobs, monkeypatch):
+    predictor = make_predictor(trained, CPU, "spr")
+    case = load_case(next((blobs / "test" / "blob").iterdir()))
+    case.pixels[0, 0, 3, 4] = np.nan  # an image that reached the engine without the readers' check
+    with pytest.raises(InputMismatchError, match="NaN or infinite intensities"):
+        score_case(predictor, case)
+    case.pixels[0, 0, 3, 4] = 0.0
+    predict = predictor.predict
+
+    def broken(batch):
+        result = predict(batch)
+        result.heatmap[:, 5, 5] = float("inf")
+        return result
+
+    monkeypatch.setattr(predictor, "predict", broken)
+    with pytest.raises(NonFiniteResultError, match=r"spr produced [\d,]+ NaN or infinite values in its heatmap"):
+        score_case(predictor, case)
+
+
 def test_volume_is_scored_slice_by_slice_on_the_original_grid(trained):
     case = load_case(shipped_dicom("examples_ybr_color.dcm"))  # 30 RGB frames, 240x320
     result = score_case(make_predictor(trained, CPU, "spr"), case)
@@ -147,10 +166,20 @@ def test_cli_train_and_infer(blobs, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"nope")
     out = tmp_path / "out"
-    inferred = anomascope("infer", "--bundle", bundle, "--out", out, image, bad, shipped_dicom("examples_ybr_color.dcm"))
-    assert inferred.returncode == 2  # one unreadable file among three
+    twin = tmp_path / "elsewhere" / image.name  # another image with the same name, in another folder
+    twin.parent.mkdir()
+    twin.write_bytes(next((blobs / "test" / "good").iterdir()).read_bytes())
+    inferred = anomascope("infer", "--bundle", bundle, "--out", out, bad, image, shipped_dicom("examples_ybr_color.dcm"),
+                          twin)
+    assert inferred.returncode == 2  # one unreadable file among four; the three after it are still scored
     assert "bad.png: not a readable PNG" in inferred.stderr and "Traceback" not in inferred.stderr
+    assert "1 of 4 inputs failed" in inferred.stderr
+    stems = [json.loads(line)["stem"] for line in inferred.stdout.splitlines()]
+    assert len(stems) == 3 and stems[0] == image.stem and stems[2].startswith(f"{image.stem}-")
     summary = json.loads((out / f"{image.stem}.json").read_text())
+    twin_summary = json.loads((out / f"{stems[2]}.json").read_text())
+    assert summary["source"] == str(image.resolve()) and twin_summary["source"] == str(twin.resolve())
+    assert not np.array_equal(np.load(out / f"{image.stem}_heatmap.npy"), np.load(out / f"{stems[2]}_heatmap.npy"))
     assert summary["method"] == "spr" and summary["bundle_id"] == manifest["id"]
     assert summary["input_shape"] == [1, 3, 32, 32] and summary["heatmap_shape"] == [1, 32, 32]
     assert np.load(out / f"{image.stem}_heatmap.npy").shape == (1, 32, 32)

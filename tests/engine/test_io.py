@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, generate_uid
 
-from engine.io import ImageReadError, load_case, nifti_slices, volume_from_slices
+from engine.io import ImageReadError, ReadLimits, load_case, nifti_slices, volume_from_slices
 from tests.conftest import make_dicom, shipped_dicom, write_dicom
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
@@ -311,11 +311,13 @@ def test_bad_input_gives_one_named_error(tmp_path, name):
 def test_too_large_is_refused_before_decoding(tmp_path):
     Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "big.png")
     with pytest.raises(ImageReadError, match="big.png: too large"):
-        load_case(tmp_path / "big.png", max_voxels=5000)
+        load_case(tmp_path / "big.png", ReadLimits(max_voxels=5000))
     with pytest.raises(ImageReadError, match="too large"):
-        load_case(shipped_dicom("CT_small.dcm"), max_voxels=1000)
+        load_case(shipped_dicom("CT_small.dcm"), ReadLimits(max_voxels=1000))
     with pytest.raises(ImageReadError, match="too large"):
-        load_case(NIBABEL_DATA / "anatomical.nii", max_voxels=1000)
+        load_case(NIBABEL_DATA / "anatomical.nii", ReadLimits(max_voxels=1000))
+    with pytest.raises(ImageReadError, match="CT_small.dcm: too large: the file holds 39,"):
+        load_case(shipped_dicom("CT_small.dcm"), ReadLimits(max_bytes=1000))
 
 
 def test_wrong_extension_is_read_by_content(tmp_path):
