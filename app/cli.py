@@ -1,4 +1,4 @@
-"""The `anomascope` command line: inspect | prepare | train | infer | eval | serve | export."""
+"""The `anomascope` command line: inspect | prepare | train | infer | eval | serve | export | users."""
 from __future__ import annotations
 
 import argparse
@@ -174,11 +174,60 @@ def _output_folder(name: str) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from app.ui import build_app
+    from app.ui import default_review_app, serve
+    from engine.io import ReadLimits
+    from storage import has_accounts
 
-    demo = build_app()
-    demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
+    ReadLimits.from_env()  # a bad limit is one sentence here, not an error on every upload
+    app = default_review_app()
+    if not has_accounts(app.db) and not is_loopback(args.host) and not args.insecure:
+        raise CommandError(f"--host {args.host} would let anyone on the network read and save every annotation "
+                           "without signing in: add reader accounts first (anomascope users add NAME), or pass "
+                           "--insecure")
+    serve(app, args.host, args.port, args.concurrency)
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    import getpass
+
+    from storage import Database, add_user, disable_user, list_users
+
+    if args.action != "list" and not args.name:
+        raise CommandError(f"users {args.action} needs the reader's name")
+    db = Database(args.db)
+    actor = f"cli:{getpass.getuser()}"
+    if args.action == "add":
+        user = add_user(db, args.name, _new_password(args.password_stdin), actor)
+        print(json.dumps({"added": user.name}))
+    elif args.action == "disable":
+        print(json.dumps({"disabled": disable_user(db, args.name, actor).name}))
+    else:
+        for user in list_users(db):
+            print(json.dumps({"name": user.name, "active": user.active, "created": user.created.isoformat()}))
+    return 0
+
+
+def _new_password(from_stdin: bool) -> str:
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise CommandError("the two passwords differ; nothing was saved")
+    return first
 
 
 def default_data_source() -> str:
@@ -279,10 +328,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--author", help="only annotations by this reader")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("serve", help="start the review app in the browser")
+    p = sub.add_parser("serve", help="start the review app in the browser",
+                       description="Readers sign in when accounts exist (anomascope users add); without them the page "
+                                   "runs in single-user mode and listens on this machine only, unless --insecure. "
+                                   "Uploads are limited to ANOMASCOPE_MAX_BYTES (default 2 GiB).")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="events handled at once, so one slow upload or inference does not block other readers")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without reader accounts (anyone who reaches it can read everything)")
     p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("users", help="reader accounts: add, list, disable",
+                       description="Passwords are stored as argon2id hashes. Accounts are disabled, never deleted: the "
+                                   "audit trail names their readers. Once one exists, serve asks every reader to sign in.")
+    p.add_argument("action", choices=["add", "list", "disable"])
+    p.add_argument("name", nargs="?", help="the reader's name (add, disable)")
+    p.add_argument("--password-stdin", action="store_true", help="add: read the password from the first line of stdin")
+    p.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or SQLite in $ANOMASCOPE_DATA_DIR)")
+    p.set_defaults(run=cmd_users)
     return parser
 
 
@@ -293,11 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     from engine.data import DataError
     from engine.datasets import PrepareError
     from engine.inference import NonFiniteResultError
-    from engine.io import ImageReadError
+    from engine.io import ImageReadError, quiet_reader_libraries
     from engine.io.limits import LimitsError
     from engine.preprocess import InputMismatchError
     from storage import StorageError
 
+    quiet_reader_libraries()
     try:
         return args.run(args)
     except (ImageReadError, InputMismatchError, PrepareError, CommandError, BundleError, DataError,

@@ -50,6 +50,7 @@ WINDOW_PRESETS = {
     "CT brain (40/80)": (40.0, 80.0),
 }
 HEATMAP_COLOURMAP = "inferno"
+EXPORT_KEEP_S = 600  # the page hands an export to the browser at once; the copy here is kept this long
 
 
 class ReviewError(Exception):
@@ -100,6 +101,7 @@ class ReviewApp:
         self.db, self.catalogue, self.cases_dir = db, catalogue, cases_dir
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.volumes = volumes or VolumeStore(cases_dir.parent / "viewer")
+        self.exports = VolumeStore(cases_dir.parent / "exports")  # one folder per export, swept as they age
 
     # --- opening cases ---------------------------------------------------------------------
 
@@ -116,6 +118,14 @@ class ReviewApp:
         case.metadata["stored_path"] = str(stored)
         record = register_case(self.db, case, actor=reader.strip() or "anonymous")
         return self._latest(ReviewSession(case=case, case_id=record.id))
+
+    def open_folder(self, paths: list[str], reader: str = "") -> ReviewSession:
+        """The files of an uploaded folder, as one series; the gathered copy is removed once read."""
+        folder = gather_series(paths)
+        try:
+            return self.open_file(folder, reader)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def open_saved(self, case_id: int | None) -> ReviewSession:
         if case_id is None:
@@ -337,7 +347,9 @@ class ReviewApp:
         return sorted(rows, key=lambda row: row[2])
 
     def export_file(self, fmt: str) -> str:
-        out = Path(tempfile.mkdtemp(prefix="anomascope-export-"))
+        """One file to download (a zip when there are several); exports older than EXPORT_KEEP_S go."""
+        self.exports.sweep(EXPORT_KEEP_S)
+        _, out = self.exports.new_scene()
         paths = export(self.db, out / "files", fmt)
         if not paths:
             raise ReviewError("nothing to export yet: no annotations are saved")

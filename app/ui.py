@@ -6,6 +6,7 @@ JSON tells it what to show, and Save first asks it for the mask on screen.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from dataclasses import replace
@@ -14,12 +15,15 @@ from pathlib import Path
 import gradio as gr
 
 from app.bundles import ASSETS, calibration_summary, discover, model_dirs
-from app.review import ReviewApp, ReviewSession, friendly, gather_series
+from app.review import ReviewApp, ReviewSession, friendly
 from app.viewer import STATIC, niivue_script_tags
-from engine.io import SUPPORTED
-from storage import Database
+from engine.io import SUPPORTED, ReadLimits, quiet_reader_libraries
+from storage import Database, authenticate, has_accounts
 
 SAMPLES = ASSETS / "samples"
+SINGLE_USER = ("**Single-user mode.** No reader accounts exist, so anyone who can open this page can read and save "
+               "every annotation, under any name. Add accounts with `anomascope users add NAME` to require sign-in.")
+SIGNED_IN = "Readers sign in; every run and annotation is saved under the signed-in reader's name."
 NO_COMPARISON = 0  # the comparison menu's "none" (saved versions count from 1)
 HISTORY_HEADERS = ["what", "id", "when", "who / method", "details", "label · note"]
 WORKLIST_HEADERS = ["case", "file", "modality", "shape", "runs", "annotations", "opened"]
@@ -97,22 +101,24 @@ def data_dir() -> Path:
     return Path(os.environ.get("ANOMASCOPE_DATA_DIR", "data"))
 
 
-def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
-    if review_app is None:
-        folder = data_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        review_app = ReviewApp(Database(), discover(model_dirs()), folder / "cases")
-    app = review_app
+def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Blocks:
+    """The page; with `login` every reader signs in (serve passes `auth`) and saves under that name."""
+    quiet_reader_libraries()
+    app = review_app or default_review_app()
+    for store in (app.volumes, app.exports):  # patient images never outlive the server
+        atexit.register(store.remove)
     catalogue = app.catalogue
     gr.set_static_paths([STATIC, app.volumes.root])
     samples = sorted(str(p) for p in SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".png", ".dcm", ".nii", ".gz"))
 
-    with gr.Blocks(title="Anomascope") as demo:
+    # Patient images uploaded through the page leave Gradio's cache after an hour, and when it stops.
+    with gr.Blocks(title="Anomascope", delete_cache=(600, 3600)) as demo:
         session = gr.State(ReviewSession(), delete_callback=lambda s: app.volumes.drop(s.token))
         scene = gr.Textbox(visible="hidden", elem_id="scene")
         payload = gr.Textbox(visible="hidden", elem_id="payload")
         comparison = gr.Textbox(visible="hidden", elem_id="comparison")
         gr.Markdown("# Anomascope — anomaly map review")
+        gr.Markdown(SIGNED_IN if login else SINGLE_USER, elem_id="mode")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 upload = gr.File(label="Open a file (a DICOM series as .zip)", type="filepath", elem_id="upload")
@@ -120,7 +126,8 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                                  type="filepath", elem_id="folder")
                 if samples:
                     gr.Examples(samples, inputs=upload, label="Demo cases")
-                reader = gr.Textbox(label="Reader", elem_id="reader")
+                reader = gr.Textbox(label="Reader (signed in)" if login else "Reader", elem_id="reader",
+                                    interactive=not login)
                 method = gr.Dropdown(list(catalogue.choices), label="Method (trained bundle)",
                                      value=catalogue.best_choice(), elem_id="method")
                 method_info = gr.Markdown(_method_info(catalogue, catalogue.best_choice()))
@@ -184,20 +191,24 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
                     f"modality {info['modality']}, shape {info['shape']}, spacing {info['spacing'] or 'unknown'} mm."
                     + (f" Showing its latest saved annotation (version {state.saved.version})." if state.saved else ""))
 
-        def on_upload(path, who, previous: ReviewSession):
+        def actor(typed: str, request: gr.Request) -> str:
+            """Who acts: the signed-in reader, never a typed name, when accounts exist."""
+            return (request.username or "") if login else (typed or "")
+
+        def on_upload(path, who, previous: ReviewSession, request: gr.Request):
             if not path:
                 return {message: gr.update()}
             try:
-                state = app.open_file(path, who or "")
+                state = app.open_file(path, actor(who, request))
                 return shown(state, previous, opened(state))
             except Exception as exc:  # every failure becomes a sentence on the page
                 return failed(previous, exc)
 
-        def on_folder(paths, who, previous: ReviewSession):
+        def on_folder(paths, who, previous: ReviewSession, request: gr.Request):
             if not paths:
                 return {message: gr.update()}
             try:
-                state = app.open_file(gather_series(paths), who or "")
+                state = app.open_folder(paths, actor(who, request))
                 return shown(state, previous, opened(state))
             except Exception as exc:
                 return failed(previous, exc)
@@ -213,9 +224,9 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
         folder.change(on_folder, [folder, reader, session], view_outputs).then(None, scene, None, js=SHOW_SCENE)
         worklist.select(on_worklist, session, view_outputs).then(None, scene, None, js=SHOW_SCENE)
 
-        def on_run(state: ReviewSession, choice, who):
+        def on_run(state: ReviewSession, choice, who, request: gr.Request):
             try:
-                ran = app.run(state, choice, who or "")
+                ran = app.run(state, choice, actor(who, request))
             except Exception as exc:
                 return {message: friendly(exc)}
             return shown(ran, state, f"**{choice}** ran; move the threshold, correct the mask and save.")
@@ -253,9 +264,9 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
         compare.input(on_compare, [session, compare], [message, comparison]).then(
             None, comparison, None, js=SHOW_COMPARISON)
 
-        def on_save(state: ReviewSession, sent, who, lab, text, acknowledged):
+        def on_save(state: ReviewSession, sent, who, lab, text, acknowledged, request: gr.Request):
             try:
-                state, said = app.save(state, sent, who, lab, text, acknowledged)
+                state, said = app.save(state, sent, actor(who, request), lab, text, acknowledged)
             except Exception as exc:
                 return {save_status: friendly(exc)}
             return {session: state, save_status: said, message: said, history: app.history(state),
@@ -277,7 +288,32 @@ def build_app(review_app: ReviewApp | None = None) -> gr.Blocks:
 
         for fmt, button in export_buttons.items():
             button.click(exporter(fmt), None, [download, message])
+        def signed_in(request: gr.Request) -> str:
+            return request.username or ""
+
+        if login:
+            demo.load(signed_in, None, reader)
     return demo
+
+
+def serve(app: ReviewApp, host: str, port: int, concurrency: int = 4, block: bool = True) -> gr.Blocks:
+    """Start the page: sign-in when reader accounts exist, `concurrency` events at once (a slow upload or
+    inference never holds up the other readers), uploads capped at ANOMASCOPE_MAX_BYTES."""
+    login = has_accounts(app.db)
+    demo = build_app(app, login=login)
+    demo.queue(default_concurrency_limit=concurrency)
+    demo.launch(server_name=host, server_port=port, share=False, show_error=True, prevent_thread_lock=not block,
+                quiet=not block, max_file_size=ReadLimits.from_env().max_bytes,
+                auth=(lambda name, password: authenticate(app.db, name, password)) if login else None,
+                auth_message="Sign in with your Anomascope reader account." if login else None)
+    return demo
+
+
+def default_review_app() -> ReviewApp:
+    """The review services on the data folder's database, the installed bundles and the CPU or GPU."""
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return ReviewApp(Database(), discover(model_dirs()), folder / "cases")
 
 
 def _versions_update(state: ReviewSession) -> dict:

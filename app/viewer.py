@@ -12,6 +12,7 @@ import base64
 import json
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,8 +93,8 @@ def read_payload(text: str, token: str, shape: tuple[int, int, int]) -> MaskPayl
 
 
 class VolumeStore:
-    """Per-scene folders of NIfTI files the page serves to the viewer; a scene's folder goes when the
-    reader's view moves on, and every folder when the app starts or stops."""
+    """Short-lived folders of files the page serves: a viewer scene's NIfTI volumes (dropped when the
+    reader's view moves on) or an export (swept as it ages); all of them go when the app starts or stops."""
 
     def __init__(self, root: Path):
         self.root = root.resolve()
@@ -103,11 +104,21 @@ class VolumeStore:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def new_scene(self) -> tuple[str, Path]:
         token = secrets.token_urlsafe(12)
         folder = self.root / token
         folder.mkdir()
         return token, folder
+
+    def sweep(self, max_age_s: float) -> None:
+        """Drop the folders older than `max_age_s` seconds."""
+        cutoff = time.time() - max_age_s
+        for folder in self.root.iterdir():
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def drop(self, token: str | None) -> None:
         if _is_token(token):

@@ -158,6 +158,13 @@ def _sparse(path: Path, size: int, head: bytes = b"") -> Path:
     return path
 
 
+def _dicm_then_filler(folder: Path) -> Path:
+    """The DICM marker, then megabytes of zeros: millions of empty elements to a DICOM parser."""
+    path = folder / "filler.dcm"
+    path.write_bytes(bytes(128) + b"DICM" + bytes(16 * MiB))
+    return path
+
+
 def _zeros_named_dcm(folder: Path) -> Path:
     return _sparse(folder / "zeros.dcm", 100 * 10**6)
 
@@ -246,6 +253,7 @@ CORPUS: dict[str, Hostile] = {
     "nifti.gz with trailing gigabytes": Hostile(_gzip_trailing_zeros, "more"),
     "png claiming 169 megapixels": Hostile(_huge_png, "too large"),
     "100 MB of zeros named .dcm": Hostile(_zeros_named_dcm, "not a DICOM"),
+    "DICM marker then 16 MiB of zeros": Hostile(_dicm_then_filler, "elements (ANOMASCOPE_MAX_HEADER_ELEMENTS)"),
     "zip with a 256 MiB member of zeros": Hostile(_big_zip_member, None, skipped="IM1.dcm"),
     "zip whose member expands past its stated size": Hostile(_zip_bomb_claim, "zip"),
     "series folder with a 300 MiB non-DICOM file": Hostile(

@@ -39,12 +39,38 @@ def looks_like_dicom(head: bytes) -> bool:
     return is_dicom_bytes(head) or (len(head) >= 8 and int.from_bytes(head[:2], "little") in _FIRST_GROUPS)
 
 
-def parse_dicom(source: str | Path, data: bytes) -> pydicom.Dataset:
+class _TooManyElements(Exception):
+    pass
+
+
+class _CountedReads(io.BytesIO):
+    """Bytes whose read() calls are counted: pydicom reads every element's header with its own call, so the
+    count bounds the parse's time whatever the file holds (nested sequences included)."""
+
+    def __init__(self, data: bytes, max_reads: int):
+        super().__init__(data)
+        self.reads_left = max_reads
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads_left -= 1
+        if self.reads_left < 0:
+            raise _TooManyElements
+        return super().read(size)
+
+
+def parse_dicom(source: str | Path, data: bytes, limits: ReadLimits) -> pydicom.Dataset:
     """The dataset of one DICOM file; raises ImageReadError if it is not DICOM or is cut short."""
     if not looks_like_dicom(data[:HEAD_BYTES]):
         raise ImageReadError(source, "not a DICOM file (no DICM marker and no DICOM tag at its start)")
+    # About two reads per element (its header, then its value), and a few for the preamble.
+    stream = _CountedReads(data, 2 * limits.max_header_elements + 16)
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=not is_dicom_bytes(data))
+        ds = pydicom.dcmread(stream, force=not is_dicom_bytes(data))
+        for _ in ds.iterall():  # pydicom decodes some values when first read: all of them now
+            pass
+    except _TooManyElements:
+        raise ImageReadError(source, f"not a usable DICOM file: its header holds over {limits.max_header_elements:,} "
+                                     "elements (ANOMASCOPE_MAX_HEADER_ELEMENTS); filler, not image data") from None
     except (InvalidDicomError, EOFError) as exc:
         raise ImageReadError(source, f"not a DICOM file or its header is truncated ({exc})") from exc
     except Exception as exc:  # pydicom raises many types for a damaged header
@@ -52,11 +78,6 @@ def parse_dicom(source: str | Path, data: bytes) -> pydicom.Dataset:
     # force=True accepts any bytes as a dataset; a real one without preamble still has tags.
     if not is_dicom_bytes(data) and not any(tag in ds for tag in ("SOPClassUID", "Modality", "PixelData", "Rows")):
         raise ImageReadError(source, "not a DICOM file (no DICM marker and no DICOM image tags)")
-    try:  # pydicom decodes elements when first read: decode them all now, where damage is refused by name
-        for _ in ds.iterall():
-            pass
-    except Exception as exc:
-        raise ImageReadError(source, f"damaged DICOM element ({type(exc).__name__}: {exc})") from exc
     _check_numbers(source, ds)
     return ds
 
@@ -77,7 +98,7 @@ def _check_numbers(source: str | Path, ds: pydicom.Dataset) -> None:
 
 
 def read_dicom_file(source: str | Path, data: bytes, limits: ReadLimits) -> Case:
-    ds = parse_dicom(source, data)
+    ds = parse_dicom(source, data, limits)
     if "PixelData" not in ds and PIXEL_DATA_TAG in data:
         raise ImageReadError(source, "truncated: the file ends inside its pixel data")
     pixels = _decode_frames(source, ds, limits)  # (frames, channels, H, W)
@@ -124,7 +145,7 @@ def read_dicom_series(source: str | Path, files: list[SeriesFile], limits: ReadL
         data = file.read(budget)
         budget -= len(data)
         try:
-            ds = parse_dicom(name, data)
+            ds = parse_dicom(name, data, limits)
         except ImageReadError as exc:  # it starts like DICOM: a damaged slice refuses the series
             raise _in_series(source, exc) from exc
         if "PixelData" not in ds:  # DICOMDIR and other non-image objects ride along in exports

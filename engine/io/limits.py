@@ -24,8 +24,8 @@ class LimitsError(ValueError):
 class ReadLimits:
     """Bounds on one input (a file, a folder or a zip): memory and time follow from them.
 
-    Environment variables ANOMASCOPE_MAX_VOXELS, ANOMASCOPE_MAX_BYTES and ANOMASCOPE_MAX_FILES
-    override the defaults for the command line and the page.
+    Environment variables ANOMASCOPE_MAX_VOXELS, ANOMASCOPE_MAX_BYTES, ANOMASCOPE_MAX_FILES and
+    ANOMASCOPE_MAX_HEADER_ELEMENTS override the defaults for the command line and the page.
     """
 
     # 2**28 voxels are 1 GiB as float32, the form every case takes: beyond that one review case no
@@ -35,6 +35,10 @@ class ReadLimits:
     max_bytes: int = 2 * GiB
     # Files in a folder or a zip (a DICOM series is one file per slice).
     max_files: int = 10_000
+    # Elements in one DICOM header (sequences' items included): parsing costs time per element, so a
+    # DICM marker followed by megabytes of filler would otherwise be parsed for minutes. An enhanced
+    # multi-frame object with per-frame groups for 2,000 frames has about 100,000.
+    max_header_elements: int = 250_000
 
     @classmethod
     def from_env(cls) -> ReadLimits:

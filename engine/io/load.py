@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import warnings
 import zipfile
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from .case import Case, ImageReadError
 from .dicom import HEAD_BYTES, SeriesFile, is_dicom_bytes, looks_like_dicom, read_dicom_file, read_dicom_series
@@ -16,6 +19,17 @@ from .nifti import read_nifti
 from .photo import read_photo
 
 SUPPORTED = "PNG, JPEG, DICOM (file, folder or zip of one series) or NIfTI (.nii, .nii.gz)"
+
+
+def quiet_reader_libraries() -> None:
+    """The readers check what they use and say what is wrong in one sentence; the parsing libraries'
+    own warnings and log lines about a file (pydicom's value checks, nibabel's header fixes, PIL's
+    size warning) would only split that sentence, so the command line and the page turn them off."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    for library in ("pydicom", "nibabel", "PIL"):
+        warnings.filterwarnings("ignore", module=library)
+        logging.getLogger(library).addHandler(logging.NullHandler())
+        logging.getLogger(library).propagate = False
 
 
 def load_case(path: str | Path, limits: ReadLimits | None = None) -> Case:

@@ -149,6 +149,7 @@ def _heatmap_on_disk(app: ReviewApp, reader: Reader) -> np.ndarray:
 
 def test_photo_threshold_strokes_eraser_reopen(reader_page, tmp_path):
     reader, app, page = reader_page, reader_page.app, reader_page.page
+    assert "Single-user mode" in page.locator("#mode").inner_text()  # no accounts: the page says so
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"this is not an image")
     reader.open(bad)

@@ -72,7 +72,7 @@ def test_readers_correcting_at_once_lose_nothing(db_url, tmp_path):
             for mask in masks:
                 session, _ = app.save(session, _payload(session, mask), name)
                 sent[session.saved.annotation_id] = mask
-        except Exception as exc:  # collected, then failed on below
+        except Exception as exc:  # noqa: BLE001 - collected from the threads, then failed on below
             errors.append(exc)
 
     threads = [threading.Thread(target=reader, args=(f"dr {k}", [rng.random((1, 150, 200)) > 0.5

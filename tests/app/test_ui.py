@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -217,10 +218,28 @@ def test_app_builds_from_any_folder(tmp_path, monkeypatch):
     assert (SAMPLES / "ISIC_0024311.jpg").exists()
 
 
-def test_uploaded_folder_becomes_one_series(app, tmp_path):
-    from app.review import gather_series
+def test_uploaded_folder_becomes_one_series_and_leaves_no_copy(app, tmp_path, monkeypatch):
+    import tempfile
+
     from tests.engine.test_io import _series
 
     root = _series(tmp_path)
-    review = app.open_file(gather_series([str(p) for p in sorted(root.iterdir())]), "dr")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    review = app.open_folder([str(p) for p in sorted(root.iterdir())], "dr")
     assert review.case.format == "dicom-series" and review.case.shape == (5, 1, 4, 6)
+    assert not any(scratch.iterdir())  # the gathered copy of the patient's files is gone
+
+
+def test_exports_are_swept_and_removed_at_exit(app, tmp_path):
+    session, _ = app.scene(app.run(app.open_file(SAMPLE, "dr"), _label(app, "spr")))
+    mask = session.run.result.heatmap >= np.float32(session.run.threshold)
+    app.save(session, _payload(session, mask, session.run.threshold), "dr")
+    first = Path(app.export_file("csv"))
+    assert first.exists()
+    os.utime(first.parent.parent, (0, 0))  # an export from long ago
+    second = Path(app.export_file("csv"))
+    assert second.exists() and not first.exists()
+    app.exports.remove()
+    assert not app.exports.root.exists()

@@ -14,6 +14,7 @@ from app.cli import main
 from engine.io import ImageReadError, ReadLimits, load_case
 from engine.io.case import printable
 from engine.io.limits import LimitsError
+from tests.cli import anomascope
 from tests.hostile import CORPUS, _series_with
 
 # Allocations larger than this mean a size was trusted before it was checked (the corpus claims GiBs).
@@ -51,6 +52,16 @@ def test_inspect_answers_hostile_files_with_exit_2_and_one_line(tmp_path, capsys
     assert captured.out == ""
     [line] = captured.err.strip().splitlines()
     assert line.startswith(f"anomascope inspect: {printable(path.name)}: ")
+
+
+@pytest.mark.parametrize("name", ["dicom text in NumberOfFrames", "png claiming 169 megapixels",
+                                  "nifti header claiming 300^3 float64, no data"])
+def test_the_libraries_warnings_do_not_split_the_sentence(tmp_path, name):
+    """As a user runs it: pydicom, PIL and nibabel warn or log about such files on stderr."""
+    path = CORPUS[name].write(tmp_path)
+    result = anomascope("inspect", path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"anomascope inspect: {path.name}: ")
 
 
 def test_unreadable_file_in_a_series_refuses_the_series_by_name(tmp_path, monkeypatch):

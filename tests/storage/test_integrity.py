@@ -14,8 +14,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from app.cli import main
-from storage import (Annotation, AuditEvent, Case, Database, StorageError, add_case, record_run,
-                     save_annotation)
+from storage import Annotation, AuditEvent, Case, Database, StorageError, add_case, record_run, save_annotation
 from storage.db import head_revision
 from tests.conftest import POSTGRES_URL
 
@@ -42,9 +41,9 @@ def test_append_only_is_enforced_by_the_database(db_url, statement):
     db = Database(db_url)
     save_annotation(db, case_id=_case(db).id, mask=np.ones((2, 2)), author="dr", note="first")
     before = _counts(db)
-    with pytest.raises(DBAPIError, match="append-only"):
-        with db.engine.begin() as connection:  # under the ORM: its events never see this
-            connection.execute(statement)
+    # Under the ORM, whose events never see this.
+    with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as connection:
+        connection.execute(statement)
     assert _counts(db) == before
     with db.sessions() as session:
         assert session.scalar(select(Annotation.note)) == "first"
@@ -59,9 +58,8 @@ def test_truncate_is_refused_on_postgres():
     _reset_postgres(POSTGRES_URL)
     db = Database(POSTGRES_URL)
     _case(db)
-    with pytest.raises(DBAPIError, match="append-only"):
-        with db.engine.begin() as connection:
-            connection.execute(text("TRUNCATE audit_events"))
+    with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as connection:
+        connection.execute(text("TRUNCATE audit_events"))
     db.dispose()
 
 

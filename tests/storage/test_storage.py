@@ -134,7 +134,7 @@ def test_two_processes_writing_at_once_lose_nothing(db_url):
 
 def test_migration_from_empty_and_from_older_schema(db_url):
     fresh = Database(db_url)
-    assert fresh.revision() == "0004"
+    assert fresh.revision() == "0005"
     fresh.dispose()
 
 
@@ -152,7 +152,7 @@ def test_older_database_is_upgraded_with_its_data(tmp_path):
             {"data": encode_mask(np.eye(2, dtype=bool))[1]})
     old.dispose()
     db = Database(url)
-    assert db.revision() == "0004"
+    assert db.revision() == "0005"
     history = case_history(db, 1)
     assert history.annotations[0].author == "dr old" and history.annotations[0].label is None
     assert history.annotations[0].threshold is None  # 0003: older versions keep their run's threshold
