@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from engine.bundle import BundleError, ModelBundle, load_bundle
-from engine.methods import PREDICTORS, Predictor, make_predictor
+from anomascope.engine.bundle import BundleError, ModelBundle, load_bundle
+from anomascope.engine.methods import PREDICTORS, Predictor, make_predictor
 
 # The shipped bundles and demo cases, found from the installed project wherever the app is started.
 ASSETS = Path(__file__).resolve().parents[1] / "assets"

@@ -4,9 +4,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from engine.io import Case as ImageCase
-from storage import Database, add_case
-from storage.models import Case as CaseRecord
+from anomascope.engine.io import Case as ImageCase
+from anomascope.storage import Database, add_case
+from anomascope.storage.models import Case as CaseRecord
 
 
 def content_hash(case: ImageCase) -> str:

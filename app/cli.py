@@ -5,9 +5,10 @@ import argparse
 import json
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
-from engine.method_names import METHODS, PRECISIONS
+from anomascope.engine.method_names import METHODS, PRECISIONS
 
 EXIT_BAD_INPUT = 2
 
@@ -17,7 +18,7 @@ class CommandError(Exception):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from engine.io import load_case
+    from anomascope.engine.io import load_case
 
     case = load_case(args.file)
     print(json.dumps(case.summary()))
@@ -25,7 +26,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from engine.datasets import prepare
+    from anomascope.engine.datasets import prepare
 
     split = prepare(args.dataset, Path(args.source), Path(args.out), seed=args.seed, limit=args.limit,
                     crop_size=args.crop_size, crops_per_image=args.crops_per_image, overwrite=args.overwrite)
@@ -34,10 +35,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from engine.bundle import load_bundle
-    from engine.config import load_toml, merge, paper_defaults
-    from engine.fit import fit_method
-    from engine.training import pick_device
+    from anomascope.engine.bundle import load_bundle
+    from anomascope.engine.config import load_toml, merge, paper_defaults
+    from anomascope.engine.fit import fit_method
+    from anomascope.engine.training import pick_device
 
     config = paper_defaults(args.method)
     if args.config:
@@ -68,14 +69,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from app.inference_outputs import unique_stem, write_outputs
-    from engine.bundle import load_bundle
-    from engine.inference import NonFiniteResultError, score_case
-    from engine.io import ImageReadError, load_case
-    from engine.io.case import printable
-    from engine.methods import make_predictor
-    from engine.preprocess import InputMismatchError
-    from engine.training import pick_device
+    from anomascope.app.inference_outputs import unique_stem, write_outputs
+    from anomascope.engine.bundle import load_bundle
+    from anomascope.engine.inference import NonFiniteResultError, score_case
+    from anomascope.engine.io import ImageReadError, load_case
+    from anomascope.engine.io.case import printable
+    from anomascope.engine.methods import make_predictor
+    from anomascope.engine.preprocess import InputMismatchError
+    from anomascope.engine.training import pick_device
 
     out = _output_folder(args.out)
     device = pick_device(args.device)
@@ -103,15 +104,15 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from app.report import render_report
-    from engine.bundle import load_bundle
-    from engine.config import CalibrationConfig, SanoConfig
-    from engine.data import describe_dataset
-    from engine.evaluation import evaluate, load_test_split
-    from engine.fit import calibrate_predictor, validation_sample
-    from engine.methods import make_predictor
-    from engine.methods.baselines import BASELINES
-    from engine.training import pick_device
+    from anomascope.app.report import render_report
+    from anomascope.engine.bundle import load_bundle
+    from anomascope.engine.config import CalibrationConfig, SanoConfig
+    from anomascope.engine.data import describe_dataset
+    from anomascope.engine.evaluation import evaluate, load_test_split
+    from anomascope.engine.fit import calibrate_predictor, validation_sample
+    from anomascope.engine.methods import make_predictor
+    from anomascope.engine.methods.baselines import BASELINES
+    from anomascope.engine.training import pick_device
 
     if not args.bundle and not args.baseline:
         raise CommandError("name at least one --bundle or --baseline to evaluate")
@@ -149,8 +150,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from app.export import export
-    from storage import Database
+    from anomascope.app.export import export
+    from anomascope.storage import Database
 
     since = None
     if args.since:
@@ -174,9 +175,9 @@ def _output_folder(name: str) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from app.ui import default_review_app, serve
-    from engine.io import ReadLimits
-    from storage import has_accounts
+    from anomascope.app.ui import default_review_app, serve
+    from anomascope.engine.io import ReadLimits
+    from anomascope.storage import has_accounts
 
     ReadLimits.from_env()  # a bad limit is one sentence here, not an error on every upload
     app = default_review_app()
@@ -202,7 +203,7 @@ def is_loopback(host: str) -> bool:
 def cmd_users(args: argparse.Namespace) -> int:
     import getpass
 
-    from storage import Database, add_user, disable_user, list_users
+    from anomascope.storage import Database, add_user, disable_user, list_users
 
     if args.action != "list" and not args.name:
         raise CommandError(f"users {args.action} needs the reader's name")
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="anomascope",
         description="Review unsupervised anomaly maps in medical images. Errors on bad input exit with code 2.",
     )
+    parser.add_argument("--version", action="version", version=f"anomascope {metadata.version('anomascope')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="print one JSON object describing an image, DICOM file/series or NIfTI volume",
@@ -354,14 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     args = build_parser().parse_args(argv)
-    from engine.bundle import BundleError
-    from engine.data import DataError
-    from engine.datasets import PrepareError
-    from engine.inference import NonFiniteResultError
-    from engine.io import ImageReadError, quiet_reader_libraries
-    from engine.io.limits import LimitsError
-    from engine.preprocess import InputMismatchError
-    from storage import StorageError
+    from anomascope.engine.bundle import BundleError
+    from anomascope.engine.data import DataError
+    from anomascope.engine.datasets import PrepareError
+    from anomascope.engine.inference import NonFiniteResultError
+    from anomascope.engine.io import ImageReadError, quiet_reader_libraries
+    from anomascope.engine.io.limits import LimitsError
+    from anomascope.engine.preprocess import InputMismatchError
+    from anomascope.storage import StorageError
 
     quiet_reader_libraries()
     try:

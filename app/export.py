@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from engine.io.geometry import mask_volume
-from storage import Database, annotations_for_export, decode_mask
-from storage.records import ExportRow
+from anomascope.engine.io.geometry import mask_volume
+from anomascope.storage import Database, annotations_for_export, decode_mask
+from anomascope.storage.records import ExportRow
 
 FORMATS = ("csv", "json", "png", "nifti")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.calibration import percentile_of
-from engine.display import apply_window, overlay_heatmap, unit_to_rgb
-from engine.inference import CaseResult
-from engine.io import Case
-from engine.methods import Predictor
+from anomascope.engine.calibration import percentile_of
+from anomascope.engine.display import apply_window, overlay_heatmap, unit_to_rgb
+from anomascope.engine.inference import CaseResult
+from anomascope.engine.io import Case
+from anomascope.engine.methods import Predictor
 
 
 def output_stem(path: Path) -> str:

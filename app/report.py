@@ -9,9 +9,9 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from engine.display import apply_window, overlay_heatmap
-from engine.evaluation import Evaluation, TestImage
-from engine.io import load_case
+from anomascope.engine.display import apply_window, overlay_heatmap
+from anomascope.engine.evaluation import Evaluation, TestImage
+from anomascope.engine.io import load_case
 
 TABLE_KEYS = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "image_ap", "froc_10fp"]
 

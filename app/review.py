@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.bundles import Catalogue
-from app.casestore import content_hash, register_case
-from app.export import export
-from app.inference_outputs import display_range
-from app.viewer import (
+from anomascope.app.bundles import Catalogue
+from anomascope.app.casestore import content_hash, register_case
+from anomascope.app.export import export
+from anomascope.app.inference_outputs import display_range
+from anomascope.app.viewer import (
     MaskPayloadError,
     VolumeStore,
     mask_outline,
@@ -28,12 +28,12 @@ from app.viewer import (
     read_payload,
     write_volume,
 )
-from engine.calibration import percentile_of
-from engine.inference import CaseResult, NonFiniteResultError, score_case
-from engine.io import Case, ImageReadError, load_case
-from engine.io.limits import LimitsError
-from engine.preprocess import InputMismatchError
-from storage import (
+from anomascope.engine.calibration import percentile_of
+from anomascope.engine.inference import CaseResult, NonFiniteResultError, score_case
+from anomascope.engine.io import Case, ImageReadError, load_case
+from anomascope.engine.io.limits import LimitsError
+from anomascope.engine.preprocess import InputMismatchError
+from anomascope.storage import (
     Database,
     StorageError,
     case_history,

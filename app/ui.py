@@ -14,11 +14,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.bundles import ASSETS, calibration_summary, discover, model_dirs
-from app.review import ReviewApp, ReviewSession, friendly
-from app.viewer import STATIC, niivue_script_tags
-from engine.io import SUPPORTED, ReadLimits, quiet_reader_libraries
-from storage import Database, authenticate, has_accounts
+from anomascope.app.bundles import ASSETS, calibration_summary, discover, model_dirs
+from anomascope.app.review import ReviewApp, ReviewSession, friendly
+from anomascope.app.viewer import STATIC, niivue_script_tags
+from anomascope.engine.io import SUPPORTED, ReadLimits, quiet_reader_libraries
+from anomascope.storage import Database, authenticate, has_accounts
 
 SAMPLES = ASSETS / "samples"
 SINGLE_USER = ("**Single-user mode.** No reader accounts exist, so anyone who can open this page can read and save "

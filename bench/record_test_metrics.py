@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.bundle import load_bundle, update_manifest
+from anomascope.engine.bundle import load_bundle, update_manifest
 
 MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.method_names import PRECISIONS
+from anomascope.engine.method_names import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {3: ROOT / "assets" / "samples" / "ISIC_0024311.jpg", 1: ROOT / "assets" / "samples" / "chest-xray.png"}
@@ -59,7 +59,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def bench_readout(predictor, case, device: torch.device, repeats: int, batch: int) -> dict:
-    from engine.inference import score_case
+    from anomascope.engine.inference import score_case
 
     size = predictor.preprocess.image_size
     square = torch.rand(1, predictor.preprocess.channels or 3, size, size) * 2 - 1
@@ -77,10 +77,10 @@ def bench_readout(predictor, case, device: torch.device, repeats: int, batch: in
 
 def bench_training(bundle, device: torch.device, steps: int) -> float:
     """Training steps per second of the bundle's method and config, on random data of its shape."""
-    from engine.config import from_dict, merge, paper_defaults
-    from engine.fit import training_plan
-    from engine.methods.dia import load_dissolver
-    from engine.training import train
+    from anomascope.engine.config import from_dict, merge, paper_defaults
+    from anomascope.engine.fit import training_plan
+    from anomascope.engine.methods.dia import load_dissolver
+    from anomascope.engine.training import train
 
     config = from_dict(type(paper_defaults(bundle.method)), bundle.manifest["config"])
     size, channels = config.preprocess.image_size, config.preprocess.channels
@@ -103,8 +103,8 @@ def bench_training(bundle, device: torch.device, steps: int) -> float:
 def bench_threshold_change(device: torch.device, label: str, catalogue, case_path: Path, repeats: int) -> float | None:
     """Seconds for what the page does when the threshold moves: overlay, outline and area (None for
     image-level methods, which have no map to threshold)."""
-    from app.review import ReviewApp
-    from storage import Database
+    from anomascope.app.review import ReviewApp
+    from anomascope.storage import Database
 
     with tempfile.TemporaryDirectory() as folder:
         app = ReviewApp(Database(f"sqlite:///{folder}/bench.sqlite"), catalogue, Path(folder) / "cases", device)
@@ -134,9 +134,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--train-steps", type=int, default=5)
     args = parser.parse_args()
-    from app.bundles import discover
-    from engine.io import load_case
-    from engine.training import pick_device
+    from anomascope.app.bundles import discover
+    from anomascope.engine.io import load_case
+    from anomascope.engine.training import pick_device
 
     device = pick_device(args.device)
     catalogue = discover([ROOT / "assets" / "models"], args.precision)

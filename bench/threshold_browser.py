@@ -25,10 +25,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.bundles import discover  # noqa: E402
-from app.review import ReviewApp  # noqa: E402
-from app.ui import build_app  # noqa: E402
-from storage import Database  # noqa: E402
+from anomascope.app.bundles import discover  # noqa: E402
+from anomascope.app.review import ReviewApp  # noqa: E402
+from anomascope.app.ui import build_app  # noqa: E402
+from anomascope.storage import Database  # noqa: E402
 
 SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def anomascope(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "anomascope.app.cli", *map(str, args)], capture_output=True, text=True)
 
 
 def train_tiny(method: str, data: Path, bundle: Path, config_toml: str, *extra) -> dict:

@@ -14,7 +14,7 @@ from .spr import SprPredictor
 
 PREDICTORS: dict[str, type[Predictor]] = {"sano": SanoPredictor, "spr": SprPredictor, "ppii": PpiiPredictor,
                                             "cddpm": CddpmPredictor, "dia": DiaPredictor}
-assert tuple(PREDICTORS) == METHODS, "engine.method_names.METHODS must list the predictors in the same order"
+assert tuple(PREDICTORS) == METHODS, "anomascope.engine.method_names.METHODS must list the predictors in the same order"
 # Read-outs that one trained VP denoiser supports: a bundle trained for either serves both.
 DENOISER_READOUTS = ("sano", "spr")
 

@@ -1,7 +1,7 @@
 """Alembic environment: migrations run on the connection storage.db hands over."""
 from alembic import context
 
-from storage.models import Base
+from anomascope.storage.models import Base
 
 config = context.config
 connection = config.attributes["connection"]

@@ -12,10 +12,10 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from app.bundles import discover
-from app.cli import is_loopback, main
-from app.review import ReviewApp
-from storage import AuditEvent, Case, Database, StorageError, User, add_user, authenticate, case_history, has_accounts
+from anomascope.app.bundles import discover
+from anomascope.app.cli import is_loopback, main
+from anomascope.app.review import ReviewApp
+from anomascope.storage import AuditEvent, Case, Database, StorageError, User, add_user, authenticate, case_history, has_accounts
 from tests.app.test_browser import CHROMIUM, CHROMIUM_FLAGS, Reader, _free_port
 
 ROOT = Path(__file__).parents[2]
@@ -55,7 +55,7 @@ def test_serve_refuses_the_network_without_accounts(tmp_path, capsys, monkeypatc
 
 
 def _served(tmp_path: Path, monkeypatch, accounts: bool):
-    from app.ui import serve
+    from anomascope.app.ui import serve
 
     monkeypatch.setenv("ANOMASCOPE_MAX_BYTES", str(2**20))
     db = Database(f"sqlite:///{tmp_path / 'accounts.sqlite'}")

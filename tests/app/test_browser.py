@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from app.bundles import discover
-from app.review import ReviewApp
-from app.viewer import from_viewer
-from storage import Database, case_history, decode_mask, list_cases
+from anomascope.app.bundles import discover
+from anomascope.app.review import ReviewApp
+from anomascope.app.viewer import from_viewer
+from anomascope.storage import Database, case_history, decode_mask, list_cases
 from tests.conftest import make_dicom, write_dicom
 
 ROOT = Path(__file__).parents[2]
@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from app.ui import build_app
+    from anomascope.app.ui import build_app
 
     tmp = tmp_path_factory.mktemp("browser")
     db = Database(f"sqlite:///{tmp / 'browser.sqlite'}")

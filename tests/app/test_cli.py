@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.cli import main
+from anomascope.app.cli import main
 from tests.conftest import shipped_dicom
 
 
@@ -27,7 +27,7 @@ def test_inspect_prints_one_json_object(capsys):
 def test_inspect_bad_file_exit_2_one_sentence(tmp_path):
     bad = tmp_path / "scan.dcm"
     bad.write_bytes(b"\x00garbage" * 50)
-    result = subprocess.run([sys.executable, "-m", "app.cli", "inspect", str(bad)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "anomascope.app.cli", "inspect", str(bad)], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stdout == ""
     assert "Traceback" not in result.stderr

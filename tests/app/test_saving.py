@@ -11,10 +11,10 @@ import pytest
 import torch
 from sqlalchemy import func, select
 
-from app.bundles import discover
-from app.review import ReviewApp, ReviewSession
-from app.viewer import pack_mask
-from storage import Annotation, AuditEvent, Database, InferenceRun, StorageError, case_history, decode_mask
+from anomascope.app.bundles import discover
+from anomascope.app.review import ReviewApp, ReviewSession
+from anomascope.app.viewer import pack_mask
+from anomascope.storage import Annotation, AuditEvent, Database, InferenceRun, StorageError, case_history, decode_mask
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
@@ -50,7 +50,7 @@ def test_a_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
     session = _ran(app)
     before = _counts(app.db)
     # The mask reads back wrong inside the save's transaction: the annotation and its audit row go.
-    monkeypatch.setattr("storage.records.decode_mask", lambda shape, data: np.zeros(shape, bool))
+    monkeypatch.setattr("anomascope.storage.records.decode_mask", lambda shape, data: np.zeros(shape, bool))
     with pytest.raises(StorageError, match="did not read back"):
         app.save(session, _payload(session, np.ones((1, 150, 200), bool)), "dr a")
     assert _counts(app.db) == before

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from app.bundles import discover
-from app.review import (
+from anomascope.app.bundles import discover
+from anomascope.app.review import (
     ReviewApp,
     ReviewError,
     ReviewSession,
     friendly,
     mismatch_warnings,
 )
-from app.viewer import from_viewer, pack_mask, read_payload, to_viewer, unpack_mask
-from engine.io import ImageReadError, load_case
-from storage import Database, case_history, decode_mask
+from anomascope.app.viewer import from_viewer, pack_mask, read_payload, to_viewer, unpack_mask
+from anomascope.engine.io import ImageReadError, load_case
+from anomascope.storage import Database, case_history, decode_mask
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
@@ -210,8 +210,8 @@ def test_image_level_verdict_and_drawn_mask(app):
 def test_app_builds_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("ANOMASCOPE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
-    from app.bundles import model_dirs
-    from app.ui import SAMPLES, build_app
+    from anomascope.app.bundles import model_dirs
+    from anomascope.app.ui import SAMPLES, build_app
 
     assert build_app() is not None
     assert any((folder / "ham10000-denoiser").is_dir() for folder in model_dirs())

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from engine.bundle import load_bundle, save_bundle
-from engine.config import merge, paper_defaults, to_dict
-from engine.fit import fit_method
-from engine.inference import score_case
-from engine.io import load_case
-from engine.methods import make_predictor
-from engine.methods.cddpm import corrupt, new_conditional_unet, task_folds
-from engine.preprocess import InputMismatchError
-from engine.synthetic import TASK_NAMES, foreign_images, make_tasks
+from anomascope.engine.bundle import load_bundle, save_bundle
+from anomascope.engine.config import merge, paper_defaults, to_dict
+from anomascope.engine.fit import fit_method
+from anomascope.engine.inference import score_case
+from anomascope.engine.io import load_case
+from anomascope.engine.methods import make_predictor
+from anomascope.engine.methods.cddpm import corrupt, new_conditional_unet, task_folds
+from anomascope.engine.preprocess import InputMismatchError
+from anomascope.engine.synthetic import TASK_NAMES, foreign_images, make_tasks
 from tests.cli import anomascope, infer_one, train_tiny
 from tests.conftest import shipped_dicom
 from tests.synthetic import make_blob_dataset, plant_blob, smooth_image

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from engine.bundle import BundleError, load_bundle
-from engine.config import DenoiserMethodConfig, merge, paper_defaults
-from engine.fit import fit_method
-from engine.inference import NonFiniteResultError, score_case
-from engine.io import load_case
-from engine.methods import make_predictor
-from engine.methods.denoiser import epsilon_loss, new_denoiser
-from engine.preprocess import InputMismatchError
-from engine.schedules import VPSchedule, spr_noise_scale
-from engine.training import train
+from anomascope.engine.bundle import BundleError, load_bundle
+from anomascope.engine.config import DenoiserMethodConfig, merge, paper_defaults
+from anomascope.engine.fit import fit_method
+from anomascope.engine.inference import NonFiniteResultError, score_case
+from anomascope.engine.io import load_case
+from anomascope.engine.methods import make_predictor
+from anomascope.engine.methods.denoiser import epsilon_loss, new_denoiser
+from anomascope.engine.preprocess import InputMismatchError
+from anomascope.engine.schedules import VPSchedule, spr_noise_scale
+from anomascope.engine.training import train
 from tests.cli import anomascope, infer_one, train_tiny
 from tests.conftest import shipped_dicom
 from tests.synthetic import make_blob_dataset
@@ -100,7 +100,7 @@ def test_corrupted_weights_are_refused(trained, tmp_path):
 
 
 def test_resume_continues_the_step_count(blobs, tmp_path):
-    from engine.data import list_images, load_training_images
+    from anomascope.engine.data import list_images, load_training_images
 
     config = tiny_config(steps=6, checkpoint_every=3)
     data = load_training_images(list_images(blobs / "train" / "good"), config.preprocess)
@@ -216,7 +216,7 @@ def test_spr_defaults_are_the_papers():
 
 
 def test_eval_compares_both_readouts_of_a_bundle(trained, blobs, tmp_path):
-    from app.cli import main
+    from anomascope.app.cli import main
 
     assert main(["eval", "--bundle", str(trained.path), "--baseline", "median-distance", "--data", str(blobs),
                  "--out", str(tmp_path), "--bootstrap", "20", "--device", "cpu"]) == 0

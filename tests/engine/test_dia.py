@@ -9,15 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.bundle import load_bundle
-from engine.config import DiaConfig, merge, paper_defaults
-from engine.fit import fit_method
-from engine.inference import score_case
-from engine.io import load_case
-from engine.methods import make_predictor
-from engine.methods.dia import (Dissolver, amplified_nt_xent, build_feature_bank, contrastive_scores, pair_layout,
+from anomascope.engine.bundle import load_bundle
+from anomascope.engine.config import DiaConfig, merge, paper_defaults
+from anomascope.engine.fit import fit_method
+from anomascope.engine.inference import score_case
+from anomascope.engine.io import load_case
+from anomascope.engine.methods import make_predictor
+from anomascope.engine.methods.dia import (Dissolver, amplified_nt_xent, build_feature_bank, contrastive_scores, pair_layout,
                                 shift_images, shift_labels, shifted_outputs)
-from engine.schedules import VPSchedule
+from anomascope.engine.schedules import VPSchedule
 from tests.cli import anomascope, infer_one, train_tiny
 from tests.synthetic import make_oriented_dataset
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from app.cli import main
+from anomascope.app.cli import main
 from tests.synthetic import make_blob_dataset
 
 KEYS = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "image_ap", "froc_10fp"]

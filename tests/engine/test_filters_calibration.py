@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine import calibration as cal
-from engine.filters import box_filter, gaussian_blur, scaled_odd
+from anomascope.engine import calibration as cal
+from anomascope.engine.filters import box_filter, gaussian_blur, scaled_odd
 
 
 def test_filters_keep_constants_and_mass():

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engine.io import ImageReadError, ReadLimits, load_bytes
+from anomascope.engine.io import ImageReadError, ReadLimits, load_bytes
 from tests.conftest import make_dicom, shipped_dicom
 
 # Small limits: a mutation that claims a huge image is refused instead of filling the test machine.

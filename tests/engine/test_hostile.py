@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from app.cli import main
-from engine.io import ImageReadError, ReadLimits, load_case
-from engine.io.case import printable
-from engine.io.limits import LimitsError
+from anomascope.app.cli import main
+from anomascope.engine.io import ImageReadError, ReadLimits, load_case
+from anomascope.engine.io.case import printable
+from anomascope.engine.io.limits import LimitsError
 from tests.cli import anomascope
 from tests.hostile import CORPUS, _series_with
 

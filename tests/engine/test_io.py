@@ -1,4 +1,4 @@
-"""engine.io: every supported format into one Case, and one clear error for everything else."""
+"""anomascope.engine.io: every supported format into one Case, and one clear error for everything else."""
 from __future__ import annotations
 
 import gzip
@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, generate_uid
 
-from engine.io import ImageReadError, ReadLimits, load_case, nifti_slices, volume_from_slices
+from anomascope.engine.io import ImageReadError, ReadLimits, load_case, nifti_slices, volume_from_slices
 from tests.conftest import make_dicom, shipped_dicom, write_dicom
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
@@ -340,7 +340,7 @@ def test_summary_is_json_ready():
 
 
 def test_dicom_series_mask_geometry_matches_slice_positions(tmp_path):
-    from engine.io.geometry import mask_volume
+    from anomascope.engine.io.geometry import mask_volume
 
     case = load_case(_series(tmp_path))
     mask = np.zeros((5, 4, 6), bool)

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from engine import metrics as m
+from anomascope.engine import metrics as m
 
 
 def _pairwise_auroc(scores, labels):

@@ -9,13 +9,13 @@ import pytest
 import torch
 from skimage.exposure import equalize_hist
 
-from engine.bundle import load_bundle
-from engine.config import merge, paper_defaults
-from engine.fit import fit_method
-from engine.inference import score_case
-from engine.io import load_case
-from engine.methods import make_predictor
-from engine.preprocess import equalize_histogram
+from anomascope.engine.bundle import load_bundle
+from anomascope.engine.config import merge, paper_defaults
+from anomascope.engine.fit import fit_method
+from anomascope.engine.inference import score_case
+from anomascope.engine.io import load_case
+from anomascope.engine.methods import make_predictor
+from anomascope.engine.preprocess import equalize_histogram
 from tests.cli import infer_one, train_tiny
 from tests.synthetic import make_stripe_dataset
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
-from engine.bundle import load_bundle
-from engine.inference import score_case
-from engine.io import Case, load_case
-from engine.methods import make_predictor
-from engine.nets.precision import AutocastNetwork, as_float32, resolve_precision
+from anomascope.engine.bundle import load_bundle
+from anomascope.engine.inference import score_case
+from anomascope.engine.io import Case, load_case
+from anomascope.engine.methods import make_predictor
+from anomascope.engine.nets.precision import AutocastNetwork, as_float32, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "assets" / "models"

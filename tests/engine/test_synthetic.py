@@ -7,9 +7,9 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from engine.config import PpiiGeneratorConfig, SyntheticTaskConfig
-from engine.synthetic import TASK_NAMES, foreign_images, make_tasks, poisson_blend, ppii_anomalies, solve_poisson
-from engine.synthetic.poisson import dst1, idst1
+from anomascope.engine.config import PpiiGeneratorConfig, SyntheticTaskConfig
+from anomascope.engine.synthetic import TASK_NAMES, foreign_images, make_tasks, poisson_blend, ppii_anomalies, solve_poisson
+from anomascope.engine.synthetic.poisson import dst1, idst1
 
 
 def grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

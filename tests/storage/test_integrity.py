@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from app.cli import main
-from storage import Annotation, AuditEvent, Case, Database, StorageError, add_case, record_run, save_annotation
-from storage.db import head_revision
+from anomascope.app.cli import main
+from anomascope.storage import Annotation, AuditEvent, Case, Database, StorageError, add_case, record_run, save_annotation
+from anomascope.storage.db import head_revision
 from tests.conftest import POSTGRES_URL
 
 
@@ -137,7 +137,7 @@ def test_read_only_database_is_exported_without_a_write(tmp_path, monkeypatch):
     url, path = _saved_database(tmp_path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     # As a reader who may not write the file sees it (root, who runs CI, may write anything).
-    monkeypatch.setattr("storage.db.writable", lambda path: False)
+    monkeypatch.setattr("anomascope.storage.db.writable", lambda path: False)
     assert main(["export", "--db", url, "--format", "csv", "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "annotations.csv").read_text().count("\n") == 2
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
@@ -153,7 +153,7 @@ def test_read_only_database_that_needs_migrating_says_so(tmp_path, monkeypatch):
     old = Database(url, migrate=False)
     old.upgrade("0002")
     old.dispose()
-    monkeypatch.setattr("storage.db.writable", lambda path: False)
+    monkeypatch.setattr("anomascope.storage.db.writable", lambda path: False)
     with pytest.raises(StorageError, match=r"is read-only and its schema \(0002\) needs upgrading"):
         Database(url)
 

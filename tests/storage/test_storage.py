@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select, text
 
-from storage import (Annotation, AuditEvent, Case, Database, ImmutableRowError, StorageError, add_case,
+from anomascope.storage import (Annotation, AuditEvent, Case, Database, ImmutableRowError, StorageError, add_case,
                      case_history, decode_mask, encode_mask, record_run, save_annotation, save_preset)
 from tests.conftest import POSTGRES_URL
 
@@ -198,7 +198,7 @@ def _populated(db_url: str) -> tuple[Database, dict]:
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_export_tables_reread(db_url, tmp_path, fmt):
-    from app.export import export
+    from anomascope.app.export import export
 
     db, saved = _populated(db_url)
     [path] = export(db, tmp_path / "out", fmt)
@@ -216,7 +216,7 @@ def test_export_tables_reread(db_url, tmp_path, fmt):
 
 
 def test_export_png_and_nifti_reread(db_url, tmp_path):
-    from app.export import export
+    from anomascope.app.export import export
 
     db, saved = _populated(db_url)
     pngs = export(db, tmp_path / "png", "png")
@@ -227,7 +227,7 @@ def test_export_png_and_nifti_reread(db_url, tmp_path):
     volume_file = next(p for p in niftis if f"ann{saved['volume'][0].id}_" in p.name)
     image = nib.load(volume_file)
     np.testing.assert_allclose(image.affine, np.diag([1.5, 2.0, 3.0, 1.0]))
-    from engine.io import nifti_slices
+    from anomascope.engine.io import nifti_slices
 
     np.testing.assert_array_equal(nifti_slices(np.asarray(image.dataobj))[:, 0] > 0, saved["volume"][1])
     only_b = export(db, tmp_path / "b", "json", author="dr b")
@@ -238,7 +238,7 @@ def test_export_png_and_nifti_reread(db_url, tmp_path):
 
 
 def test_export_cli(tmp_path):
-    from app.cli import main
+    from anomascope.app.cli import main
 
     url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
     _populated(url)[0].dispose()
@@ -248,7 +248,7 @@ def test_export_cli(tmp_path):
 
 
 def test_case_summaries_count_runs_and_annotations(db_url):
-    from storage import case_summaries
+    from anomascope.storage import case_summaries
 
     db, saved = _populated(db_url)
     counts = {case.source_name: (runs, notes) for case, runs, notes in case_summaries(db)}

@@ -3,7 +3,7 @@ import sys
 
 import numpy as np
 
-from storage import Database, save_annotation
+from anomascope.storage import Database, save_annotation
 
 url, case_id, lineage, name, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 db = Database(url)
