@@ -1,4 +1,5 @@
 """Finding trained bundles for the method picker; the ones that fail to load are listed with why."""
+
 from __future__ import annotations
 
 import os
@@ -38,6 +39,7 @@ class Catalogue:
     def best_choice(self) -> str | None:
         """The method offered first: a method with heatmaps before an image-level one, then the best
         validation AUROC (pixel, else image)."""
+
         def merit(label: str) -> tuple[bool, float]:
             choice = self.choices[label]
             metrics = choice.bundle.manifest.get("validation_metrics", {}).get(choice.method, {})
@@ -79,12 +81,14 @@ def describe(bundle: ModelBundle, method: str) -> str:
 
 def calibration_summary(bundle: ModelBundle, method: str) -> str:
     calibration = bundle.manifest.get("calibration", {}).get(method, {})
-    lines = [f"**{method.upper()}** — bundle `{bundle.id}`, data: {bundle.manifest.get('data', {}).get('licence', 'licence not recorded')}"]
+    licence = bundle.manifest.get("data", {}).get("licence", "licence not recorded")
+    lines = [f"**{method.upper()}** — bundle `{bundle.id}`, data: {licence}"]
     for name, threshold in calibration.get("thresholds", {}).items():
         lines.append(f"- {name}: {threshold['value']:.4g} ({threshold['provenance']})")
     metrics = bundle.manifest.get("validation_metrics", {}).get(method, {})
     if metrics.get("pixel_auroc") is not None:
-        lines.append(f"- validation pixel AUROC {metrics['pixel_auroc']:.3f}, image AUROC {metrics.get('image_auroc') or float('nan'):.3f}")
+        image_auroc = metrics.get("image_auroc") or float("nan")
+        lines.append(f"- validation pixel AUROC {metrics['pixel_auroc']:.3f}, image AUROC {image_auroc:.3f}")
     elif metrics.get("image_auroc") is not None:
         lines.append(f"- scores whole images (no heatmap); validation image AUROC {metrics['image_auroc']:.3f}")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """The `anomascope` command line: inspect | prepare | train | infer | eval | serve | export | users."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from anomascope.engine.datasets import prepare
 
-    split = prepare(args.dataset, Path(args.source), Path(args.out), seed=args.seed, limit=args.limit,
-                    crop_size=args.crop_size, crops_per_image=args.crops_per_image, overwrite=args.overwrite)
+    split = prepare(
+        args.dataset,
+        Path(args.source),
+        Path(args.out),
+        seed=args.seed,
+        limit=args.limit,
+        crop_size=args.crop_size,
+        crops_per_image=args.crops_per_image,
+        overwrite=args.overwrite,
+    )
     print(json.dumps({"dataset": args.dataset, "out": str(args.out), "counts": split["counts"]}))
     return 0
 
@@ -61,10 +70,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     if (args.denoiser is not None) != (args.method == "dia"):
         raise CommandError("--denoiser BUNDLE is required for --method dia and applies to it only")
     denoiser = load_bundle(Path(args.denoiser)) if args.denoiser else None
-    bundle = fit_method(config, Path(args.data), out, pick_device(args.device), show_progress=not args.quiet,
-                        keep_checkpoint=args.keep_checkpoint, half_weights=args.half_weights, denoiser=denoiser)
-    print(json.dumps({"bundle": str(out), "id": bundle.id, "method": bundle.method,
-                      "validation_metrics": bundle.manifest.get("validation_metrics")}))
+    bundle = fit_method(
+        config,
+        Path(args.data),
+        out,
+        pick_device(args.device),
+        show_progress=not args.quiet,
+        keep_checkpoint=args.keep_checkpoint,
+        half_weights=args.half_weights,
+        denoiser=denoiser,
+    )
+    print(
+        json.dumps(
+            {
+                "bundle": str(out),
+                "id": bundle.id,
+                "method": bundle.method,
+                "validation_metrics": bundle.manifest.get("validation_metrics"),
+            }
+        )
+    )
     return 0
 
 
@@ -96,8 +121,16 @@ def cmd_infer(args: argparse.Namespace) -> int:
             print(f"anomascope infer: {printable(path.name)}: failed ({type(exc).__name__}: {exc})", file=sys.stderr)
             failures += 1
             continue
-        print(json.dumps({"file": summary["file"], "stem": summary["stem"], "image_score": summary["image_score"],
-                          "seconds": summary["seconds"]}))
+        print(
+            json.dumps(
+                {
+                    "file": summary["file"],
+                    "stem": summary["stem"],
+                    "image_score": summary["image_score"],
+                    "seconds": summary["seconds"],
+                }
+            )
+        )
     if failures:
         print(f"anomascope infer: {failures} of {len(args.files)} inputs failed (reported above)", file=sys.stderr)
     return EXIT_BAD_INPUT if failures else 0
@@ -132,16 +165,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         defaults = CalibrationConfig()
         baseline = BASELINES[name](device)
         normals, anomalous = validation_sample(data, defaults.max_validation_images)
-        baseline.calibration_override, _ = calibrate_predictor(baseline, normals, anomalous, defaults.target_fpr,
-                                                               SanoConfig().k_sigma)
+        baseline.calibration_override, _ = calibrate_predictor(
+            baseline, normals, anomalous, defaults.target_fpr, SanoConfig().k_sigma
+        )
         predictors.append((name, baseline))
     evaluations = []
     for name, predictor in predictors:
         evaluations.append(evaluate(predictor, images, name, str(device), bootstrap=args.bootstrap, seed=args.seed))
-        print(json.dumps({"method": name, **{k: v for k, v in evaluations[-1].metrics.items() if not k.endswith("_std")}}))
+        print(
+            json.dumps({"method": name, **{k: v for k, v in evaluations[-1].metrics.items() if not k.endswith("_std")}})
+        )
     out.mkdir(parents=True, exist_ok=True)
-    report = {"data": describe_dataset(data), "split": "test", "seed": args.seed, "max_images": args.max_images,
-              "results": {e.name: e.metrics for e in evaluations}}
+    report = {
+        "data": describe_dataset(data),
+        "split": "test",
+        "seed": args.seed,
+        "max_images": args.max_images,
+        "results": {e.name: e.metrics for e in evaluations},
+    }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     (out / "report.html").write_text(render_report(evaluations, images, f"Anomascope evaluation: {data.name}"))
     return 0
@@ -182,9 +223,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ReadLimits.from_env()  # a bad limit is one sentence here, not an error on every upload
     app = default_review_app()
     if not has_accounts(app.db) and not is_loopback(args.host) and not args.insecure:
-        raise CommandError(f"--host {args.host} would let anyone on the network read and save every annotation "
-                           "without signing in: add reader accounts first (anomascope users add NAME), or pass "
-                           "--insecure")
+        raise CommandError(
+            f"--host {args.host} would let anyone on the network read and save every annotation "
+            "without signing in: add reader accounts first (anomascope users add NAME), or pass "
+            "--insecure"
+        )
     serve(app, args.host, args.port, args.concurrency)
     return 0
 
@@ -236,9 +279,13 @@ def default_data_source() -> str:
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="what the networks run in; maps and scores stay float32 (default auto: bf16 on CUDA, "
-                             "fp32 on the CPU); recorded in the outputs")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="what the networks run in; maps and scores stay float32 (default auto: bf16 on CUDA, "
+        "fp32 on the CPU); recorded in the outputs",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,17 +296,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"anomascope {metadata.version('anomascope')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("inspect", help="print one JSON object describing an image, DICOM file/series or NIfTI volume",
-                       description="Print format, modality, shape [slices, channels, H, W], spacing (mm) and window.")
+    p = sub.add_parser(
+        "inspect",
+        help="print one JSON object describing an image, DICOM file/series or NIfTI volume",
+        description="Print format, modality, shape [slices, channels, H, W], spacing (mm) and window.",
+    )
     p.add_argument("file", help="PNG/JPEG, DICOM file, folder or zip of one DICOM series, or .nii/.nii.gz")
     p.set_defaults(run=cmd_inspect)
 
-    p = sub.add_parser("prepare", help="build a dataset in the MVTec-AD layout from the shared public data",
-                       description="Writes train/good, val/..., test/good, test/<kind>, ground_truth/<kind>/<name>_mask.png "
-                                   "and split.json (seed, grouping, counts, files). Deterministic for a seed.")
+    p = sub.add_parser(
+        "prepare",
+        help="build a dataset in the MVTec-AD layout from the shared public data",
+        description="Writes train/good, val/..., test/good, test/<kind>, ground_truth/<kind>/<name>_mask.png "
+        "and split.json (seed, grouping, counts, files). Deterministic for a seed.",
+    )
     p.add_argument("dataset", choices=["ham10000", "hands", "brain-mri", "chest-xray"])
-    p.add_argument("--source", default=default_data_source(),
-                   help="folder holding the shared data sets (default: $ANOMASCOPE_DATA_SOURCE or ../shared/data)")
+    p.add_argument(
+        "--source",
+        default=default_data_source(),
+        help="folder holding the shared data sets (default: $ANOMASCOPE_DATA_SOURCE or ../shared/data)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="use only this many groups (lesions, subjects, patients)")
@@ -268,10 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(run=cmd_prepare)
 
-    p = sub.add_parser("train", help="train a method on normal images (DIR/train/good) and write a model bundle",
-                       description="Writes BUNDLE/manifest.json (full config, data description and hash, preprocessing, "
-                                   "calibration, validation metrics) and BUNDLE/weights.safetensors. An interrupted run "
-                                   "resumes from BUNDLE/checkpoint when started again.")
+    p = sub.add_parser(
+        "train",
+        help="train a method on normal images (DIR/train/good) and write a model bundle",
+        description="Writes BUNDLE/manifest.json (full config, data description and hash, preprocessing, "
+        "calibration, validation metrics) and BUNDLE/weights.safetensors. An interrupted run "
+        "resumes from BUNDLE/checkpoint when started again.",
+    )
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--data", required=True, help="prepared dataset folder (MVTec layout with val/ for calibration)")
     p.add_argument("--out", required=True, help="bundle folder to write")
@@ -287,14 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
 
-    p = sub.add_parser("infer", help="score images with a trained bundle",
-                       description="Per input writes <stem>.json (image_score, seconds, method, bundle id, shapes, "
-                                   "the source's path), "
-                                   "<stem>_heatmap.npy (slices, H, W) on the original pixel grid, <stem>_overlay.png and "
-                                   "<stem>_restoration.png where the method makes one, <stem>_uncertainty.npy where it estimates one "
-                                   "(ppii's MC-dropout spread). Two inputs with one stem get <stem>-<8 hex digits of the path>, so "
-                                   "no input's outputs overwrite another's. Unreadable files are reported and skipped; "
-                                   "the others are still scored, and the exit code is then 2.")
+    p = sub.add_parser(
+        "infer",
+        help="score images with a trained bundle",
+        description="Per input writes <stem>.json (image_score, seconds, method, bundle id, shapes, "
+        "the source's path), "
+        "<stem>_heatmap.npy (slices, H, W) on the original pixel grid, <stem>_overlay.png and "
+        "<stem>_restoration.png where the method makes one, <stem>_uncertainty.npy where it estimates one "
+        "(ppii's MC-dropout spread). Two inputs with one stem get <stem>-<8 hex digits of the path>, so "
+        "no input's outputs overwrite another's. Unreadable files are reported and skipped; "
+        "the others are still scored, and the exit code is then 2.",
+    )
     p.add_argument("--bundle", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--method", choices=METHODS, help="read-out of a shared denoiser bundle (default: its own)")
@@ -303,13 +365,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="any input `inspect` reads; volumes are scored slice by slice")
     p.set_defaults(run=cmd_infer)
 
-    p = sub.add_parser("eval", help="evaluate bundles (and training-free baselines) on a prepared test split",
-                       description="Writes DIR/metrics.json (per method: pixel_auroc, pixel_ap, max_dice, dice, iou, "
-                                   "image_auroc, image_ap, froc_10fp, each with _std from a grouped bootstrap, plus "
-                                   "threshold and its method, n_images, seconds_per_image, device, precision) and DIR/report.html.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate bundles (and training-free baselines) on a prepared test split",
+        description="Writes DIR/metrics.json (per method: pixel_auroc, pixel_ap, max_dice, dice, iou, "
+        "image_auroc, image_ap, froc_10fp, each with _std from a grouped bootstrap, plus "
+        "threshold and its method, n_images, seconds_per_image, device, precision) and DIR/report.html.",
+    )
     p.add_argument("--bundle", action="append", default=[], help="a model bundle; repeat to compare several")
-    p.add_argument("--baseline", action="append", default=[], choices=["median-distance"],
-                   help="a training-free reference, calibrated on the val split")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        choices=["median-distance"],
+        help="a training-free reference, calibrated on the val split",
+    )
     p.add_argument("--data", required=True, help="prepared dataset folder")
     p.add_argument("--out", required=True)
     p.add_argument("--max-images", type=int, help="evaluate a seeded random sample of this many test images")
@@ -319,32 +389,50 @@ def build_parser() -> argparse.ArgumentParser:
     add_precision_argument(p)
     p.set_defaults(run=cmd_eval)
 
-    p = sub.add_parser("export", help="export saved annotations: CSV/JSON tables, PNG or NIfTI masks",
-                       description="csv/json: one row per annotation version with case, run, model, threshold and "
-                                   "provenance. png: one mask per slice. nifti: one mask volume per annotation, aligned "
-                                   "to the source geometry.")
-    p.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or SQLite in $ANOMASCOPE_DATA_DIR, ./data)")
+    p = sub.add_parser(
+        "export",
+        help="export saved annotations: CSV/JSON tables, PNG or NIfTI masks",
+        description="csv/json: one row per annotation version with case, run, model, threshold and "
+        "provenance. png: one mask per slice. nifti: one mask volume per annotation, aligned "
+        "to the source geometry.",
+    )
+    p.add_argument(
+        "--db", default=None, help="database URL (default: $DATABASE_URL or SQLite in $ANOMASCOPE_DATA_DIR, ./data)"
+    )
     p.add_argument("--format", required=True, choices=["csv", "json", "png", "nifti"])
     p.add_argument("--out", required=True)
     p.add_argument("--since", help="only annotations saved on or after this date (YYYY-MM-DD, UTC)")
     p.add_argument("--author", help="only annotations by this reader")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("serve", help="start the review app in the browser",
-                       description="Readers sign in when accounts exist (anomascope users add); without them the page "
-                                   "runs in single-user mode and listens on this machine only, unless --insecure. "
-                                   "Uploads are limited to ANOMASCOPE_MAX_BYTES (default 2 GiB).")
+    p = sub.add_parser(
+        "serve",
+        help="start the review app in the browser",
+        description="Readers sign in when accounts exist (anomascope users add); without them the page "
+        "runs in single-user mode and listens on this machine only, unless --insecure. "
+        "Uploads are limited to ANOMASCOPE_MAX_BYTES (default 2 GiB).",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--concurrency", type=int, default=4,
-                   help="events handled at once, so one slow upload or inference does not block other readers")
-    p.add_argument("--insecure", action="store_true",
-                   help="allow a non-loopback --host without reader accounts (anyone who reaches it can read everything)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="events handled at once, so one slow upload or inference does not block other readers",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without reader accounts (anyone who reaches it can read everything)",
+    )
     p.set_defaults(run=cmd_serve)
 
-    p = sub.add_parser("users", help="reader accounts: add, list, disable",
-                       description="Passwords are stored as argon2id hashes. Accounts are disabled, never deleted: the "
-                                   "audit trail names their readers. Once one exists, serve asks every reader to sign in.")
+    p = sub.add_parser(
+        "users",
+        help="reader accounts: add, list, disable",
+        description="Passwords are stored as argon2id hashes. Accounts are disabled, never deleted: the "
+        "audit trail names their readers. Once one exists, serve asks every reader to sign in.",
+    )
     p.add_argument("action", choices=["add", "list", "disable"])
     p.add_argument("name", nargs="?", help="the reader's name (add, disable)")
     p.add_argument("--password-stdin", action="store_true", help="add: read the password from the first line of stdin")
@@ -368,8 +456,17 @@ def main(argv: list[str] | None = None) -> int:
     quiet_reader_libraries()
     try:
         return args.run(args)
-    except (ImageReadError, InputMismatchError, PrepareError, CommandError, BundleError, DataError,
-            StorageError, LimitsError, NonFiniteResultError) as exc:
+    except (
+        ImageReadError,
+        InputMismatchError,
+        PrepareError,
+        CommandError,
+        BundleError,
+        DataError,
+        StorageError,
+        LimitsError,
+        NonFiniteResultError,
+    ) as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -1,4 +1,5 @@
 """`anomascope export`: annotations as CSV/JSON tables and masks as PNG slices or NIfTI volumes."""
+
 from __future__ import annotations
 
 import csv
@@ -16,12 +17,36 @@ from anomascope.storage.records import ExportRow
 
 FORMATS = ("csv", "json", "png", "nifti")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-COLUMNS = ["annotation_id", "lineage", "version", "case_id", "case_hash", "source_name", "format", "modality",
-           "slice_index", "mask_shape", "mask_pixels", "mask_mm2", "author", "label", "note", "created", "run_id",
-           "method", "bundle_id", "weights_hash", "threshold", "threshold_method", "run_parameters"]
+COLUMNS = [
+    "annotation_id",
+    "lineage",
+    "version",
+    "case_id",
+    "case_hash",
+    "source_name",
+    "format",
+    "modality",
+    "slice_index",
+    "mask_shape",
+    "mask_pixels",
+    "mask_mm2",
+    "author",
+    "label",
+    "note",
+    "created",
+    "run_id",
+    "method",
+    "bundle_id",
+    "weights_hash",
+    "threshold",
+    "threshold_method",
+    "run_parameters",
+]
 
 
-def export(db: Database, out: Path, fmt: str, since: dt.datetime | None = None, author: str | None = None) -> list[Path]:
+def export(
+    db: Database, out: Path, fmt: str, since: dt.datetime | None = None, author: str | None = None
+) -> list[Path]:
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     rows = annotations_for_export(db, since=since, author=author)
@@ -40,13 +65,27 @@ def annotation_record(row: ExportRow) -> dict:
     mask = decode_mask(a.mask_shape, a.mask_data)
     spacing = c.spacing
     return {
-        "annotation_id": a.id, "lineage": a.lineage, "version": a.version, "case_id": c.id,
-        "case_hash": c.content_hash, "source_name": c.source_name, "format": c.format, "modality": c.modality,
-        "slice_index": a.slice_index, "mask_shape": a.mask_shape, "mask_pixels": int(mask.sum()),
+        "annotation_id": a.id,
+        "lineage": a.lineage,
+        "version": a.version,
+        "case_id": c.id,
+        "case_hash": c.content_hash,
+        "source_name": c.source_name,
+        "format": c.format,
+        "modality": c.modality,
+        "slice_index": a.slice_index,
+        "mask_shape": a.mask_shape,
+        "mask_pixels": int(mask.sum()),
         "mask_mm2": float(mask.sum() * spacing[0] * spacing[1]) if spacing else None,
-        "author": a.author, "label": a.label, "note": a.note, "created": a.created.isoformat(),
-        "run_id": a.run_id, "method": r.method if r else None, "bundle_id": r.bundle_id if r else None,
-        "weights_hash": r.weights_hash if r else None, **_threshold(a, r),
+        "author": a.author,
+        "label": a.label,
+        "note": a.note,
+        "created": a.created.isoformat(),
+        "run_id": a.run_id,
+        "method": r.method if r else None,
+        "bundle_id": r.bundle_id if r else None,
+        "weights_hash": r.weights_hash if r else None,
+        **_threshold(a, r),
         "run_parameters": r.parameters if r else None,
     }
 
@@ -95,7 +134,7 @@ def _slices(row: ExportRow) -> tuple[np.ndarray, list[int]]:
 def _write_png(out: Path, row: ExportRow) -> list[Path]:
     mask, indices = _slices(row)
     paths = []
-    for plane, index in zip(mask, indices):
+    for plane, index in zip(mask, indices, strict=True):
         path = out / f"{_stem(row)}_slice{index:04d}.png"
         Image.fromarray(plane.astype(np.uint8) * 255).save(path)
         paths.append(path)

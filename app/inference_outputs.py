@@ -1,5 +1,6 @@
 """What `anomascope infer` writes for each input: JSON summary, heatmap .npy, overlay and restoration PNGs,
 and the uncertainty .npy where the method estimates one."""
+
 from __future__ import annotations
 
 import hashlib
@@ -55,8 +56,9 @@ def display_range(predictor: Predictor, heatmap: np.ndarray) -> tuple[float, flo
     return float(heatmap.min()), float(heatmap.max())
 
 
-def write_outputs(out: Path, source: Path, stem: str, case: Case, result: CaseResult, predictor: Predictor,
-                  device: str) -> dict:
+def write_outputs(
+    out: Path, source: Path, stem: str, case: Case, result: CaseResult, predictor: Predictor, device: str
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     shown = int(np.argmax(result.slice_scores))  # a volume's overlay shows its most anomalous slice
     summary = {

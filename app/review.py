@@ -5,6 +5,7 @@ The session is replaced whole when a case is opened (or fails to open), so nothi
 case survives. The browser viewer holds the threshold and the mask; `scene` tells it what to show and
 `save` stores exactly the mask it sends back.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -96,8 +97,14 @@ class ReviewSession:
 
 
 class ReviewApp:
-    def __init__(self, db: Database, catalogue: Catalogue, cases_dir: Path, device: torch.device | None = None,
-                 volumes: VolumeStore | None = None):
+    def __init__(
+        self,
+        db: Database,
+        catalogue: Catalogue,
+        cases_dir: Path,
+        device: torch.device | None = None,
+        volumes: VolumeStore | None = None,
+    ):
         self.db, self.catalogue, self.cases_dir = db, catalogue, cases_dir
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.volumes = volumes or VolumeStore(cases_dir.parent / "viewer")
@@ -133,7 +140,9 @@ class ReviewApp:
         history = case_history(self.db, case_id)
         stored = history.case.metadata_json.get("stored_path")
         if not stored or not Path(stored).exists():
-            raise ReviewError(f"case {case_id} ({history.case.source_name}): its image file is no longer in the data folder")
+            raise ReviewError(
+                f"case {case_id} ({history.case.source_name}): its image file is no longer in the data folder"
+            )
         case = load_case(stored)
         case.metadata["stored_path"] = stored
         return self._latest(ReviewSession(case=case, case_id=case_id))
@@ -155,8 +164,15 @@ class ReviewApp:
             full[:] = mask.reshape(-1, *case.shape[-2:])
         else:  # saved by an earlier page, one slice at a time
             full[annotation.slice_index] = mask.reshape(case.shape[-2:])
-        return MaskVersion(annotation.id, annotation.lineage, annotation.version, annotation.run_id, full,
-                           annotation.threshold, annotation.threshold_method)
+        return MaskVersion(
+            annotation.id,
+            annotation.lineage,
+            annotation.version,
+            annotation.run_id,
+            full,
+            annotation.threshold,
+            annotation.threshold_method,
+        )
 
     def show_version(self, session: ReviewSession, version: int) -> ReviewSession:
         """Put an earlier (or the latest) saved version on screen; saving corrects the same lineage."""
@@ -174,14 +190,32 @@ class ReviewApp:
             folder = self.volumes.folder(session.token)
         except MaskPayloadError as exc:
             raise ReviewError(str(exc)) from exc
-        path = write_volume(folder / f"version-{version}.nii.gz",
-                            mask_outline(picked.mask).astype(np.float32), viewer_spacing(session.case))
-        return {"token": session.token, "version": version, "annotation_id": picked.annotation_id,
-                "url": self.volumes.url(path), "mask": pack_mask(picked.mask)}
+        path = write_volume(
+            folder / f"version-{version}.nii.gz",
+            mask_outline(picked.mask).astype(np.float32),
+            viewer_spacing(session.case),
+        )
+        return {
+            "token": session.token,
+            "version": version,
+            "annotation_id": picked.annotation_id,
+            "url": self.volumes.url(path),
+            "mask": pack_mask(picked.mask),
+        }
 
     def worklist(self) -> list[list]:
-        return [[record.id, record.source_name, record.modality, "×".join(map(str, record.shape)), n_runs, n_notes,
-                 record.created.strftime("%Y-%m-%d %H:%M")] for record, n_runs, n_notes in case_summaries(self.db)]
+        return [
+            [
+                record.id,
+                record.source_name,
+                record.modality,
+                "×".join(map(str, record.shape)),
+                n_runs,
+                n_notes,
+                record.created.strftime("%Y-%m-%d %H:%M"),
+            ]
+            for record, n_runs, n_notes in case_summaries(self.db)
+        ]
 
     # --- running a method ------------------------------------------------------------------
 
@@ -198,13 +232,27 @@ class ReviewApp:
         presets = {name: t["value"] for name, t in predictor.calibration.get("thresholds", {}).items()}
         threshold, how = default_threshold(presets, result)
         bundle = predictor.bundle
-        record = record_run(self.db, case_id=session.case_id, method=predictor.name, bundle_id=bundle.id,
-                            weights_hash=bundle.manifest["weights_sha256"], parameters=predictor.parameters,
-                            threshold=threshold, threshold_method=how, image_score=result.image_score,
-                            seconds=result.seconds, device=self.device.type, actor=reader.strip() or "anonymous")
+        record = record_run(
+            self.db,
+            case_id=session.case_id,
+            method=predictor.name,
+            bundle_id=bundle.id,
+            weights_hash=bundle.manifest["weights_sha256"],
+            parameters=predictor.parameters,
+            threshold=threshold,
+            threshold_method=how,
+            image_score=result.image_score,
+            seconds=result.seconds,
+            device=self.device.type,
+            actor=reader.strip() or "anonymous",
+        )
         view = RunView(label, predictor.name, record.id, result, presets, threshold, how, result.heatmap is None)
-        return replace(session, run=view, token=None,
-                       warnings=mismatch_warnings(self.catalogue.choices[label].bundle.manifest, session.case))
+        return replace(
+            session,
+            run=view,
+            token=None,
+            warnings=mismatch_warnings(self.catalogue.choices[label].bundle.manifest, session.case),
+        )
 
     def score_text(self, session: ReviewSession) -> str:
         run = session.run
@@ -213,10 +261,14 @@ class ReviewApp:
         text = f"Image score **{score:.4g}** ({run.result.seconds:.2f} s on {self.device.type})"
         normal = predictor.calibration.get("normal")
         if normal:
-            text += f" — higher than {percentile_of(normal, score):.0f}% of {normal['n_images']} normal validation images"
+            text += (
+                f" — higher than {percentile_of(normal, score):.0f}% of {normal['n_images']} normal validation images"
+            )
         if run.image_level:
-            text += (". This method scores whole images and makes no heatmap: the threshold decides whether the"
-                     " image is flagged (shown in the viewer), and any mask you save is the one you draw.")
+            text += (
+                ". This method scores whole images and makes no heatmap: the threshold decides whether the"
+                " image is flagged (shown in the viewer), and any mask you save is the one you draw."
+            )
         return text
 
     def threshold_range(self, session: ReviewSession) -> tuple[float, float]:
@@ -227,8 +279,11 @@ class ReviewApp:
         if not run.image_level:
             return float(run.result.heatmap.min()), float(run.result.heatmap.max())
         predictor = self.catalogue.predictor(run.label, self.device)
-        values = [run.result.image_score, *run.presets.values(),
-                  *predictor.calibration.get("normal", {}).get("image_scores", [])]
+        values = [
+            run.result.image_score,
+            *run.presets.values(),
+            *predictor.calibration.get("normal", {}).get("image_scores", []),
+        ]
         return float(min(values)), float(max(values))
 
     # --- what the viewer shows ---------------------------------------------------------------
@@ -249,13 +304,20 @@ class ReviewApp:
         scene = {
             "token": token,
             "title": f"{Path(case.source).name} (case {session.case_id}) · {case.modality} · "
-                     f"{'×'.join(map(str, case.shape))}",
+            f"{'×'.join(map(str, case.shape))}",
             "dims": [case.shape[3], case.shape[2], case.shape[0]],
             "spacing": list(spacing) if case.spacing else None,
-            "image": {"url": self.volumes.url(image), "rgb": channels == 3,
-                      "window": [centre - width / 2, centre + width / 2]},
+            "image": {
+                "url": self.volumes.url(image),
+                "rgb": channels == 3,
+                "window": [centre - width / 2, centre + width / 2],
+            },
             "window_presets": window_presets(case),
-            "heatmap": None, "restoration": None, "uncertainty": None, "threshold": None, "mask": None,
+            "heatmap": None,
+            "restoration": None,
+            "uncertainty": None,
+            "threshold": None,
+            "mask": None,
         }
         if session.run is not None:
             scene.update(self._run_scene(session, folder, spacing))
@@ -273,28 +335,46 @@ class ReviewApp:
             return ""
         latest = session.versions[-1].version
         if _shows_saved(session):
-            return (f"Showing saved version {session.saved.version} of {latest} "
-                    f"(annotation {session.saved.annotation_id}); saving makes version {latest + 1}.")
-        return (f"Showing the thresholded map of this run; saved version {latest} stays in History, "
-                f"and saving makes version {latest + 1}.")
+            return (
+                f"Showing saved version {session.saved.version} of {latest} "
+                f"(annotation {session.saved.annotation_id}); saving makes version {latest + 1}."
+            )
+        return (
+            f"Showing the thresholded map of this run; saved version {latest} stays in History, "
+            f"and saving makes version {latest + 1}."
+        )
 
     def _run_scene(self, session: ReviewSession, folder: Path, spacing) -> dict:
         run = session.run
         result = run.result
         predictor = self.catalogue.predictor(run.label, self.device)
         low, high = self.threshold_range(session)
-        part = {"threshold": {"value": run.threshold, "method": run.threshold_method, "min": low, "max": high,
-                              "presets": run.presets, "image_score": result.image_score,
-                              "image_level": run.image_level}}
+        part = {
+            "threshold": {
+                "value": run.threshold,
+                "method": run.threshold_method,
+                "min": low,
+                "max": high,
+                "presets": run.presets,
+                "image_score": result.image_score,
+                "image_level": run.image_level,
+            }
+        }
         if result.heatmap is not None:
             shown = display_range(predictor, result.heatmap)
-            part["heatmap"] = {"url": self.volumes.url(write_volume(folder / "heatmap.nii.gz", result.heatmap, spacing)),
-                               "window": list(shown), "colormap": HEATMAP_COLOURMAP}
+            part["heatmap"] = {
+                "url": self.volumes.url(write_volume(folder / "heatmap.nii.gz", result.heatmap, spacing)),
+                "window": list(shown),
+                "colormap": HEATMAP_COLOURMAP,
+            }
         if result.restoration is not None:
             restoration = result.restoration * 255.0 if result.restoration.shape[1] == 3 else result.restoration[:, 0]
             path = write_volume(folder / "restoration.nii.gz", restoration, spacing)
-            part["restoration"] = {"url": self.volumes.url(path), "rgb": result.restoration.shape[1] == 3,
-                                   "window": [0.0, 255.0 if result.restoration.shape[1] == 3 else 1.0]}
+            part["restoration"] = {
+                "url": self.volumes.url(path),
+                "rgb": result.restoration.shape[1] == 3,
+                "window": [0.0, 255.0 if result.restoration.shape[1] == 3 else 1.0],
+            }
         if result.uncertainty is not None:
             u = result.uncertainty
             path = write_volume(folder / "uncertainty.nii.gz", u, spacing)
@@ -303,8 +383,15 @@ class ReviewApp:
 
     # --- saving and export -------------------------------------------------------------------
 
-    def save(self, session: ReviewSession, payload: str, reader: str, label: str = "", note: str = "",
-             acknowledged: bool = False) -> tuple[ReviewSession, str]:
+    def save(
+        self,
+        session: ReviewSession,
+        payload: str,
+        reader: str,
+        label: str = "",
+        note: str = "",
+        acknowledged: bool = False,
+    ) -> tuple[ReviewSession, str]:
         """Store the mask the viewer sent as the next version of this case's annotation, in one transaction."""
         if session.case is None or session.token is None:
             raise ReviewError("open an image first")
@@ -321,29 +408,64 @@ class ReviewApp:
             raise ReviewError(str(exc)) from exc
         run_id = session.run.run_id if session.run else session.saved.run_id
         mask = sent.mask if slices > 1 else sent.mask[0]
-        annotation = save_annotation(self.db, case_id=session.case_id, run_id=run_id, mask=mask, author=reader,
-                                     label=label or None, note=note or None,
-                                     corrects=session.saved.lineage if session.saved else None,
-                                     threshold=sent.threshold, threshold_method=sent.threshold_method)
+        annotation = save_annotation(
+            self.db,
+            case_id=session.case_id,
+            run_id=run_id,
+            mask=mask,
+            author=reader,
+            label=label or None,
+            note=note or None,
+            corrects=session.saved.lineage if session.saved else None,
+            threshold=sent.threshold,
+            threshold_method=sent.threshold_method,
+        )
         # save_annotation has read the stored mask back as `sent.mask` in its transaction.
-        version = MaskVersion(annotation.id, annotation.lineage, annotation.version, run_id, sent.mask,
-                              sent.threshold, sent.threshold_method)
+        version = MaskVersion(
+            annotation.id,
+            annotation.lineage,
+            annotation.version,
+            run_id,
+            sent.mask,
+            sent.threshold,
+            sent.threshold_method,
+        )
         saved = replace(session, saved=version, versions=[*session.versions, version])
         area = area_text(session.case, sent.mask)
-        return saved, (f"Saved annotation {annotation.id} (version {annotation.version}) by {reader.strip()}: "
-                       f"{area}, threshold {sent.threshold:.4g} ({sent.threshold_method})"
-                       + (", with edits" if sent.edited else "") + ".")
+        return saved, (
+            f"Saved annotation {annotation.id} (version {annotation.version}) by {reader.strip()}: "
+            f"{area}, threshold {sent.threshold:.4g} ({sent.threshold_method})"
+            + (", with edits" if sent.edited else "")
+            + "."
+        )
 
     def history(self, session: ReviewSession) -> list[list]:
         if session.case_id is None:
             return []
         history = case_history(self.db, session.case_id)
-        rows = [["run", r.id, r.created.strftime("%Y-%m-%d %H:%M:%S"), f"{r.method} ({r.bundle_id})",
-                 f"image score {r.image_score:.4g}" if r.image_score is not None else "", ""] for r in history.runs]
-        rows += [["annotation", a.id, a.created.strftime("%Y-%m-%d %H:%M:%S"), a.author,
-                  f"v{a.version} of {a.lineage[:8]}, run {a.run_id}"
-                  + (f", threshold {a.threshold:.4g} [{a.threshold_method}]" if a.threshold is not None else ""),
-                  " · ".join(x for x in (a.label, a.note) if x)] for a in history.annotations]
+        rows = [
+            [
+                "run",
+                r.id,
+                r.created.strftime("%Y-%m-%d %H:%M:%S"),
+                f"{r.method} ({r.bundle_id})",
+                f"image score {r.image_score:.4g}" if r.image_score is not None else "",
+                "",
+            ]
+            for r in history.runs
+        ]
+        rows += [
+            [
+                "annotation",
+                a.id,
+                a.created.strftime("%Y-%m-%d %H:%M:%S"),
+                a.author,
+                f"v{a.version} of {a.lineage[:8]}, run {a.run_id}"
+                + (f", threshold {a.threshold:.4g} [{a.threshold_method}]" if a.threshold is not None else ""),
+                " · ".join(x for x in (a.label, a.note) if x),
+            ]
+            for a in history.annotations
+        ]
         return sorted(rows, key=lambda row: row[2])
 
     def export_file(self, fmt: str) -> str:
@@ -393,8 +515,10 @@ def window_presets(case: Case) -> list[list]:
     """The viewer's window choices in the image's units: the file's own, full range, then CT presets."""
     centre, width = case.window
     finite = case.pixels[np.isfinite(case.pixels)]
-    presets = [["From file", [centre - width / 2, centre + width / 2]],
-               ["Full range", [float(finite.min()), float(finite.max())]]]
+    presets = [
+        ["From file", [centre - width / 2, centre + width / 2]],
+        ["Full range", [float(finite.min()), float(finite.max())]],
+    ]
     if case.modality == "CT":
         presets += [[name, [c - w / 2, c + w / 2]] for name, (c, w) in WINDOW_PRESETS.items()]
     return presets
@@ -416,8 +540,12 @@ def mismatch_warnings(manifest: dict, case: Case) -> list[str]:
     trained = data.get("modality")
     described = data.get("normal") or data.get("dataset") or "its training images"
     if trained and case.modality not in ("OT", trained):
-        return [(f"This model was trained on {trained} images ({described}); this image is {case.modality}. "
-                 "Its map may mean nothing here.")]
+        return [
+            (
+                f"This model was trained on {trained} images ({described}); this image is {case.modality}. "
+                "Its map may mean nothing here."
+            )
+        ]
     return []
 
 
@@ -430,7 +558,8 @@ def gather_series(paths: list[str]) -> Path:
 
 
 def friendly(exc: Exception) -> str:
-    if isinstance(exc, (ImageReadError, ReviewError, StorageError, InputMismatchError, NonFiniteResultError,
-                        LimitsError)):
+    if isinstance(
+        exc, (ImageReadError, ReviewError, StorageError, InputMismatchError, NonFiniteResultError, LimitsError)
+    ):
         return f"⚠️ {exc}"
     return f"⚠️ Unexpected error ({type(exc).__name__}): {exc}"

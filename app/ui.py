@@ -4,6 +4,7 @@ Callbacks are thin: each calls one service function of `ReviewApp` and returns a
 The viewer (app/static/viewer.js, NiiVue) holds the threshold and the mask in the browser; a scene
 JSON tells it what to show, and Save first asks it for the mask on screen.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -21,8 +22,10 @@ from anomascope.engine.io import SUPPORTED, ReadLimits, quiet_reader_libraries
 from anomascope.storage import Database, authenticate, has_accounts
 
 SAMPLES = ASSETS / "samples"
-SINGLE_USER = ("**Single-user mode.** No reader accounts exist, so anyone who can open this page can read and save "
-               "every annotation, under any name. Add accounts with `anomascope users add NAME` to require sign-in.")
+SINGLE_USER = (
+    "**Single-user mode.** No reader accounts exist, so anyone who can open this page can read and save "
+    "every annotation, under any name. Add accounts with `anomascope users add NAME` to require sign-in."
+)
 SIGNED_IN = "Readers sign in; every run and annotation is saved under the signed-in reader's name."
 NO_COMPARISON = 0  # the comparison menu's "none" (saved versions count from 1)
 HISTORY_HEADERS = ["what", "id", "when", "who / method", "details", "label · note"]
@@ -122,33 +125,51 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 upload = gr.File(label="Open a file (a DICOM series as .zip)", type="filepath", elem_id="upload")
-                folder = gr.File(label="…or a folder holding one DICOM series", file_count="directory",
-                                 type="filepath", elem_id="folder")
+                folder = gr.File(
+                    label="…or a folder holding one DICOM series",
+                    file_count="directory",
+                    type="filepath",
+                    elem_id="folder",
+                )
                 if samples:
                     gr.Examples(samples, inputs=upload, label="Demo cases")
-                reader = gr.Textbox(label="Reader (signed in)" if login else "Reader", elem_id="reader",
-                                    interactive=not login)
-                method = gr.Dropdown(list(catalogue.choices), label="Method (trained bundle)",
-                                     value=catalogue.best_choice(), elem_id="method")
+                reader = gr.Textbox(
+                    label="Reader (signed in)" if login else "Reader", elem_id="reader", interactive=not login
+                )
+                method = gr.Dropdown(
+                    list(catalogue.choices),
+                    label="Method (trained bundle)",
+                    value=catalogue.best_choice(),
+                    elem_id="method",
+                )
                 method_info = gr.Markdown(_method_info(catalogue, catalogue.best_choice()))
                 run = gr.Button("Run", variant="primary", elem_id="run")
                 with gr.Accordion("Worklist: cases in the database (click a row to open it)", open=True):
-                    worklist = gr.Dataframe(headers=WORKLIST_HEADERS, value=app.worklist(), interactive=False,
-                                            elem_id="worklist")
+                    worklist = gr.Dataframe(
+                        headers=WORKLIST_HEADERS, value=app.worklist(), interactive=False, elem_id="worklist"
+                    )
             with gr.Column(scale=3):
-                message = gr.Markdown("Open an image (" + SUPPORTED + "), pick a trained method and press **Run**.",
-                                      elem_id="message")
+                message = gr.Markdown(
+                    "Open an image (" + SUPPORTED + "), pick a trained method and press **Run**.", elem_id="message"
+                )
                 score = gr.Markdown("", elem_id="score")
                 warning = gr.Markdown("", visible=False, elem_id="warning")
                 acknowledge = gr.Checkbox(label="I have read the warning above", visible=False, elem_id="acknowledge")
-                gr.HTML(html_template=VIEWER_HTML, css_template=VIEWER_CSS, head=niivue_script_tags(),
-                        js_on_load="window.anomascope.mount(element);", elem_id="viewer")
+                gr.HTML(
+                    html_template=VIEWER_HTML,
+                    css_template=VIEWER_CSS,
+                    head=niivue_script_tags(),
+                    js_on_load="window.anomascope.mount(element);",
+                    elem_id="viewer",
+                )
                 mask_source = gr.Markdown("", elem_id="mask-source")
                 with gr.Row():
-                    versions = gr.Dropdown([], label="Saved versions of this case's annotation", visible=False,
-                                           elem_id="versions")
-                    compare = gr.Dropdown([], label="Compare with a saved version (magenta outline)",
-                                          visible=False, elem_id="compare")
+                    versions = gr.Dropdown(
+                        [], label="Saved versions of this case's annotation", visible=False, elem_id="versions"
+                    )
+                    compare = gr.Dropdown(
+                        [], label="Compare with a saved version (magenta outline)", visible=False, elem_id="compare"
+                    )
                 with gr.Tab("Save"):
                     with gr.Row():
                         label = gr.Textbox(label="Label", placeholder="e.g. lesion, jewellery, artefact")
@@ -159,37 +180,62 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                     history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, elem_id="history")
                 with gr.Tab("Export"):
                     with gr.Row():
-                        export_buttons = {fmt: gr.Button(f"Export {fmt.upper()}") for fmt in ("csv", "json", "png", "nifti")}
+                        export_buttons = {
+                            fmt: gr.Button(f"Export {fmt.upper()}") for fmt in ("csv", "json", "png", "nifti")
+                        }
                     download = gr.File(label="Download", interactive=False)
                 if catalogue.unavailable:
-                    gr.Markdown("**Bundles that could not be loaded:**\n" +
-                                "\n".join(f"- `{k}`: {v}" for k, v in catalogue.unavailable.items()))
+                    gr.Markdown(
+                        "**Bundles that could not be loaded:**\n"
+                        + "\n".join(f"- `{k}`: {v}" for k, v in catalogue.unavailable.items())
+                    )
 
         def shown(state: ReviewSession, previous: ReviewSession | None, text: str) -> dict:
             """Every view of the page for `state`, replacing whatever the previous case left."""
             state, described = app.scene(state, previous.token if previous else None)
             run_view = state.run
             return {
-                session: state, scene: json.dumps(described), message: text,
+                session: state,
+                scene: json.dumps(described),
+                message: text,
                 score: app.score_text(state) if run_view else "",
                 warning: gr.update(value="\n".join(f"⚠️ {w}" for w in state.warnings), visible=bool(state.warnings)),
                 acknowledge: gr.update(value=False, visible=bool(state.warnings)),
-                mask_source: app.mask_source(state), versions: _versions_update(state),
+                mask_source: app.mask_source(state),
+                versions: _versions_update(state),
                 compare: _compare_update(state, reset=True),
-                comparison: "", history: app.history(state), worklist: app.worklist(), save_status: "",
+                comparison: "",
+                history: app.history(state),
+                worklist: app.worklist(),
+                save_status: "",
             }
 
-        view_outputs = [session, scene, message, score, warning, acknowledge, mask_source, versions, compare,
-                        comparison, history, worklist, save_status]
+        view_outputs = [
+            session,
+            scene,
+            message,
+            score,
+            warning,
+            acknowledge,
+            mask_source,
+            versions,
+            compare,
+            comparison,
+            history,
+            worklist,
+            save_status,
+        ]
 
         def failed(previous: ReviewSession, exc: Exception) -> dict:
             return shown(ReviewSession(), previous, friendly(exc))
 
         def opened(state: ReviewSession) -> str:
             info = state.case.summary()
-            return (f"Opened **{Path(state.case.source).name}** (case {state.case_id}): {info['format']}, "
-                    f"modality {info['modality']}, shape {info['shape']}, spacing {info['spacing'] or 'unknown'} mm."
-                    + (f" Showing its latest saved annotation (version {state.saved.version})." if state.saved else ""))
+            return (
+                f"Opened **{Path(state.case.source).name}** (case {state.case_id}): {info['format']}, "
+                f"modality {info['modality']}, shape {info['shape']}, spacing {info['spacing'] or 'unknown'} mm."
+                + (f" Showing its latest saved annotation (version {state.saved.version})." if state.saved else "")
+            )
 
         def actor(typed: str, request: gr.Request) -> str:
             """Who acts: the signed-in reader, never a typed name, when accounts exist."""
@@ -262,21 +308,31 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             return {comparison: json.dumps(spec) if spec else ""}
 
         compare.input(on_compare, [session, compare], [message, comparison]).then(
-            None, comparison, None, js=SHOW_COMPARISON)
+            None, comparison, None, js=SHOW_COMPARISON
+        )
 
         def on_save(state: ReviewSession, sent, who, lab, text, acknowledged, request: gr.Request):
             try:
                 state, said = app.save(state, sent, actor(who, request), lab, text, acknowledged)
             except Exception as exc:
                 return {save_status: friendly(exc)}
-            return {session: state, save_status: said, message: said, history: app.history(state),
-                    worklist: app.worklist(), mask_source: app.mask_source(state), versions: _versions_update(state),
-                    compare: _compare_update(state)}
+            return {
+                session: state,
+                save_status: said,
+                message: said,
+                history: app.history(state),
+                worklist: app.worklist(),
+                mask_source: app.mask_source(state),
+                versions: _versions_update(state),
+                compare: _compare_update(state),
+            }
 
         # The mask is read from the viewer at the moment of the click, then saved as it was.
         save.click(None, None, payload, js=READ_MASK).then(
-            on_save, [session, payload, reader, label, note, acknowledge],
-            [session, save_status, message, history, worklist, mask_source, versions, compare])
+            on_save,
+            [session, payload, reader, label, note, acknowledge],
+            [session, save_status, message, history, worklist, mask_source, versions, compare],
+        )
 
         def exporter(fmt):
             def run_export():
@@ -284,10 +340,12 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                     return {download: app.export_file(fmt), message: f"Exported annotations as {fmt.upper()}."}
                 except Exception as exc:
                     return {message: friendly(exc)}
+
             return run_export
 
         for fmt, button in export_buttons.items():
             button.click(exporter(fmt), None, [download, message])
+
         def signed_in(request: gr.Request) -> str:
             return request.username or ""
 
@@ -302,10 +360,17 @@ def serve(app: ReviewApp, host: str, port: int, concurrency: int = 4, block: boo
     login = has_accounts(app.db)
     demo = build_app(app, login=login)
     demo.queue(default_concurrency_limit=concurrency)
-    demo.launch(server_name=host, server_port=port, share=False, show_error=True, prevent_thread_lock=not block,
-                quiet=not block, max_file_size=ReadLimits.from_env().max_bytes,
-                auth=(lambda name, password: authenticate(app.db, name, password)) if login else None,
-                auth_message="Sign in with your Anomascope reader account." if login else None)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        show_error=True,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        max_file_size=ReadLimits.from_env().max_bytes,
+        auth=(lambda name, password: authenticate(app.db, name, password)) if login else None,
+        auth_message="Sign in with your Anomascope reader account." if login else None,
+    )
     return demo
 
 
@@ -318,8 +383,11 @@ def default_review_app() -> ReviewApp:
 
 def _versions_update(state: ReviewSession) -> dict:
     """The saved-versions menu for the session: every version of its lineage, the one on screen picked."""
-    return gr.update(choices=[(f"version {v.version} · annotation {v.annotation_id}", v.version) for v in state.versions],
-                     value=state.saved.version if state.saved else None, visible=bool(state.versions))
+    return gr.update(
+        choices=[(f"version {v.version} · annotation {v.annotation_id}", v.version) for v in state.versions],
+        value=state.saved.version if state.saved else None,
+        visible=bool(state.versions),
+    )
 
 
 def _compare_update(state: ReviewSession, reset: bool = False) -> dict:

@@ -6,6 +6,7 @@ slice, with a positive diagonal affine (NiiVue's RAS order is then the file orde
 bitmap's index x + y*W + z*W*H is voxel (x, y, z)). `to_viewer` and `from_viewer` are the only two
 places that know it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -84,12 +85,19 @@ def read_payload(text: str, token: str, shape: tuple[int, int, int]) -> MaskPayl
         raise MaskPayloadError(f"the viewer's grid {data.get('dims')} does not match the image's {list(shape)}")
     mask = unpack_mask(data.get("mask", ""), shape)
     if int(mask.sum()) != data.get("voxels"):
-        raise MaskPayloadError(f"the mask arrived with {int(mask.sum())} voxels but the viewer showed "
-                               f"{data.get('voxels')}; nothing was saved")
+        raise MaskPayloadError(
+            f"the mask arrived with {int(mask.sum())} voxels but the viewer showed "
+            f"{data.get('voxels')}; nothing was saved"
+        )
     threshold = data.get("threshold")
-    return MaskPayload(token=token, mask=mask, threshold=None if threshold is None else float(threshold),
-                       threshold_method=str(data.get("threshold_method") or "manual"),
-                       edited=bool(data.get("edited")), slice_index=int(data.get("slice", 0)))
+    return MaskPayload(
+        token=token,
+        mask=mask,
+        threshold=None if threshold is None else float(threshold),
+        threshold_method=str(data.get("threshold_method") or "manual"),
+        edited=bool(data.get("edited")),
+        slice_index=int(data.get("slice", 0)),
+    )
 
 
 class VolumeStore:
@@ -166,5 +174,6 @@ def write_volume(path: Path, array: np.ndarray, spacing: tuple[float, float, flo
 
 def niivue_script_tags() -> str:
     """`<script>` tags for NiiVue's UMD build (shipped in app/static/niivue) and the viewer."""
-    return "".join(f'<script src="{VolumeStore.url(STATIC / name)}"></script>'
-                   for name in ("niivue/niivue.umd.js", "viewer.js"))
+    return "".join(
+        f'<script src="{VolumeStore.url(STATIC / name)}"></script>' for name in ("niivue/niivue.umd.js", "viewer.js")
+    )

@@ -6,6 +6,7 @@ re-evaluating a shipped bundle and copying its metrics.json into bench/eval).
 Each manifest's `test_metrics[dataset][read-out]` gets the float32 result of that read-out, with the
 split, seed and sample size it was measured on. Bundles that are not in assets/models are skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,15 @@ def main() -> None:
         for folder, readout, result in shipped_results(report):
             bundle = load_bundle(folder)
             metrics = dict(bundle.manifest.get("test_metrics", {}))
-            metrics[dataset] = {**metrics.get(dataset, {}), readout: {
-                **result, "split": report["split"], "seed": report["seed"], "max_images": report["max_images"]}}
+            metrics[dataset] = {
+                **metrics.get(dataset, {}),
+                readout: {
+                    **result,
+                    "split": report["split"],
+                    "seed": report["seed"],
+                    "max_images": report["max_images"],
+                },
+            }
             update_manifest(bundle, test_metrics=metrics)
             print(f"{folder.name}: test_metrics[{dataset}][{readout}] from {path}")
 

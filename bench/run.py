@@ -7,6 +7,7 @@ images per second in a batch, peak memory, training steps per second; and the ti
 change takes on the review page. Writes JSON with the machine description. `--precision` is what the
 networks run in (auto: bf16 on CUDA, fp32 on the CPU); run once per precision to compare.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,14 @@ SAMPLES = {3: ROOT / "assets" / "samples" / "ISIC_0024311.jpg", 1: ROOT / "asset
 
 
 def machine(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "device": device.type}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": device.type,
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -69,10 +75,15 @@ def bench_readout(predictor, case, device: torch.device, repeats: int, batch: in
     per_image = timed(lambda: predictor.predict(square), repeats, device)
     whole = timed(lambda: score_case(predictor, case), repeats, device)
     batched = timed(lambda: predictor.predict(batch_input), max(1, repeats // 2), device)
-    return {"seconds_per_image_at_bundle_resolution": per_image, "bundle_resolution": size,
-            "seconds_per_whole_demo_case": whole, "demo_case_shape": list(case.shape),
-            "images_per_second_batch": batch / batched, "batch_size": batch,
-            "peak_memory_mb": peak_memory_mb(device)}
+    return {
+        "seconds_per_image_at_bundle_resolution": per_image,
+        "bundle_resolution": size,
+        "seconds_per_whole_demo_case": whole,
+        "demo_case_shape": list(case.shape),
+        "images_per_second_batch": batch / batched,
+        "batch_size": batch,
+        "peak_memory_mb": peak_memory_mb(device),
+    }
 
 
 def bench_training(bundle, device: torch.device, steps: int) -> float:
@@ -85,8 +96,11 @@ def bench_training(bundle, device: torch.device, steps: int) -> float:
     config = from_dict(type(paper_defaults(bundle.method)), bundle.manifest["config"])
     size, channels = config.preprocess.image_size, config.preprocess.channels
     data = torch.rand(256, channels, size, size) * 2 - 1
-    dissolver = (load_dissolver(bundle.manifest["dissolver"], bundle.state_dict("dissolver"), config.dia.dissolve_size,
-                                device) if bundle.method == "dia" else None)
+    dissolver = (
+        load_dissolver(bundle.manifest["dissolver"], bundle.state_dict("dissolver"), config.dia.dissolve_size, device)
+        if bundle.method == "dia"
+        else None
+    )
     short = merge(config, {"train": {"steps": 2, "epochs": None, "checkpoint_every": 10**9}}).train
     run = merge(config, {"train": {"steps": steps, "epochs": None, "checkpoint_every": 10**9}}).train
     with tempfile.TemporaryDirectory() as workdir:
@@ -145,15 +159,19 @@ def main() -> None:
         predictor = catalogue.predictor(label, device)  # the review page below reuses it
         sample = SAMPLES[predictor.preprocess.channels]
         name = f"{choice.bundle.path.name}:{choice.method}"
-        results["methods"][name] = {"precision": predictor.precision,
-                                    **bench_readout(predictor, load_case(sample), device, args.repeats, args.batch)}
+        results["methods"][name] = {
+            "precision": predictor.precision,
+            **bench_readout(predictor, load_case(sample), device, args.repeats, args.batch),
+        }
         results["methods"][name]["threshold_change_seconds"] = bench_threshold_change(
-            device, label, catalogue, sample, args.repeats)
+            device, label, catalogue, sample, args.repeats
+        )
         print(json.dumps({name: results["methods"][name]}))
         if choice.bundle.path.name not in results["training"]:
             results["training"][choice.bundle.path.name] = {
                 "steps_per_second": bench_training(choice.bundle, device, args.train_steps),
-                "batch_size": choice.bundle.manifest["config"]["train"]["batch_size"]}
+                "batch_size": choice.bundle.manifest["config"]["train"]["batch_size"],
+            }
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results["training"]))
 

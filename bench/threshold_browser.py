@@ -6,6 +6,7 @@ app/static/viewer.js). No server round trip is involved. Writes one JSON file na
 
     python bench/threshold_browser.py --out bench/results-threshold-browser.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,18 @@ SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     return f"{platform.node()} · {cpu} · {torch.get_num_threads()} threads"
 
 
@@ -49,16 +60,21 @@ def photo_at(scale: int, folder: Path) -> Path:
 
 
 def measure(page, changes: int) -> list[float]:
-    low, high = page.evaluate("[window.anomascope.viewer.scene.threshold.min, window.anomascope.viewer.scene.threshold.max]")
+    low, high = page.evaluate(
+        "[window.anomascope.viewer.scene.threshold.min, window.anomascope.viewer.scene.threshold.max]"
+    )
     times = []
     for k in range(changes):
         value = low + (high - low) * (0.2 + 0.6 * (k % 20) / 20)
-        page.evaluate("""(value) => new Promise((done) => {
+        page.evaluate(
+            """(value) => new Promise((done) => {
             const slider = document.querySelector('.as-threshold');
             slider.value = value;
             slider.dispatchEvent(new Event('input'));
             requestAnimationFrame(() => requestAnimationFrame(done));
-        })""", value)
+        })""",
+            value,
+        )
         times.append(page.evaluate("window.anomascope.viewer.lastThresholdMs"))
     return times
 
@@ -73,8 +89,12 @@ def main() -> None:
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     folder = Path(tempfile.mkdtemp(prefix="anomascope-bench-"))
-    app = ReviewApp(Database(f"sqlite:///{folder / 'bench.sqlite'}"), discover([ROOT / "assets" / "models"]),
-                    folder / "cases", torch.device("cpu"))
+    app = ReviewApp(
+        Database(f"sqlite:///{folder / 'bench.sqlite'}"),
+        discover([ROOT / "assets" / "models"]),
+        folder / "cases",
+        torch.device("cpu"),
+    )
     demo = build_app(app)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,10 +119,15 @@ def main() -> None:
                 page.wait_for_function(f"window.anomascope.viewer.shown > {shown + 1}", timeout=300_000)
                 times = measure(page, args.changes)
                 dims = page.evaluate("window.anomascope.viewer.scene.dims")
-                results["cases"].append({
-                    "image": f"{dims[0]}x{dims[1]} px photo, SPR map", "changes": len(times),
-                    "median_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)),
-                    "max_ms": max(times)})
+                results["cases"].append(
+                    {
+                        "image": f"{dims[0]}x{dims[1]} px photo, SPR map",
+                        "changes": len(times),
+                        "median_ms": statistics.median(times),
+                        "p95_ms": float(np.percentile(times, 95)),
+                        "max_ms": max(times),
+                    }
+                )
                 print(results["cases"][-1])
             browser.close()
     finally:

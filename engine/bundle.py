@@ -1,4 +1,5 @@
 """Model bundles: a folder with manifest.json and safetensors weights (DESIGN.md)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,7 +37,7 @@ class ModelBundle:
         """The weights of one component (e.g. "denoiser"), as float32 tensors."""
         prefix = component + "."
         tensors = load_file(self.path / WEIGHTS)
-        picked = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+        picked = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
         if not picked:
             raise BundleError(f"{self.path.name}: no weights for component {component!r}")
         return picked
@@ -85,7 +86,9 @@ def load_bundle(path: Path) -> ModelBundle:
         if key not in manifest:
             raise BundleError(f"{path.name}: {MANIFEST} lacks {key!r}")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise BundleError(f"{path.name}: bundle format {manifest['format_version']} is newer than this Anomascope reads")
+        raise BundleError(
+            f"{path.name}: bundle format {manifest['format_version']} is newer than this Anomascope reads"
+        )
     weights = path / manifest.get("weights", WEIGHTS)
     if not weights.exists():
         raise BundleError(f"{path.name}: weights file {weights.name} is missing")

@@ -1,4 +1,5 @@
 """Thresholds and normal-score statistics, computed from validation images and kept in the bundle."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Typed configurations. Defaults are the papers' values; every bundle saves the full config."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -181,8 +182,9 @@ class PpiiMethodConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     net: SegmentationNetConfig = field(default_factory=SegmentationNetConfig)
     generator: PpiiGeneratorConfig = field(default_factory=PpiiGeneratorConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=16, steps=100_000,
-                                                                    ema_decay=0.999))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=16, steps=100_000, ema_decay=0.999)
+    )
     ppii: PpiiConfig = field(default_factory=PpiiConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
@@ -266,8 +268,9 @@ class DiaMethodConfig:
     method: str = "dia"
     net: EncoderNetConfig = field(default_factory=EncoderNetConfig)
     preprocess: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(image_size=64))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, steps=20_000,
-                                                                    ema_decay=0.999))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, steps=20_000, ema_decay=0.999)
+    )
     dia: DiaConfig = field(default_factory=DiaConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
@@ -280,8 +283,15 @@ def paper_defaults(method: str):
         return DenoiserMethodConfig(
             method="spr",
             preprocess=PreprocessConfig(image_size=192),
-            train=TrainConfig(optimizer="adamw", learning_rate=1e-4, weight_decay=1e-3, batch_size=16,
-                              steps=None, epochs=3000, lr_milestones=(1 / 3, 2 / 3)),
+            train=TrainConfig(
+                optimizer="adamw",
+                learning_rate=1e-4,
+                weight_decay=1e-3,
+                batch_size=16,
+                steps=None,
+                epochs=3000,
+                lr_milestones=(1 / 3, 2 / 3),
+            ),
         )
     if method == "ppii":
         return PpiiMethodConfig()

@@ -1,4 +1,5 @@
 """Image folders (the prepared MVTec layout) as model-ready tensors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -80,5 +81,7 @@ def describe_dataset(root: Path) -> dict:
     if not split_file.exists():
         return {"name": root.name}
     split = json.loads(split_file.read_text())
-    return {key: split.get(key) for key in ("dataset", "seed", "grouping", "normal", "anomalous", "modality", "licence",
-                                         "counts")}
+    return {
+        key: split.get(key)
+        for key in ("dataset", "seed", "grouping", "normal", "anomalous", "modality", "licence", "counts")
+    }

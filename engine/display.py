@@ -1,4 +1,5 @@
 """Turning Case pixels into 8-bit display images (window/level)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,9 @@ def colormap_lut(name: str = "Inferno") -> np.ndarray:
     return np.clip(np.round(np.asarray(rgb, dtype=np.float64)), 0, 255).astype(np.uint8)
 
 
-def overlay_heatmap(base: np.ndarray, heatmap: np.ndarray, low: float, high: float, opacity: float = 0.5,
-                    colormap: str = "Inferno") -> np.ndarray:
+def overlay_heatmap(
+    base: np.ndarray, heatmap: np.ndarray, low: float, high: float, opacity: float = 0.5, colormap: str = "Inferno"
+) -> np.ndarray:
     """Blend a colour-mapped heatmap over an (H, W, 3) uint8 image; scores at or below `low` stay clear."""
     span = max(float(high) - float(low), 1e-12)
     level = np.clip((heatmap - low) / span, 0.0, 1.0)

@@ -1,4 +1,5 @@
 """Evaluating a scorer on a prepared test split: every method is judged with the same code."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,15 @@ def load_test_split(root: Path, split: str = "test", max_images: int | None = No
     if max_images is not None and len(items) > max_images:
         chosen = np.random.default_rng(seed).choice(len(items), size=max_images, replace=False)
         items = [items[i] for i in sorted(chosen)]
-    return [TestImage(i.path, i.kind, read_mask(i.mask_path) if i.mask_path else None,
-                      groups.get(f"{split}/{i.kind}/{i.path.name}", i.path.name)) for i in items]
+    return [
+        TestImage(
+            i.path,
+            i.kind,
+            read_mask(i.mask_path) if i.mask_path else None,
+            groups.get(f"{split}/{i.kind}/{i.path.name}", i.path.name),
+        )
+        for i in items
+    ]
 
 
 @dataclass
@@ -59,8 +67,9 @@ def chosen_threshold(predictor: Predictor) -> tuple[float | None, str | None]:
     return None, None
 
 
-def evaluate(predictor: Predictor, images: list[TestImage], name: str, device: str, bootstrap: int = 1000,
-             seed: int = 0) -> Evaluation:
+def evaluate(
+    predictor: Predictor, images: list[TestImage], name: str, device: str, bootstrap: int = 1000, seed: int = 0
+) -> Evaluation:
     started = time.perf_counter()
     results = [score_case(predictor, load_case(item.path)) for item in images]
     seconds = (time.perf_counter() - started) / max(len(images), 1)
@@ -70,34 +79,54 @@ def evaluate(predictor: Predictor, images: list[TestImage], name: str, device: s
     groups = [item.group for item in images]
     values = {"image_auroc": m.auroc(scores, labels), "image_ap": m.average_precision(scores, labels)}
     evaluation = Evaluation(name, {}, scores, labels)
-    pixel_level = all(r.heatmap is not None for r in results) and any(i.mask is not None for i in images)
+    maps = [r.heatmap[0] for r in results if r.heatmap is not None]
+    pixel_level = len(maps) == len(results) and any(i.mask is not None for i in images)
     if pixel_level:
-        maps = [r.heatmap[0] for r in results]
-        truths = [i.mask if i.mask is not None else np.zeros_like(h, bool) for i, h in zip(images, maps)]
-        pooled_scores, pooled_truth = np.concatenate([h.ravel() for h in maps]), np.concatenate([t.ravel() for t in truths])
-        values.update(pixel_auroc=m.auroc(pooled_scores, pooled_truth), pixel_ap=m.average_precision(pooled_scores, pooled_truth),
-                      max_dice=m.best_dice(pooled_scores, pooled_truth))
-        found = [m.detections(h, t) for h, t in zip(maps, truths)]
+        truths = [i.mask if i.mask is not None else np.zeros_like(h, bool) for i, h in zip(images, maps, strict=True)]
+        pooled_scores, pooled_truth = (
+            np.concatenate([h.ravel() for h in maps]),
+            np.concatenate([t.ravel() for t in truths]),
+        )
+        values.update(
+            pixel_auroc=m.auroc(pooled_scores, pooled_truth),
+            pixel_ap=m.average_precision(pooled_scores, pooled_truth),
+            max_dice=m.best_dice(pooled_scores, pooled_truth),
+        )
+        found = [m.detections(h, t) for h, t in zip(maps, truths, strict=True)]
         values["froc_10fp"] = m.froc_sensitivity(found)
         if threshold is not None:
             values["dice"], values["iou"] = m.dice_iou(pooled_scores >= threshold, pooled_truth)
-            evaluation.per_image_dice = [m.dice_iou(h >= threshold, t)[0] if t.any() else None for h, t in zip(maps, truths)]
+            evaluation.per_image_dice = [
+                m.dice_iou(h >= threshold, t)[0] if t.any() else None for h, t in zip(maps, truths, strict=True)
+            ]
         evaluation.heatmaps = maps
         evaluation.curves = _pixel_curves(pooled_scores, pooled_truth)
         histograms = _pixel_histograms(maps, truths, pooled_scores)
     else:
         found, histograms = None, None
-    counts = _confusion_counts(evaluation.heatmaps, images, threshold) if pixel_level and threshold is not None else None
-    stds = m.bootstrap_std(groups, _statistic(scores, labels, histograms, found, counts),
-                           resamples=bootstrap, seed=seed) if bootstrap else {}
+    counts = (
+        _confusion_counts(evaluation.heatmaps, images, threshold) if pixel_level and threshold is not None else None
+    )
+    stds = (
+        m.bootstrap_std(groups, _statistic(scores, labels, histograms, found, counts), resamples=bootstrap, seed=seed)
+        if bootstrap
+        else {}
+    )
     keys = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "image_ap", "froc_10fp"]
     for key in keys:
         evaluation.metrics[key] = values.get(key)
         evaluation.metrics[f"{key}_std"] = stds.get(key) if values.get(key) is not None else None
-    evaluation.metrics.update(threshold=threshold, threshold_method=threshold_method, n_images=len(images),
-                              n_anomalous=int(labels.sum()), seconds_per_image=seconds, device=device,
-                              precision=predictor.precision,
-                              bootstrap_resamples=bootstrap, bootstrap_unit="group" if len(set(groups)) < len(groups) else "image")
+    evaluation.metrics.update(
+        threshold=threshold,
+        threshold_method=threshold_method,
+        n_images=len(images),
+        n_anomalous=int(labels.sum()),
+        seconds_per_image=seconds,
+        device=device,
+        precision=predictor.precision,
+        bootstrap_resamples=bootstrap,
+        bootstrap_unit="group" if len(set(groups)) < len(groups) else "image",
+    )
     evaluation.curves.update(_image_curves(scores, labels))
     return evaluation
 
@@ -105,15 +134,15 @@ def evaluate(predictor: Predictor, images: list[TestImage], name: str, device: s
 def _pixel_histograms(maps, truths, pooled_scores):
     """Per-image counts of positive/negative pixels in shared quantile bins (for fast bootstrap)."""
     edges = np.unique(np.quantile(pooled_scores, np.linspace(0, 1, m.HISTOGRAM_BINS + 1)))
-    positive = np.stack([np.histogram(h[t], bins=edges)[0] for h, t in zip(maps, truths)])
-    negative = np.stack([np.histogram(h[~t], bins=edges)[0] for h, t in zip(maps, truths)])
+    positive = np.stack([np.histogram(h[t], bins=edges)[0] for h, t in zip(maps, truths, strict=True)])
+    negative = np.stack([np.histogram(h[~t], bins=edges)[0] for h, t in zip(maps, truths, strict=True)])
     return positive, negative
 
 
 def _confusion_counts(maps, images, threshold: float) -> np.ndarray:
     """(N, 3) true positives, false positives and false negatives of each image at the threshold."""
     rows = []
-    for heatmap, item in zip(maps, images):
+    for heatmap, item in zip(maps, images, strict=True):
         truth = item.mask if item.mask is not None else np.zeros_like(heatmap, bool)
         predicted = heatmap >= threshold
         rows.append((np.sum(predicted & truth), np.sum(predicted & ~truth), np.sum(~predicted & truth)))
@@ -122,8 +151,10 @@ def _confusion_counts(maps, images, threshold: float) -> np.ndarray:
 
 def _statistic(scores, labels, histograms, found, counts):
     def compute(indices: np.ndarray) -> dict:
-        out = {"image_auroc": m.auroc(scores[indices], labels[indices]),
-               "image_ap": m.average_precision(scores[indices], labels[indices])}
+        out = {
+            "image_auroc": m.auroc(scores[indices], labels[indices]),
+            "image_ap": m.average_precision(scores[indices], labels[indices]),
+        }
         if histograms is not None:
             positive, negative = histograms
             out.update(m.histogram_curves(positive[indices].sum(0), negative[indices].sum(0)))

@@ -1,4 +1,5 @@
 """Spatial smoothing of anomaly maps (torch, batched, on whatever device the maps are on)."""
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,7 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, data_range: f
         return gaussian_blur(z.reshape(n * c, *z.shape[-2:]), sigma)
 
     mx, my = local_mean(x), local_mean(y)
-    vx, vy = local_mean(x * x) - mx ** 2, local_mean(y * y) - my ** 2
+    vx, vy = local_mean(x * x) - mx**2, local_mean(y * y) - my**2
     cov = local_mean(x * y) - mx * my
-    ssim = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    ssim = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     return ssim.reshape(n, c, *x.shape[-2:]).mean(dim=1)

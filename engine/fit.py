@@ -1,10 +1,11 @@
 """Training a method end to end: data, training loop, bundle, calibration and validation metrics."""
+
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -16,8 +17,8 @@ from .data import DataError, describe_dataset, folder_hash, labelled_split, list
 from .inference import score_case
 from .io import load_case
 from .methods import DENOISER_READOUTS, make_predictor
-from .methods.denoiser import epsilon_loss, new_denoiser
 from .methods.cddpm import conditional_loss, monitor_fold, new_conditional_unet, task_folds
+from .methods.denoiser import epsilon_loss, new_denoiser
 from .methods.dia import Dissolver, build_feature_bank, dia_loss, load_dissolver, new_encoder
 from .methods.ppii import new_ppii_net, ppii_loss
 from .metrics import auroc, average_precision
@@ -60,8 +61,10 @@ class TrainingPlan:
 def training_plan(config, dissolver: Dissolver | None = None, dissolver_record: dict | None = None) -> TrainingPlan:
     """The plan for a method's config. DIA needs a dissolver and the record of the bundle it came from."""
     if config.method in DENOISER_READOUTS:
-        return TrainingPlan([Trainable("denoiser", new_denoiser(config), epsilon_loss(VPSchedule(config.schedule)))],
-                            list(DENOISER_READOUTS))
+        return TrainingPlan(
+            [Trainable("denoiser", new_denoiser(config), epsilon_loss(VPSchedule(config.schedule)))],
+            list(DENOISER_READOUTS),
+        )
     if config.method == "ppii":
         return TrainingPlan([Trainable("ppii", new_ppii_net(config), ppii_loss(config.generator))], ["ppii"])
     if config.method == "cddpm":
@@ -76,14 +79,20 @@ def training_plan(config, dissolver: Dissolver | None = None, dissolver_record: 
 def cddpm_plan(config) -> TrainingPlan:
     """One network per task fold; after training, each fold is scored on its two held-out tasks."""
     tasks = make_tasks(foreign_images(config.preprocess.image_size))
-    networks = [Trainable(fold.component, new_conditional_unet(config), conditional_loss(config, tasks, fold),
-                          {"train_tasks": list(fold.train_tasks), "monitor_tasks": list(fold.monitor_tasks)})
-                for fold in task_folds(config.cddpm.folds)]
+    networks = [
+        Trainable(
+            fold.component,
+            new_conditional_unet(config),
+            conditional_loss(config, tasks, fold),
+            {"train_tasks": list(fold.train_tasks), "monitor_tasks": list(fold.monitor_tasks)},
+        )
+        for fold in task_folds(config.cddpm.folds)
+    ]
 
     def monitor_folds(trained: Trained) -> dict:
         normals, _ = validation_sample(trained.data_root, config.cddpm.monitor_images)
         images = load_training_images([item.path for item in normals], config.preprocess).to(trained.device)
-        for fold, record in zip(task_folds(config.cddpm.folds), trained.records):
+        for fold, record in zip(task_folds(config.cddpm.folds), trained.records, strict=True):
             generator = torch.Generator(device=trained.device).manual_seed(config.cddpm.seed)
             record.update(monitor_fold(trained.networks[fold.component], images, tasks, fold, config, generator))
         return {}
@@ -96,19 +105,27 @@ def dia_plan(config, dissolver: Dissolver, dissolver_record: dict) -> TrainingPl
     so that the bundle can show dissolved images without its source bundle."""
 
     def bank_and_dissolver(trained: Trained) -> dict:
-        bank_images = trained.data[:config.dia.feature_bank_size].to(trained.device)
+        bank_images = trained.data[: config.dia.feature_bank_size].to(trained.device)
         encoder = trained.networks["encoder"].to(trained.device)
         trained.networks["bank"] = build_feature_bank(encoder, bank_images, config.dia)
         trained.networks["dissolver"] = dissolver.denoiser
         return {"dissolver": dissolver_record}
 
-    return TrainingPlan([Trainable("encoder", new_encoder(config), dia_loss(config.dia, dissolver))], ["dia"],
-                        bank_and_dissolver)
+    return TrainingPlan(
+        [Trainable("encoder", new_encoder(config), dia_loss(config.dia, dissolver))], ["dia"], bank_and_dissolver
+    )
 
 
-def fit_method(config, data_root: Path, out: Path, device: torch.device | None = None, show_progress: bool = True,
-               keep_checkpoint: bool = False, half_weights: bool = False,
-               denoiser: ModelBundle | None = None) -> ModelBundle:
+def fit_method(
+    config,
+    data_root: Path,
+    out: Path,
+    device: torch.device | None = None,
+    show_progress: bool = True,
+    keep_checkpoint: bool = False,
+    half_weights: bool = False,
+    denoiser: ModelBundle | None = None,
+) -> ModelBundle:
     """Train a method on data_root/train/good and write a calibrated bundle to `out`. DIA needs
     `denoiser`, a trained denoiser bundle whose weights travel inside the DIA bundle."""
     device = device or pick_device()
@@ -120,8 +137,15 @@ def fit_method(config, data_root: Path, out: Path, device: torch.device | None =
     trained = Trained({}, [], data, data_root, device)
     for spec in plan.networks:
         # One checkpoint folder per network, so an interrupted multi-fold run resumes where it stopped.
-        result = train(spec.model, spec.loss, data, config.train,
-                       workdir if len(plan.networks) == 1 else workdir / spec.component, device, show_progress)
+        result = train(
+            spec.model,
+            spec.loss,
+            data,
+            config.train,
+            workdir if len(plan.networks) == 1 else workdir / spec.component,
+            device,
+            show_progress,
+        )
         trained.networks[spec.component] = result.model
         trained.records.append(dict(training_record(result), component=spec.component, **spec.details))
     extra = plan.finish(trained)  # before the manifest: cddpm's finish adds each fold's monitoring figures
@@ -147,8 +171,10 @@ def dia_dissolver(config, denoiser: ModelBundle | None, device: torch.device) ->
         return None
     channels = denoiser.manifest["config"]["preprocess"]["channels"]
     if channels != config.preprocess.channels:
-        raise DataError(f"{denoiser.path.name}: the denoiser was trained on {channels}-channel images but dia is"
-                        f" configured for {config.preprocess.channels}; train a denoiser on the same data")
+        raise DataError(
+            f"{denoiser.path.name}: the denoiser was trained on {channels}-channel images but dia is"
+            f" configured for {config.preprocess.channels}; train a denoiser on the same data"
+        )
     return load_dissolver(denoiser.manifest, denoiser.state_dict("denoiser"), config.dia.dissolve_size, device)
 
 
@@ -160,13 +186,22 @@ def dissolver_record(denoiser: ModelBundle | None) -> dict | None:
 
 
 def training_data_record(data_root: Path, files: list[Path], n_images: int) -> dict:
-    return dict(describe_dataset(data_root), folder=data_root.name, n_train_files=len(files),
-                n_train_images=int(n_images), sha256=folder_hash(files))
+    return dict(
+        describe_dataset(data_root),
+        folder=data_root.name,
+        n_train_files=len(files),
+        n_train_images=int(n_images),
+        sha256=folder_hash(files),
+    )
 
 
 def training_record(result) -> dict:
-    return {"steps": result.steps, "seconds": round(result.seconds, 1), "device": result.device,
-            "final_loss": float(np.mean(result.losses[-50:])) if result.losses else None}
+    return {
+        "steps": result.steps,
+        "seconds": round(result.seconds, 1),
+        "device": result.device,
+        "final_loss": float(np.mean(result.losses[-50:])) if result.losses else None,
+    }
 
 
 def calibrate(bundle: ModelBundle, data_root: Path, device: torch.device, max_images: int) -> ModelBundle:
@@ -178,7 +213,8 @@ def calibrate(bundle: ModelBundle, data_root: Path, device: torch.device, max_im
     for readout in bundle.manifest.get("readouts", [bundle.method]):
         predictor = make_predictor(bundle, device, readout, precision="fp32")
         calibration[readout], metrics[readout] = calibrate_predictor(
-            predictor, normals, anomalous, config["calibration"]["target_fpr"], config[readout]["k_sigma"])
+            predictor, normals, anomalous, config["calibration"]["target_fpr"], config[readout]["k_sigma"]
+        )
     return update_manifest(bundle, calibration=calibration, validation_metrics=metrics)
 
 
@@ -187,40 +223,56 @@ def validation_sample(data_root: Path, max_images: int) -> tuple[list, list]:
     if not any(item.kind == "good" for item in items):
         raise DataError(f"{data_root}: no val/good images to calibrate thresholds on; run `anomascope prepare`")
     rng = np.random.default_rng(0)
-    return (_sample([i for i in items if i.kind == "good"], max_images, rng),
-            _sample([i for i in items if i.kind != "good"], max_images, rng))
+    return (
+        _sample([i for i in items if i.kind == "good"], max_images, rng),
+        _sample([i for i in items if i.kind != "good"], max_images, rng),
+    )
 
 
-def calibrate_predictor(predictor, normals: list, anomalous: list, target_fpr: float, k: float,
-                        provenance: str = "val split") -> tuple[dict, dict]:
+def calibrate_predictor(
+    predictor, normals: list, anomalous: list, target_fpr: float, k: float, provenance: str = "val split"
+) -> tuple[dict, dict]:
     """(calibration, validation metrics) of one read-out: normal statistics, k-sigma and target-FPR
     thresholds from normal images, max-F1 from images with masks. A method without maps (DIA) is
     calibrated on image scores: its thresholds say which images to flag."""
     normal_results = [score_case(predictor, load_case(i.path)) for i in normals]
     normal_scores = np.array([r.image_score for r in normal_results])
-    pixel_level = all(r.heatmap is not None for r in normal_results)
-    normal_pixels = (np.concatenate([r.heatmap.ravel() for r in normal_results]) if pixel_level else normal_scores)
+    normal_maps = [r.heatmap for r in normal_results if r.heatmap is not None]
+    pixel_level = len(normal_maps) == len(normal_results)
+    normal_pixels = np.concatenate([h.ravel() for h in normal_maps]) if pixel_level else normal_scores
     stats = cal.normal_statistics(normal_pixels, normal_scores)
     source = f"{provenance}: {len(normals)} normal images"
     thresholds = {
         "k_sigma": {"value": cal.threshold_k_sigma(stats, k), "k": k, "provenance": source},
-        "target_fpr": {"value": cal.threshold_at_fpr(normal_pixels, target_fpr), "fpr": target_fpr, "provenance": source},
+        "target_fpr": {
+            "value": cal.threshold_at_fpr(normal_pixels, target_fpr),
+            "fpr": target_fpr,
+            "provenance": source,
+        },
     }
-    metrics = {"n_normal": len(normals), "n_anomalous": len(anomalous)}
+    metrics: dict[str, float | None] = {"n_normal": len(normals), "n_anomalous": len(anomalous)}
     if anomalous:
         anomalous_results = [score_case(predictor, load_case(i.path)) for i in anomalous]
         scores = np.concatenate([normal_scores, [r.image_score for r in anomalous_results]])
         labels = np.concatenate([np.zeros(len(normals)), np.ones(len(anomalous))])
         metrics.update(image_auroc=auroc(scores, labels), image_ap=average_precision(scores, labels))
-        masked = [(r, read_mask(i.mask_path)) for r, i in zip(anomalous_results, anomalous) if i.mask_path]
+        masked = [
+            (r.heatmap, read_mask(i.mask_path))
+            for r, i in zip(anomalous_results, anomalous, strict=True)
+            if i.mask_path and r.heatmap is not None
+        ]
         if masked and pixel_level:
-            pixel_scores = np.concatenate([normal_pixels] + [r.heatmap[0].ravel() for r, _ in masked])
+            pixel_scores = np.concatenate([normal_pixels] + [h[0].ravel() for h, _ in masked])
             pixel_labels = np.concatenate([np.zeros(normal_pixels.size)] + [m.ravel() for _, m in masked])
             value, f1 = cal.threshold_max_f1(pixel_scores, pixel_labels)
-            thresholds["max_f1"] = {"value": value, "f1": f1,
-                                    "provenance": f"{provenance}: {len(masked)} images with masks + normals"}
-            metrics.update(pixel_auroc=auroc(pixel_scores, pixel_labels),
-                           pixel_ap=average_precision(pixel_scores, pixel_labels))
+            thresholds["max_f1"] = {
+                "value": value,
+                "f1": f1,
+                "provenance": f"{provenance}: {len(masked)} images with masks + normals",
+            }
+            metrics.update(
+                pixel_auroc=auroc(pixel_scores, pixel_labels), pixel_ap=average_precision(pixel_scores, pixel_labels)
+            )
         elif not pixel_level:
             value, f1 = cal.threshold_max_f1(scores, labels)
             thresholds["max_f1"] = {"value": value, "f1": f1, "provenance": f"{provenance}: image labels"}

@@ -1,4 +1,5 @@
 """Scoring whole cases: preprocessing, batched prediction, maps back on the original pixel grid."""
+
 from __future__ import annotations
 
 import time
@@ -8,7 +9,7 @@ import numpy as np
 import torch
 
 from .io import Case
-from .methods import Predictor
+from .methods import MapPredictor, Predictor
 from .preprocess import InputMismatchError, to_model_input, to_original_grid
 
 
@@ -39,25 +40,32 @@ def score_case(predictor: Predictor, case: Case, batch_size: int = 8) -> CaseRes
         raise InputMismatchError(name, "the image holds NaN or infinite intensities; no method can score it")
     inputs, geometries = [], []
     for index in range(case.shape[0]):
-        x, geometry = to_model_input(case.pixels[index], case.window, predictor.preprocess, predictor.stride,
-                                     source=name if case.shape[0] == 1 else f"{name} slice {index}")
+        x, geometry = to_model_input(
+            case.pixels[index],
+            case.window,
+            predictor.preprocess,
+            predictor.stride,
+            source=name if case.shape[0] == 1 else f"{name} slice {index}",
+        )
         inputs.append(x)
         geometries.append(geometry)
     heatmaps, scores, restorations, uncertainties = [], [], [], []
     for start in range(0, len(inputs), batch_size):
-        batch = torch.stack(inputs[start:start + batch_size])
-        result = predictor.predict(batch)
-        for offset, geometry in enumerate(geometries[start:start + batch_size]):
-            if result.heatmap is not None:
-                heatmap = to_original_grid(result.heatmap[offset], geometry)
+        batch = torch.stack(inputs[start : start + batch_size])
+        predicted = predictor.predict(batch)
+        for offset, geometry in enumerate(geometries[start : start + batch_size]):
+            if predicted.heatmap is not None:
+                if not isinstance(predictor, MapPredictor):
+                    raise TypeError(f"{predictor.name} returns maps, so it must be a MapPredictor (with reduce)")
+                heatmap = to_original_grid(predicted.heatmap[offset], geometry)
                 heatmaps.append(heatmap)
                 scores.append(predictor.reduce(heatmap))
             else:
-                scores.append(float(result.image_score[offset]))
-            if result.restoration is not None:
-                restorations.append(to_original_grid(result.restoration[offset], geometry))
-            if result.uncertainty is not None:
-                uncertainties.append(to_original_grid(result.uncertainty[offset], geometry))
+                scores.append(float(predicted.image_score[offset]))
+            if predicted.restoration is not None:
+                restorations.append(to_original_grid(predicted.restoration[offset], geometry))
+            if predicted.uncertainty is not None:
+                uncertainties.append(to_original_grid(predicted.uncertainty[offset], geometry))
     result = CaseResult(
         heatmap=np.stack(heatmaps) if heatmaps else None,
         slice_scores=np.asarray(scores, dtype=np.float64),
@@ -74,5 +82,7 @@ def _check_finite(predictor: Predictor, name: str, result: CaseResult) -> None:
         values = getattr(result, what)
         if values is not None and not np.isfinite(values).all():
             bad = int(np.count_nonzero(~np.isfinite(values)))
-            raise NonFiniteResultError(f"{name}: {predictor.name} produced {bad:,} NaN or infinite values in its "
-                                       f"{what.replace('_', ' ')}; nothing is shown or saved from this run")
+            raise NonFiniteResultError(
+                f"{name}: {predictor.name} produced {bad:,} NaN or infinite values in its "
+                f"{what.replace('_', ' ')}; nothing is shown or saved from this run"
+            )

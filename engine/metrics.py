@@ -1,10 +1,12 @@
 """Detection and localisation metrics, the same code for every method.
 
-Threshold-free curves come from scikit-learn; FROC follows MONAI's definition (checked against it in the tests). Pixel metrics pool all test
+Threshold-free curves come from scikit-learn; FROC follows MONAI's definition (checked against it in the
+tests). Pixel metrics pool all test
 pixels (normal images contribute only negatives). Bootstrap standard deviations resample images,
 or whole groups (patient, lesion) where the split records them, as in SANO's tables; pixel metrics
 inside the bootstrap use per-image score histograms so 1000 resamples stay fast.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -73,7 +75,7 @@ def detections(heatmap: np.ndarray, mask: np.ndarray | None, min_distance: int =
     lesions, count = ndimage.label(mask)
     lesion_of_peak = lesions[peaks]
     best = np.zeros(count)
-    for label, score in zip(lesion_of_peak[lesion_of_peak > 0], scores[lesion_of_peak > 0]):
+    for label, score in zip(lesion_of_peak[lesion_of_peak > 0], scores[lesion_of_peak > 0], strict=True):
         best[label - 1] = max(best[label - 1], score)
     return Detections(scores[lesion_of_peak == 0], best)
 

@@ -1,4 +1,5 @@
 """Method preprocessing: Case pixels to model input and model maps back to the original pixel grid."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,29 +35,35 @@ def window_to_unit(pixels: np.ndarray, window: tuple[float, float]) -> np.ndarra
     return np.clip((pixels - (centre - width / 2.0)) / max(width, 1e-6), 0.0, 1.0).astype(np.float32)
 
 
-def to_model_input(pixels: np.ndarray, window: tuple[float, float], config: PreprocessConfig, stride: int,
-                   source: str = "image") -> tuple[torch.Tensor, Geometry]:
+def to_model_input(
+    pixels: np.ndarray, window: tuple[float, float], config: PreprocessConfig, stride: int, source: str = "image"
+) -> tuple[torch.Tensor, Geometry]:
     """(C, H, W) in modality units to a (C, h, w) tensor in [-1, 1] and its Geometry."""
     channels, height, width = pixels.shape
     if config.channels == 1 and channels == 3 and (pixels == pixels[:1]).all():
         pixels, channels = pixels[:1], 1  # a greyscale image stored as RGB
     if config.channels and channels != config.channels:
         raise InputMismatchError(
-            source, f"has {channels} channel(s) but this model was trained on {config.channels}-channel images"
-            f" ({'RGB' if config.channels == 3 else 'greyscale'}); choose a bundle trained on matching images")
+            source,
+            f"has {channels} channel(s) but this model was trained on {config.channels}-channel images"
+            f" ({'RGB' if config.channels == 3 else 'greyscale'}); choose a bundle trained on matching images",
+        )
     if min(height, width) < config.min_side:
         raise InputMismatchError(source, f"is {width}x{height} px, smaller than the {config.min_side} px minimum")
     x = torch.from_numpy(window_to_unit(pixels, window)) * 2.0 - 1.0
     if config.mode == "resize":
-        x = F.interpolate(x[None], size=(config.image_size, config.image_size), mode="bilinear",
-                          antialias=True, align_corners=False)[0]
+        x = F.interpolate(
+            x[None], size=(config.image_size, config.image_size), mode="bilinear", antialias=True, align_corners=False
+        )[0]
         return x, Geometry((height, width), (config.image_size, config.image_size), (0, 0), True)
     if config.mode != "native":
         raise ValueError(f"unknown preprocessing mode {config.mode!r}")
     if max(height, width) > config.max_side:
         raise InputMismatchError(
-            source, f"is {width}x{height} px; this bundle scores at native pixel scale up to {config.max_side} px a side"
-            " (it was trained on crops at the source resolution): crop or downsample the image first")
+            source,
+            f"is {width}x{height} px; this bundle scores at native pixel scale up to {config.max_side} px a side"
+            " (it was trained on crops at the source resolution): crop or downsample the image first",
+        )
     pad_h, pad_w = (-height) % stride, (-width) % stride
     if pad_h or pad_w:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"

@@ -1,4 +1,5 @@
 """Noise schedules and the maths of the forward process, in one place (no networks here)."""
+
 from __future__ import annotations
 
 import math
@@ -15,10 +16,15 @@ class VPSchedule:
     def __init__(self, config: ScheduleConfig):
         self.config = config
         self.scheduler = DDPMScheduler(
-            num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
-            beta_end=config.beta_end, beta_schedule="linear", prediction_type="epsilon", clip_sample=False,
+            num_train_timesteps=config.num_train_timesteps,
+            beta_start=config.beta_start,
+            beta_end=config.beta_end,
+            beta_schedule="linear",
+            prediction_type="epsilon",
+            clip_sample=False,
         )
-        self.alphas_cumprod = self.scheduler.alphas_cumprod.to(torch.float64)
+        # Set in DDPMScheduler.__init__, behind a config decorator that hides it from type checkers.
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.to(torch.float64)  # type: ignore[attr-defined]
 
     @property
     def num_timesteps(self) -> int:
@@ -56,9 +62,15 @@ def spr_noise_scale(sigma: float, k: float) -> float:
 def make_sampler(config: ScheduleConfig, sampler: str, prediction_type: str = "epsilon"):
     """A diffusers scheduler over the training schedule: "ddpm" (ancestral, the full chain) or "ddim"
     (deterministic, eta = 0, few steps)."""
-    kwargs = dict(num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
-                  beta_end=config.beta_end, beta_schedule="linear", prediction_type=prediction_type,
-                  clip_sample=True, clip_sample_range=1.0)
+    kwargs = dict(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+        beta_schedule="linear",
+        prediction_type=prediction_type,
+        clip_sample=True,
+        clip_sample_range=1.0,
+    )
     if sampler == "ddpm":
         return DDPMScheduler(**kwargs)
     if sampler == "ddim":
@@ -67,8 +79,9 @@ def make_sampler(config: ScheduleConfig, sampler: str, prediction_type: str = "e
 
 
 @torch.no_grad()
-def sample_conditioned(model: torch.nn.Module, condition: torch.Tensor, scheduler, steps: int,
-                       generator: torch.Generator) -> torch.Tensor:
+def sample_conditioned(
+    model: torch.nn.Module, condition: torch.Tensor, scheduler, steps: int, generator: torch.Generator
+) -> torch.Tensor:
     """Map Gaussian noise to an image, concatenating `condition` to x_t at every step (image-conditioned
     reverse diffusion). Returns (N, C, H, W) in [-1, 1]."""
     scheduler.set_timesteps(min(steps, scheduler.config.num_train_timesteps), device=condition.device)

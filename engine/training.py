@@ -1,12 +1,13 @@
 """A reusable training loop: seeded batches, Adam/AdamW, EMA, clipping, checkpoints and resume."""
+
 from __future__ import annotations
 
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -39,7 +40,7 @@ class EMA:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         # One fused call for all parameters: a per-tensor loop costs hundreds of kernel launches a step.
         torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1.0 - decay)
-        for ema_b, b in zip(self.model.buffers(), model.buffers()):
+        for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
             ema_b.copy_(b)
 
 
@@ -62,17 +63,27 @@ def total_steps(config: TrainConfig, n_samples: int) -> int:
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     kind = config.optimizer.lower()
-    params = dict(lr=config.learning_rate, betas=tuple(config.adam_betas), weight_decay=config.weight_decay)
+    beta1, beta2 = config.adam_betas
     if kind == "adam":
-        return torch.optim.Adam(model.parameters(), **params)
+        return torch.optim.Adam(
+            model.parameters(), lr=config.learning_rate, betas=(beta1, beta2), weight_decay=config.weight_decay
+        )
     if kind == "adamw":
-        return torch.optim.AdamW(model.parameters(), **params)
+        return torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, betas=(beta1, beta2), weight_decay=config.weight_decay
+        )
     raise ValueError(f"unknown optimizer {config.optimizer!r}; use adam or adamw")
 
 
-def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor],
-          data: torch.Tensor, config: TrainConfig, workdir: Path, device: torch.device | None = None,
-          show_progress: bool = True) -> TrainResult:
+def train(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor],
+    data: torch.Tensor,
+    config: TrainConfig,
+    workdir: Path,
+    device: torch.device | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
     """Minimise loss_fn(model, batch, generator) over random batches of `data`.
 
     A checkpoint is written to workdir every `checkpoint_every` steps and at the end; if one is
@@ -117,8 +128,18 @@ def train(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, torch.Tens
             bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
             pending = []
         if done % config.checkpoint_every == 0 or done == steps:
-            _save(checkpoint, done, losses, time.perf_counter() - began, model, ema, optimizer, scheduler,
-                  generator, noise_generator)
+            _save(
+                checkpoint,
+                done,
+                losses,
+                time.perf_counter() - began,
+                model,
+                ema,
+                optimizer,
+                scheduler,
+                generator,
+                noise_generator,
+            )
     bar.close()
     return TrainResult(ema.model.eval(), steps, time.perf_counter() - began, str(device), losses)
 
@@ -131,10 +152,16 @@ def _autocast(device: torch.device, mixed_precision: str):
 
 def _save(path: Path, step, losses, seconds, model, ema, optimizer, scheduler, generator, noise_generator) -> None:
     state = {
-        "step": step, "losses": losses, "seconds": seconds,
-        "model": model.state_dict(), "ema": ema.model.state_dict(), "ema_updates": ema.updates,
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "generator": generator.get_state(), "noise_generator": noise_generator.get_state(),
+        "step": step,
+        "losses": losses,
+        "seconds": seconds,
+        "model": model.state_dict(),
+        "ema": ema.model.state_dict(),
+        "ema_updates": ema.updates,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "noise_generator": noise_generator.get_state(),
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)

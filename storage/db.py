@@ -5,12 +5,13 @@ a server that cannot be reached, a file that is not a database, another applicat
 schema from a newer Anomascope each give one StorageError sentence. It is migrated only when its
 schema is older than this version's, so a read-only database at the current schema can be exported.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -47,7 +48,10 @@ def _alembic_config() -> Config:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise StorageError(f"no schema migrations found in {MIGRATIONS}: the installation is incomplete")
+    return head
 
 
 class Database:
@@ -71,8 +75,10 @@ class Database:
                 connection.close()
         if migrate and revision != head_revision():
             if self.read_only:
-                raise StorageError(f"{self.shown} is read-only and its schema ({revision or 'empty'}) needs upgrading "
-                                   f"to {head_revision()}; open it once where it can be written")
+                raise StorageError(
+                    f"{self.shown} is read-only and its schema ({revision or 'empty'}) needs upgrading "
+                    f"to {head_revision()}; open it once where it can be written"
+                )
             self.upgrade()
 
     def upgrade(self, revision: str = "head") -> None:
@@ -82,8 +88,9 @@ class Database:
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
         except SQLAlchemyError as exc:
-            raise StorageError(f"{self.shown}: migrating the schema failed and was rolled back "
-                               f"({_first_line(exc)})") from exc
+            raise StorageError(
+                f"{self.shown}: migrating the schema failed and was rolled back ({_first_line(exc)})"
+            ) from exc
 
     def revision(self) -> str | None:
         with self.engine.connect() as connection:
@@ -96,20 +103,27 @@ class Database:
         try:
             with self.engine.connect() as connection:
                 tables = set(inspect(connection).get_table_names())
-                revision = (connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-                            if "alembic_version" in tables else None)
+                revision = (
+                    connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+                    if "alembic_version" in tables
+                    else None
+                )
         except SQLAlchemyError as exc:
             raise StorageError(_open_failure(self.shown, exc)) from exc
         if tables and revision is None:
-            raise StorageError(f"{self.shown} holds another application's tables ({', '.join(sorted(tables)[:5])}) "
-                               "and no Anomascope schema; give a new database")
+            raise StorageError(
+                f"{self.shown} holds another application's tables ({', '.join(sorted(tables)[:5])}) "
+                "and no Anomascope schema; give a new database"
+            )
         if revision is not None:
             try:
                 ScriptDirectory.from_config(_alembic_config()).get_revision(revision)
             except CommandError:
-                raise StorageError(f"{self.shown} has schema revision {revision!r}, which this Anomascope (schema "
-                                   f"{head_revision()}) does not know: a newer Anomascope or another application "
-                                   "wrote it") from None
+                raise StorageError(
+                    f"{self.shown} has schema revision {revision!r}, which this Anomascope (schema "
+                    f"{head_revision()}) does not know: a newer Anomascope or another application "
+                    "wrote it"
+                ) from None
         return revision
 
     @contextmanager
@@ -120,8 +134,9 @@ class Database:
             with session.begin():
                 yield session
         except SQLAlchemyError as exc:
-            raise StorageError(f"database write failed and was rolled back: {type(exc).__name__}: "
-                               f"{_first_line(exc)}") from exc
+            raise StorageError(
+                f"database write failed and was rolled back: {type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
         finally:
             session.close()
 
@@ -137,8 +152,10 @@ def _parse(url: str) -> URL:
     try:
         return make_url(url)
     except ArgumentError as exc:
-        raise StorageError(f"the database URL {url.split('@')[-1]!r} cannot be parsed (expected e.g. "
-                           "sqlite:///data/anomascope.sqlite or postgresql+psycopg2://user:password@host/name)") from exc
+        raise StorageError(
+            f"the database URL {url.split('@')[-1]!r} cannot be parsed (expected e.g. "
+            "sqlite:///data/anomascope.sqlite or postgresql+psycopg2://user:password@host/name)"
+        ) from exc
 
 
 def _sqlite_path(url: URL) -> Path | None:

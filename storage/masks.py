@@ -1,4 +1,5 @@
 """Lossless compact encoding of binary masks for the database."""
+
 from __future__ import annotations
 
 import zlib

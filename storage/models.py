@@ -1,4 +1,5 @@
 """Database models (SQLAlchemy 2). Everything a reader saves; nothing about how it was computed."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -147,8 +148,10 @@ def _check_lengths(mapper, _connection, target) -> None:
         limit = getattr(attribute.columns[0].type, "length", None)
         value = getattr(target, attribute.key, None)
         if limit and isinstance(value, str) and len(value) > limit:
-            raise StorageError(f"the {attribute.key.replace('_', ' ')} is {len(value):,} characters long; at most "
-                               f"{limit} are stored, so nothing was saved")
+            raise StorageError(
+                f"the {attribute.key.replace('_', ' ')} is {len(value):,} characters long; at most "
+                f"{limit} are stored, so nothing was saved"
+            )
 
 
 class ImmutableRowError(RuntimeError):

@@ -1,4 +1,5 @@
 """Reading and writing the record: each public write is one transaction, audited in the same one."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,38 +20,86 @@ def audit(session, actor: str, action: str, target: str, **details) -> None:
     session.add(AuditEvent(actor=actor, action=action, target=target, details=details))
 
 
-def add_case(db: Database, *, content_hash: str, source_name: str, format: str, modality: str, shape: list,
-             spacing: list | None, metadata: dict, actor: str) -> Case:
+def add_case(
+    db: Database,
+    *,
+    content_hash: str,
+    source_name: str,
+    format: str,
+    modality: str,
+    shape: list,
+    spacing: list | None,
+    metadata: dict,
+    actor: str,
+) -> Case:
     """The case with this content hash, added if it is new (opening the same file twice is one case)."""
     with db.transaction() as session:
         existing = session.scalar(select(Case).where(Case.content_hash == content_hash))
         if existing is not None:
             return existing
-        case = Case(content_hash=content_hash, source_name=source_name, format=format, modality=modality,
-                    shape=list(shape), spacing=None if spacing is None else list(spacing), metadata_json=metadata)
+        case = Case(
+            content_hash=content_hash,
+            source_name=source_name,
+            format=format,
+            modality=modality,
+            shape=list(shape),
+            spacing=None if spacing is None else list(spacing),
+            metadata_json=metadata,
+        )
         session.add(case)
         session.flush()
         audit(session, actor, "case.add", f"case:{case.id}", source=source_name)
         return case
 
 
-def record_run(db: Database, *, case_id: int, method: str, bundle_id: str, weights_hash: str, parameters: dict,
-               threshold: float | None, threshold_method: str | None, image_score: float | None,
-               seconds: float | None, device: str | None, actor: str) -> InferenceRun:
+def record_run(
+    db: Database,
+    *,
+    case_id: int,
+    method: str,
+    bundle_id: str,
+    weights_hash: str,
+    parameters: dict,
+    threshold: float | None,
+    threshold_method: str | None,
+    image_score: float | None,
+    seconds: float | None,
+    device: str | None,
+    actor: str,
+) -> InferenceRun:
     with db.transaction() as session:
-        run = InferenceRun(case_id=case_id, method=method, bundle_id=bundle_id, weights_hash=weights_hash,
-                           parameters=parameters, threshold=threshold, threshold_method=threshold_method,
-                           image_score=image_score, seconds=seconds, device=device)
+        run = InferenceRun(
+            case_id=case_id,
+            method=method,
+            bundle_id=bundle_id,
+            weights_hash=weights_hash,
+            parameters=parameters,
+            threshold=threshold,
+            threshold_method=threshold_method,
+            image_score=image_score,
+            seconds=seconds,
+            device=device,
+        )
         session.add(run)
         session.flush()
         audit(session, actor, "run.add", f"run:{run.id}", case_id=case_id, method=method, bundle_id=bundle_id)
         return run
 
 
-def save_annotation(db: Database, *, case_id: int, mask: np.ndarray, author: str, run_id: int | None = None,
-                    slice_index: int | None = None, label: str | None = None, note: str | None = None,
-                    corrects: str | None = None, threshold: float | None = None,
-                    threshold_method: str | None = None) -> Annotation:
+def save_annotation(
+    db: Database,
+    *,
+    case_id: int,
+    mask: np.ndarray,
+    author: str,
+    run_id: int | None = None,
+    slice_index: int | None = None,
+    label: str | None = None,
+    note: str | None = None,
+    corrects: str | None = None,
+    threshold: float | None = None,
+    threshold_method: str | None = None,
+) -> Annotation:
     """Store a mask. With `corrects` (a lineage id) it becomes the next version of that annotation;
     earlier versions stay as they were. Concurrent corrections each get their own version number."""
     if not author or not author.strip():
@@ -67,23 +116,45 @@ def save_annotation(db: Database, *, case_id: int, mask: np.ndarray, author: str
                     # Correctors of one lineage queue on its first version's row (PostgreSQL; SQLite's
                     # BEGIN IMMEDIATE already queues every writer), so each reads the latest version after
                     # the one before it committed instead of racing for the same number.
-                    session.execute(select(Annotation.id).where(Annotation.lineage == corrects)
-                                    .order_by(Annotation.version).limit(1).with_for_update())
+                    session.execute(
+                        select(Annotation.id)
+                        .where(Annotation.lineage == corrects)
+                        .order_by(Annotation.version)
+                        .limit(1)
+                        .with_for_update()
+                    )
                     latest = session.scalar(select(func.max(Annotation.version)).where(Annotation.lineage == corrects))
                     if latest is None:
                         raise StorageError(f"no annotation with lineage {corrects} to correct")
                     version, lineage = latest + 1, corrects
-                annotation = Annotation(case_id=case_id, run_id=run_id, slice_index=slice_index, mask_shape=shape,
-                                        mask_data=data, author=author.strip(), label=label, note=note, version=version,
-                                        threshold=threshold, threshold_method=threshold_method)
+                annotation = Annotation(
+                    case_id=case_id,
+                    run_id=run_id,
+                    slice_index=slice_index,
+                    mask_shape=shape,
+                    mask_data=data,
+                    author=author.strip(),
+                    label=label,
+                    note=note,
+                    version=version,
+                    threshold=threshold,
+                    threshold_method=threshold_method,
+                )
                 if lineage:
                     annotation.lineage = lineage
                 session.add(annotation)
                 session.flush()
                 if not np.array_equal(decode_mask(annotation.mask_shape, annotation.mask_data), mask.astype(bool)):
                     raise StorageError("the mask did not read back as it was given; nothing was saved")
-                audit(session, author.strip(), "annotation.correct" if corrects else "annotation.add",
-                      f"annotation:{annotation.id}", lineage=annotation.lineage, version=version, case_id=case_id)
+                audit(
+                    session,
+                    author.strip(),
+                    "annotation.correct" if corrects else "annotation.add",
+                    f"annotation:{annotation.id}",
+                    lineage=annotation.lineage,
+                    version=version,
+                    case_id=case_id,
+                )
                 return annotation
         except StorageError as exc:
             # Another writer took this version number first (PostgreSQL); read the new latest and retry.
@@ -92,7 +163,9 @@ def save_annotation(db: Database, *, case_id: int, mask: np.ndarray, author: str
             raise
 
 
-def save_preset(db: Database, *, bundle_id: str, name: str, value: float, provenance: str, actor: str) -> ThresholdPreset:
+def save_preset(
+    db: Database, *, bundle_id: str, name: str, value: float, provenance: str, actor: str
+) -> ThresholdPreset:
     with db.transaction() as session:
         preset = ThresholdPreset(bundle_id=bundle_id, name=name, value=float(value), provenance=provenance)
         session.add(preset)
@@ -113,8 +186,12 @@ def case_history(db: Database, case_id: int) -> CaseHistory:
         case = session.get(Case, case_id)
         if case is None:
             raise StorageError(f"no case {case_id}")
-        runs = list(session.scalars(select(InferenceRun).where(InferenceRun.case_id == case_id).order_by(InferenceRun.id)))
-        annotations = list(session.scalars(select(Annotation).where(Annotation.case_id == case_id).order_by(Annotation.id)))
+        runs = list(
+            session.scalars(select(InferenceRun).where(InferenceRun.case_id == case_id).order_by(InferenceRun.id))
+        )
+        annotations = list(
+            session.scalars(select(Annotation).where(Annotation.case_id == case_id).order_by(Annotation.id))
+        )
         return CaseHistory(case, runs, annotations)
 
 
@@ -127,9 +204,13 @@ def case_summaries(db: Database, limit: int = 200) -> list[tuple[Case, int, int]
     """Newest cases first, each with its number of runs and annotations, in one query."""
     runs = select(InferenceRun.case_id, func.count().label("n")).group_by(InferenceRun.case_id).subquery()
     notes = select(Annotation.case_id, func.count().label("n")).group_by(Annotation.case_id).subquery()
-    query = (select(Case, func.coalesce(runs.c.n, 0), func.coalesce(notes.c.n, 0))
-             .outerjoin(runs, runs.c.case_id == Case.id).outerjoin(notes, notes.c.case_id == Case.id)
-             .order_by(Case.created.desc(), Case.id.desc()).limit(limit))
+    query = (
+        select(Case, func.coalesce(runs.c.n, 0), func.coalesce(notes.c.n, 0))
+        .outerjoin(runs, runs.c.case_id == Case.id)
+        .outerjoin(notes, notes.c.case_id == Case.id)
+        .order_by(Case.created.desc(), Case.id.desc())
+        .limit(limit)
+    )
     with db.sessions() as session:
         return [(case, int(n_runs), int(n_notes)) for case, n_runs, n_notes in session.execute(query)]
 
@@ -141,9 +222,15 @@ class ExportRow:
     run: InferenceRun | None
 
 
-def annotations_for_export(db: Database, since: dt.datetime | None = None, author: str | None = None) -> list[ExportRow]:
-    query = select(Annotation, Case, InferenceRun).join(Case, Annotation.case_id == Case.id) \
-        .outerjoin(InferenceRun, Annotation.run_id == InferenceRun.id).order_by(Annotation.id)
+def annotations_for_export(
+    db: Database, since: dt.datetime | None = None, author: str | None = None
+) -> list[ExportRow]:
+    query = (
+        select(Annotation, Case, InferenceRun)
+        .join(Case, Annotation.case_id == Case.id)
+        .outerjoin(InferenceRun, Annotation.run_id == InferenceRun.id)
+        .order_by(Annotation.id)
+    )
     if since is not None:
         query = query.where(Annotation.created >= since)
     if author is not None:

@@ -1,5 +1,6 @@
 """Reader accounts: names with argon2id password hashes (argon2-cffi). An account is disabled, never
 deleted, because the audit trail names its reader."""
+
 from __future__ import annotations
 
 from argon2 import PasswordHasher

@@ -1,4 +1,5 @@
 """The command line as a user runs it: a separate process, its output captured."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,23 @@ def train_tiny(method: str, data: Path, bundle: Path, config_toml: str, *extra) 
     """`anomascope train` for 2 steps at 32 px with a tiny config; the new bundle's manifest."""
     config = bundle.with_name(f"{bundle.name}.toml")
     config.write_text(config_toml)
-    trained = anomascope("train", "--method", method, "--data", data, "--out", bundle, "--config", config,
-                         "--steps", 2, "--image-size", 32, "--quiet", *extra)
+    trained = anomascope(
+        "train",
+        "--method",
+        method,
+        "--data",
+        data,
+        "--out",
+        bundle,
+        "--config",
+        config,
+        "--steps",
+        2,
+        "--image-size",
+        32,
+        "--quiet",
+        *extra,
+    )
     assert trained.returncode == 0, trained.stderr
     return json.loads((bundle / "manifest.json").read_text())
 

@@ -1,4 +1,5 @@
 """Shared fixtures: small DICOM/NIfTI/PNG files written on the fly with the real libraries."""
+
 from __future__ import annotations
 
 import os
@@ -6,9 +7,9 @@ import os
 import numpy as np
 import pydicom
 import pytest
-from sqlalchemy import create_engine, text
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from sqlalchemy import create_engine, text
 
 POSTGRES_URL = os.environ.get("ANOMASCOPE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])

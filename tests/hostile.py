@@ -4,6 +4,7 @@ Each entry writes one input under a folder and says which words the one-sentence
 contain. Big inputs are sparse files or small compressed streams, so the corpus costs little disk
 and time, while a reader that reads or allocates what the file claims would still be caught.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -51,13 +52,16 @@ def _raw_tag(path: Path, tag: int, vr: str, value: bytes) -> Path:
 def _text_in(tag: int, vr: str, value: bytes) -> Callable[[Path], Path]:
     def write(folder: Path) -> Path:
         return _raw_tag(_dicom(folder, f"text_in_{tag:08x}.dcm"), tag, vr, value)
+
     return write
 
 
 def _pixel_data_size(rows: int, columns: int) -> Callable[[Path], Path]:
     """A 40x48 image whose header says rows x columns."""
+
     def write(folder: Path) -> Path:
         return _dicom(folder, f"rows{rows}_cols{columns}.dcm", Rows=rows, Columns=columns)
+
     return write
 
 
@@ -93,6 +97,7 @@ def _nifti(folder: Path, name: str, data: np.ndarray, affine: np.ndarray | None 
 
 def _broken_affine(name: str, srow_z: list[float]) -> Callable[[Path], Path]:
     """A volume whose sform (the only orientation it gives) has a bad third row."""
+
     def write(folder: Path) -> Path:
         header = nib.Nifti1Header()
         header.set_data_shape((4, 5, 6))
@@ -103,6 +108,7 @@ def _broken_affine(name: str, srow_z: list[float]) -> Callable[[Path], Path]:
         path = folder / name
         path.write_bytes(header.binaryblock + b"\x00" * 4 + np.ones((4, 5, 6), np.float32).tobytes(order="F"))
         return path
+
     return write
 
 
@@ -118,6 +124,7 @@ def _nan_volume(folder: Path) -> Path:
 
 def _header_claims(shape: tuple[int, ...], name: str) -> Callable[[Path], Path]:
     """A lone NIfTI header whose voxels are missing (a few hundred bytes claiming gigabytes)."""
+
     def write(folder: Path) -> Path:
         header = nib.Nifti1Header()
         header.set_data_shape(shape)
@@ -125,6 +132,7 @@ def _header_claims(shape: tuple[int, ...], name: str) -> Callable[[Path], Path]:
         path = folder / name
         path.write_bytes(header.binaryblock + b"\x00" * 4)
         return path
+
     return write
 
 
@@ -141,8 +149,11 @@ def _gzip_trailing_zeros(folder: Path) -> Path:
 def _png_header(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _huge_png(folder: Path) -> Path:
@@ -171,14 +182,22 @@ def _zeros_named_dcm(folder: Path) -> Path:
 
 def _series_with(extra: Callable[[Path], object], name: str) -> Callable[[Path], Path]:
     """A four-slice series folder with one odd file among its slices."""
+
     def write(folder: Path) -> Path:
         series = folder / name
         series.mkdir()
         for k in range(4):
-            _dicom(series, f"IM{k}.dcm", SeriesInstanceUID="1.2.3.4", InstanceNumber=k + 1,
-                   ImagePositionPatient=[0.0, 0.0, 2.0 * k], ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
+            _dicom(
+                series,
+                f"IM{k}.dcm",
+                SeriesInstanceUID="1.2.3.4",
+                InstanceNumber=k + 1,
+                ImagePositionPatient=[0.0, 0.0, 2.0 * k],
+                ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            )
         extra(series)
         return series
+
     return write
 
 
@@ -210,7 +229,7 @@ def _zip_bomb_claim(folder: Path) -> Path:
     # Patch the sizes in the central directory and local header to claim 100 bytes.
     for signature, offset in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):
         at = data.find(signature)
-        data[at + offset: at + offset + 4] = struct.pack("<I", 100)
+        data[at + offset : at + offset + 4] = struct.pack("<I", 100)
     path.write_bytes(bytes(data))
     return path
 
@@ -220,6 +239,7 @@ def _named(name: str) -> Callable[[Path], Path]:
         path = folder / name
         path.write_bytes(b"not an image at all")
         return path
+
     return write
 
 
@@ -248,8 +268,9 @@ CORPUS: dict[str, Hostile] = {
     "nifti complex voxels": Hostile(_complex_nifti, "complex"),
     "nifti NaN voxels": Hostile(_nan_volume, "NaN"),
     "nifti header claiming 800^3 float64": Hostile(_header_claims((800, 800, 800), "claims_800.nii"), "too large"),
-    "nifti header claiming 300^3 float64, no data": Hostile(_header_claims((300, 300, 300), "claims_300.nii"),
-                                                            "truncated"),
+    "nifti header claiming 300^3 float64, no data": Hostile(
+        _header_claims((300, 300, 300), "claims_300.nii"), "truncated"
+    ),
     "nifti.gz with trailing gigabytes": Hostile(_gzip_trailing_zeros, "more"),
     "png claiming 169 megapixels": Hostile(_huge_png, "too large"),
     "100 MB of zeros named .dcm": Hostile(_zeros_named_dcm, "not a DICOM"),
@@ -258,7 +279,9 @@ CORPUS: dict[str, Hostile] = {
     "zip whose member expands past its stated size": Hostile(_zip_bomb_claim, "zip"),
     "series folder with a 300 MiB non-DICOM file": Hostile(
         _series_with(lambda s: _sparse(s / "notes.bin", 300 * MiB, b"plain text, not DICOM"), "series_big"),
-        None, skipped="notes.bin"),
+        None,
+        skipped="notes.bin",
+    ),
     "series folder with a link out of it": Hostile(_series_with(_escaping_link, "series_link"), "link"),
     "named pipe": Hostile(_fifo, "not a regular file"),
     "a device (/dev/zero)": Hostile(lambda folder: Path("/dev/zero"), "not a regular file"),

@@ -1,4 +1,5 @@
 """Small synthetic datasets in the prepared layout: smooth normal images, textured blob anomalies."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,7 @@ def random_disk(rng: np.random.Generator, size: int, low: float, high: float) ->
     radius = rng.uniform(low, high) * size
     cy, cx = rng.uniform(radius + 1, size - radius - 1, 2)
     yy, xx = np.mgrid[0:size, 0:size]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
 
 
 def plant_blob(rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -36,8 +37,9 @@ def _save(path: Path, image: np.ndarray) -> None:
     Image.fromarray((image * 255).round().astype(np.uint8)).save(path)
 
 
-def make_blob_dataset(root: Path, size: int = 32, n_train: int = 48, n_val: int = 8, n_test: int = 8,
-                      seed: int = 0) -> Path:
+def make_blob_dataset(
+    root: Path, size: int = 32, n_train: int = 48, n_val: int = 8, n_test: int = 8, seed: int = 0
+) -> Path:
     return make_dataset(root, smooth_image, plant_blob, size, n_train, n_val, n_test, seed)
 
 
@@ -73,8 +75,9 @@ def make_dataset(root: Path, normal, plant, size: int, n_train: int, n_val: int,
     return root
 
 
-def make_stripe_dataset(root: Path, size: int = 32, n_train: int = 48, n_val: int = 8, n_test: int = 8,
-                        seed: int = 0) -> Path:
+def make_stripe_dataset(
+    root: Path, size: int = 32, n_train: int = 48, n_val: int = 8, n_test: int = 8, seed: int = 0
+) -> Path:
     return make_dataset(root, striped_image, plant_cross_stripes, size, n_train, n_val, n_test, seed)
 
 
@@ -87,6 +90,7 @@ def oriented_image(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(base + 0.35 * (1 - yy)[..., None] + grain + rng.normal(0, 0.01, (size, size, 3)), 0, 1)
 
 
-def make_oriented_dataset(root: Path, size: int = 32, n_train: int = 48, n_val: int = 8, n_test: int = 8,
-                          seed: int = 0) -> Path:
+def make_oriented_dataset(
+    root: Path, size: int = 32, n_train: int = 48, n_val: int = 8, n_test: int = 8, seed: int = 0
+) -> Path:
     return make_dataset(root, oriented_image, plant_blob, size, n_train, n_val, n_test, seed)

@@ -1,5 +1,6 @@
 """The wheel as a user installs it: one `anomascope` namespace, the shipped bundles and demo cases with
 their licences, and a working app from another folder, imported with no trace of the checkout."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,15 +12,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-FOLDERS = {"app": "anomascope/app", "engine": "anomascope/engine", "storage": "anomascope/storage",
-           "assets": "anomascope/assets"}
+FOLDERS = {
+    "app": "anomascope/app",
+    "engine": "anomascope/engine",
+    "storage": "anomascope/storage",
+    "assets": "anomascope/assets",
+}
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", str(ROOT), "--no-deps", "--no-build-isolation",
-                            "-w", str(out)], capture_output=True, text=True)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stderr
     [path] = out.glob("anomascope-*.whl")
     return path
@@ -33,8 +41,12 @@ def _tracked(folder: str) -> list[str]:
 def test_wheel_holds_one_namespace_every_module_and_the_shipped_assets(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {name.split("/")[0] for name in names} == {"anomascope", wheel.name.split("-py3")[0] + ".dist-info"}
-    expected = [path for folder in ("app", "engine", "storage") for path in _tracked(folder)
-                if path.endswith((".py", ".js", ".mako")) or "/niivue/" in path]
+    expected = [
+        path
+        for folder in ("app", "engine", "storage")
+        for path in _tracked(folder)
+        if path.endswith((".py", ".js", ".mako")) or "/niivue/" in path
+    ]
     expected += _tracked("assets")
     missing = [path for path in expected if f"{FOLDERS[path.split('/')[0]]}/{path.split('/', 1)[1]}" not in names]
     assert not missing, f"not in the wheel: {missing}"
@@ -47,8 +59,12 @@ def test_installed_wheel_serves_every_method_and_demo_case_from_any_folder(wheel
     zipfile.ZipFile(wheel).extractall(site)
     # -S: no site-packages .pth files, so the checkout's editable install is invisible; the
     # dependencies come from this environment's site-packages, the project only from the wheel.
-    env = {"PYTHONPATH": f"{site}:{sysconfig.get_paths()['purelib']}", "GRADIO_ANALYTICS_ENABLED": "False",
-           "ANOMASCOPE_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    env = {
+        "PYTHONPATH": f"{site}:{sysconfig.get_paths()['purelib']}",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "ANOMASCOPE_DATA_DIR": str(tmp_path / "data"),
+        "PATH": "/usr/bin:/bin",
+    }
     script = """
 import anomascope.app.bundles as bundles, anomascope.app.ui as ui, sys
 from anomascope.app.cli import main
@@ -59,8 +75,9 @@ print(sorted(path.name for path in ui.SAMPLES.iterdir()))
 assert ui.build_app() is not None  # migrates a new database from the wheel's migrations
 main(["--version"])
 """
-    result = subprocess.run([sys.executable, "-S", "-c", script, str(site)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(site)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     methods, samples, version = result.stdout.strip().splitlines()[-3:]
     assert methods == "['cddpm', 'dia', 'ppii', 'sano', 'spr'] {}"

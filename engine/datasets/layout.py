@@ -1,4 +1,5 @@
 """The MVTec-AD folder layout every prepared dataset uses, and grouped seeded splits."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,15 @@ class LayoutWriter:
     files: dict[str, list[str]] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
 
-    def add(self, split: str, kind: str, name: str, image: Image.Image, mask: np.ndarray | None = None,
-            group: str | None = None) -> None:
+    def add(
+        self,
+        split: str,
+        kind: str,
+        name: str,
+        image: Image.Image,
+        mask: np.ndarray | None = None,
+        group: str | None = None,
+    ) -> None:
         """Write one image; `group` (patient, lesion, subject) lets evaluation resample by group."""
         if split == "train" and kind != "good":
             raise ValueError("training data is normal only: train/good")
@@ -53,7 +61,11 @@ class LayoutWriter:
     def finish(self, description: dict) -> dict:
         for names in self.files.values():
             names.sort()
-        split = dict(description, counts={k: len(v) for k, v in sorted(self.files.items())}, files=self.files,
-                     groups=dict(sorted(self.groups.items())))
+        split = dict(
+            description,
+            counts={k: len(v) for k, v in sorted(self.files.items())},
+            files=self.files,
+            groups=dict(sorted(self.groups.items())),
+        )
         (self.root / "split.json").write_text(json.dumps(split, indent=2))
         return split

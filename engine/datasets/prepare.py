@@ -1,9 +1,11 @@
 """`anomascope prepare`: build reproducible normal-only training splits from the shared public data."""
+
 from __future__ import annotations
 
 import csv
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,16 @@ class PrepareError(ValueError):
     """The source data is missing or not laid out as expected."""
 
 
-def prepare(dataset: str, source: Path, out: Path, seed: int = 0, limit: int | None = None,
-            crop_size: int = 64, crops_per_image: int = 4, overwrite: bool = False) -> dict:
+def prepare(
+    dataset: str,
+    source: Path,
+    out: Path,
+    seed: int = 0,
+    limit: int | None = None,
+    crop_size: int = 64,
+    crops_per_image: int = 4,
+    overwrite: bool = False,
+) -> dict:
     if dataset not in PREPARERS:
         raise PrepareError(f"unknown dataset {dataset!r}; choose one of {', '.join(PREPARERS)}")
     source, out = Path(source), Path(out)
@@ -49,8 +59,9 @@ def _limit_groups(assignment: dict[str, str], limit: int | None, seed: int) -> s
     return {groups[i] for i in chosen}
 
 
-def _lesion_free_crops(mask: np.ndarray, size: int, count: int, rng: np.random.Generator,
-                       margin: int = 4) -> list[tuple[int, int]]:
+def _lesion_free_crops(
+    mask: np.ndarray, size: int, count: int, rng: np.random.Generator, margin: int = 4
+) -> list[tuple[int, int]]:
     """Top-left corners of up to `count` size×size windows with no lesion within `margin` px.
 
     Windows are chosen at random among the free positions, each at least size/2 from the others
@@ -73,8 +84,9 @@ def _lesion_free_crops(mask: np.ndarray, size: int, count: int, rng: np.random.G
     return chosen
 
 
-def prepare_ham10000(source: Path, writer: LayoutWriter, seed: int, limit: int | None,
-                     crop_size: int, crops_per_image: int) -> dict:
+def prepare_ham10000(
+    source: Path, writer: LayoutWriter, seed: int, limit: int | None, crop_size: int, crops_per_image: int
+) -> dict:
     root = _require(source / "ham10000" / "data")
     rows = list(csv.DictReader(_require(root / "HAM10000_metadata.csv").open()))
     assignment = split_groups([r["lesion_id"] for r in rows], DEFAULT_FRACTIONS, seed)
@@ -87,15 +99,21 @@ def prepare_ham10000(source: Path, writer: LayoutWriter, seed: int, limit: int |
         image = Image.open(_require(root / "images" / f"{name}.jpg")).convert("RGB")
         mask = np.asarray(Image.open(_require(root / "masks_200x150" / f"{name}_segmentation.png")).convert("L")) >= 128
         if mask.shape != (image.height, image.width):
-            image = image.resize((mask.shape[1], mask.shape[0]), Image.BICUBIC)
+            image = image.resize((mask.shape[1], mask.shape[0]), Image.Resampling.BICUBIC)
         for k, (y, x) in enumerate(_lesion_free_crops(mask, crop_size, crops_per_image, rng)):
-            writer.add(split, "good", f"{name}_crop{k}", image.crop((x, y, x + crop_size, y + crop_size)),
-                       group=row["lesion_id"])
+            writer.add(
+                split,
+                "good",
+                f"{name}_crop{k}",
+                image.crop((x, y, x + crop_size, y + crop_size)),
+                group=row["lesion_id"],
+            )
         if split != "train":
             writer.add(split, "lesion", name, image, mask, group=row["lesion_id"])
     return {
         "grouping": "lesion_id",
-        "normal": f"lesion-free {crop_size}x{crop_size} skin crops (lesion mask dilated by 4 px), up to {crops_per_image} per image",
+        "normal": f"lesion-free {crop_size}x{crop_size} skin crops (lesion mask dilated by 4 px), "
+        f"up to {crops_per_image} per image",
         "anomalous": "whole 200x150 dermoscopy images with lesion masks (mask value >= 128)",
         "modality": "XC",
         "licence": "HAM10000 (Tschandl et al. 2018), CC BY-NC 4.0: research and non-commercial use",
@@ -129,20 +147,23 @@ def prepare_hands(source: Path, writer: LayoutWriter, seed: int, limit: int | No
 
 def prepare_brain_mri(source: Path, writer: LayoutWriter, seed: int, limit: int | None, **_) -> dict:
     root = _require(source / "brain-mri-yes-no")
-    files = [(p, "good") for p in sorted(_require(root / "no").iterdir())] + \
-            [(p, "tumour") for p in sorted(_require(root / "yes").iterdir())]
+    files = [(p, "good") for p in sorted(_require(root / "no").iterdir())] + [
+        (p, "tumour") for p in sorted(_require(root / "yes").iterdir())
+    ]
     files = [(p, kind) for p, kind in files if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
     # The set records no patient identity; every file is its own group.
     groups = [f"{kind}/{p.name}" for p, kind in files]
     assignment = split_groups(groups, DEFAULT_FRACTIONS, seed)
     keep = _limit_groups(assignment, limit, seed)
-    for (path, kind), group in zip(files, groups):
+    for (path, kind), group in zip(files, groups, strict=True):
         split = assignment[group]
         if group not in keep or (split == "train" and kind != "good"):
             continue
         # MRI has no colour: the few RGB files carry only JPEG chroma noise, and one channel count
         # across the set is what a model can be trained on.
-        writer.add(split, kind, _safe_name(f"{kind}_{path.stem}"), ImageOps.exif_transpose(Image.open(path)).convert("L"))
+        writer.add(
+            split, kind, _safe_name(f"{kind}_{path.stem}"), ImageOps.exif_transpose(Image.open(path)).convert("L")
+        )
     return {
         "grouping": "file (no patient identity in the source)",
         "normal": "brain MRI slices without tumour (folder no/), stored greyscale",
@@ -161,7 +182,7 @@ def prepare_chest_xray(source: Path, writer: LayoutWriter, seed: int, limit: int
     groups = [p.name.split("_")[0] for p in files]
     assignment = split_groups(groups, DEFAULT_FRACTIONS, seed)
     keep = _limit_groups(assignment, limit, seed)
-    for path, group in zip(files, groups):
+    for path, group in zip(files, groups, strict=True):
         kind = "good" if path.parent.name.startswith("0") else "abnormal"
         split = assignment[group]
         if group not in keep or (split == "train" and kind != "good"):
@@ -188,7 +209,7 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
-PREPARERS = {
+PREPARERS: dict[str, Callable[..., dict]] = {
     "ham10000": prepare_ham10000,
     "hands": prepare_hands,
     "brain-mri": prepare_brain_mri,

@@ -1,8 +1,18 @@
 """Reading images: PNG/JPEG, DICOM files and series, NIfTI volumes, all into one `Case`."""
+
 from .case import Case, ImageReadError
 from .limits import ReadLimits
 from .load import SUPPORTED, load_bytes, load_case, quiet_reader_libraries
 from .nifti import nifti_slices, volume_from_slices
 
-__all__ = ["SUPPORTED", "Case", "ImageReadError", "ReadLimits", "load_bytes", "load_case", "nifti_slices",
-           "quiet_reader_libraries", "volume_from_slices"]
+__all__ = [
+    "SUPPORTED",
+    "Case",
+    "ImageReadError",
+    "ReadLimits",
+    "load_bytes",
+    "load_case",
+    "nifti_slices",
+    "quiet_reader_libraries",
+    "volume_from_slices",
+]

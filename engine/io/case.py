@@ -1,4 +1,5 @@
 """The one in-memory form of every image the engine reads."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,7 +54,8 @@ class Case:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return tuple(int(n) for n in self.pixels.shape)
+        slices, channels, rows, columns = self.pixels.shape
+        return int(slices), int(channels), int(rows), int(columns)
 
     def summary(self) -> dict:
         """The JSON-ready description `anomascope inspect` prints."""

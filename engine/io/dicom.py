@@ -1,4 +1,5 @@
 """DICOM files (single- and multi-frame) and series of slices from a folder or a zip."""
+
 from __future__ import annotations
 
 import io
@@ -23,10 +24,21 @@ _FIRST_GROUPS = (0x0002, 0x0008)
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) as stored little-endian
 # Tags the reader turns into numbers; text there is refused by name, not met later as a traceback.
 NUMERIC_TAGS = {
-    "Rows": int, "Columns": int, "NumberOfFrames": int, "SamplesPerPixel": int, "BitsAllocated": int,
-    "InstanceNumber": int, "WindowCenter": float, "WindowWidth": float, "PixelSpacing": float,
-    "ImagerPixelSpacing": float, "RescaleSlope": float, "RescaleIntercept": float, "SpacingBetweenSlices": float,
-    "ImagePositionPatient": float, "ImageOrientationPatient": float,
+    "Rows": int,
+    "Columns": int,
+    "NumberOfFrames": int,
+    "SamplesPerPixel": int,
+    "BitsAllocated": int,
+    "InstanceNumber": int,
+    "WindowCenter": float,
+    "WindowWidth": float,
+    "PixelSpacing": float,
+    "ImagerPixelSpacing": float,
+    "RescaleSlope": float,
+    "RescaleIntercept": float,
+    "SpacingBetweenSlices": float,
+    "ImagePositionPatient": float,
+    "ImageOrientationPatient": float,
 }
 
 
@@ -69,8 +81,11 @@ def parse_dicom(source: str | Path, data: bytes, limits: ReadLimits) -> pydicom.
         for _ in ds.iterall():  # pydicom decodes some values when first read: all of them now
             pass
     except _TooManyElements:
-        raise ImageReadError(source, f"not a usable DICOM file: its header holds over {limits.max_header_elements:,} "
-                                     "elements (ANOMASCOPE_MAX_HEADER_ELEMENTS); filler, not image data") from None
+        raise ImageReadError(
+            source,
+            f"not a usable DICOM file: its header holds over {limits.max_header_elements:,} "
+            "elements (ANOMASCOPE_MAX_HEADER_ELEMENTS); filler, not image data",
+        ) from None
     except (InvalidDicomError, EOFError) as exc:
         raise ImageReadError(source, f"not a DICOM file or its header is truncated ({exc})") from exc
     except Exception as exc:  # pydicom raises many types for a damaged header
@@ -93,8 +108,11 @@ def _check_numbers(source: str | Path, ds: pydicom.Dataset) -> None:
             except (TypeError, ValueError):
                 raise ImageReadError(source, f"its {keyword} tag holds {str(value)!r}, which is not a number") from None
             if not math.isfinite(number) or (kind is int and number != int(number)):
-                raise ImageReadError(source, f"its {keyword} tag holds {str(value)!r}, which is not a finite "
-                                             f"{'whole ' if kind is int else ''}number")
+                raise ImageReadError(
+                    source,
+                    f"its {keyword} tag holds {str(value)!r}, which is not a finite "
+                    f"{'whole ' if kind is int else ''}number",
+                )
 
 
 def read_dicom_file(source: str | Path, data: bytes, limits: ReadLimits) -> Case:
@@ -194,9 +212,9 @@ def _in_series(source: str | Path, exc: ImageReadError) -> ImageReadError:
 
 
 def _sort_slices(slices: list[_Slice]) -> tuple[list[_Slice], float | None]:
-    positions = [_position(s.ds) for s in slices]
+    positions = [p for p in (_position(s.ds) for s in slices) if p is not None]
     orientation = slices[0].ds.get("ImageOrientationPatient")
-    if all(p is not None for p in positions) and orientation is not None and len(orientation) == 6:
+    if len(positions) == len(slices) and orientation is not None and len(orientation) == 6:
         row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
         normal = np.cross(row, col)
         distance = [float(np.dot(normal, p)) for p in positions]
@@ -235,11 +253,17 @@ def _check_pixel_bytes(source: str | Path, ds: pydicom.Dataset, syntax) -> None:
         expected = expected * 2 // 3  # two chroma samples shared by each pair of pixels
     actual = len(ds[keyword].value or b"")
     if actual < expected:
-        raise ImageReadError(source, f"truncated: the pixel data holds {actual:,} bytes but Rows x Columns x frames "
-                                     f"x samples x bits need {expected:,}")
+        raise ImageReadError(
+            source,
+            f"truncated: the pixel data holds {actual:,} bytes but Rows x Columns x frames "
+            f"x samples x bits need {expected:,}",
+        )
     if actual > expected + 1:  # one pad byte keeps the element's length even
-        raise ImageReadError(source, f"the pixel data holds {actual:,} bytes but Rows x Columns x frames x samples "
-                                     f"x bits describe {expected:,}: the header's image size does not match the data")
+        raise ImageReadError(
+            source,
+            f"the pixel data holds {actual:,} bytes but Rows x Columns x frames x samples "
+            f"x bits describe {expected:,}: the header's image size does not match the data",
+        )
 
 
 def _decode_frames(source: str | Path, ds: pydicom.Dataset, limits: ReadLimits) -> np.ndarray:
@@ -259,8 +283,11 @@ def _decode_frames(source: str | Path, ds: pydicom.Dataset, limits: ReadLimits) 
         raise ImageReadError(source, _decode_failure(syntax, exc)) from exc
     array = np.asarray(array)
     if array.size != rows * cols * frames * samples:
-        raise ImageReadError(source, f"the decoded pixel data holds {array.size:,} values but Rows x Columns x "
-                                     f"frames x samples describe {rows * cols * frames * samples:,}")
+        raise ImageReadError(
+            source,
+            f"the decoded pixel data holds {array.size:,} values but Rows x Columns x "
+            f"frames x samples describe {rows * cols * frames * samples:,}",
+        )
     if samples > 1:
         array = array.reshape((frames, rows, cols, samples)).transpose(0, 3, 1, 2)
     else:
@@ -369,9 +396,18 @@ def _float_or_none(value) -> float | None:
 
 def _source_metadata(ds: pydicom.Dataset, frames: int) -> dict:
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    keep = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SeriesDescription",
-            "PhotometricInterpretation", "BodyPartExamined", "StudyDate", "Manufacturer")
-    meta = {key: str(ds.get(key)) for key in keep if ds.get(key) is not None}
+    keep = (
+        "PatientID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "SeriesDescription",
+        "PhotometricInterpretation",
+        "BodyPartExamined",
+        "StudyDate",
+        "Manufacturer",
+    )
+    meta: dict[str, object] = {key: str(ds.get(key)) for key in keep if ds.get(key) is not None}
     meta["frames"] = frames
     meta["transfer_syntax"] = str(syntax) if syntax else None
     orientation = ds.get("ImageOrientationPatient")

@@ -1,4 +1,5 @@
 """Putting per-slice masks back into the source's physical space (for NIfTI export)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +10,14 @@ from .nifti import volume_from_slices
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def mask_volume(format: str, metadata: dict, spacing: list | None, slice_spacing: float | None,
-                mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mask_volume(
+    format: str, metadata: dict, spacing: list | None, slice_spacing: float | None, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(volume in NIfTI voxel order, 4x4 RAS affine) for a (slices, H, W) mask of a case."""
     if format == "nifti":
         return volume_from_slices(mask), np.asarray(metadata["affine"], dtype=float)
     volume = np.ascontiguousarray(np.asarray(mask).transpose(2, 1, 0))  # (columns, rows, slices)
-    row_mm, col_mm = (spacing or (1.0, 1.0))
+    row_mm, col_mm = spacing or (1.0, 1.0)
     orientation = metadata.get("image_orientation")
     position = metadata.get("image_position") or (metadata.get("image_positions") or [None])[0]
     if format.startswith("dicom") and orientation and position:

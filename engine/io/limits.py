@@ -4,6 +4,7 @@ Every size is checked from what the file system or a header says before anything
 allocated; compressed streams are read with a cap on their decompressed bytes; only regular files
 are opened, so a named pipe or a device never blocks a reader.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,13 +59,16 @@ class ReadLimits:
 
     def check_voxels(self, source: str | Path, count: int) -> None:
         if count > self.max_voxels:
-            raise ImageReadError(source, f"too large: {count:,} voxels exceeds the limit of {self.max_voxels:,} "
-                                         "(ANOMASCOPE_MAX_VOXELS)")
+            raise ImageReadError(
+                source, f"too large: {count:,} voxels exceeds the limit of {self.max_voxels:,} (ANOMASCOPE_MAX_VOXELS)"
+            )
 
     def check_bytes(self, source: str | Path, count: int, what: str = "the file holds") -> None:
         if count > self.max_bytes:
-            raise ImageReadError(source, f"too large: {what} {count:,} bytes, over the limit of {self.max_bytes:,} "
-                                         "(ANOMASCOPE_MAX_BYTES)")
+            raise ImageReadError(
+                source,
+                f"too large: {what} {count:,} bytes, over the limit of {self.max_bytes:,} (ANOMASCOPE_MAX_BYTES)",
+            )
 
 
 def regular_file_size(path: Path) -> int:
@@ -74,8 +78,15 @@ def regular_file_size(path: Path) -> int:
     except OSError as exc:
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
     if not stat.S_ISREG(info.st_mode):
-        kind = ("a named pipe" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode)
-                or stat.S_ISBLK(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file")
+        kind = (
+            "a named pipe"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "not a file"
+        )
         raise ImageReadError(path, f"not a regular file ({kind}); give an image file")
     return info.st_size
 
@@ -94,8 +105,9 @@ def read_file(path: Path, budget: int) -> bytes:
     """A regular file's bytes, refused before reading if it is larger than `budget`."""
     size = regular_file_size(path)
     if size > budget:
-        raise ImageReadError(path, f"too large: the file holds {size:,} bytes, over the limit of {budget:,} "
-                                   "(ANOMASCOPE_MAX_BYTES)")
+        raise ImageReadError(
+            path, f"too large: the file holds {size:,} bytes, over the limit of {budget:,} (ANOMASCOPE_MAX_BYTES)"
+        )
     try:
         with open(path, "rb") as f:
             data = f.read(size + 1)  # never a buffer of the whole budget

@@ -1,4 +1,5 @@
 """One entry point: any supported file, folder or zip becomes one Case."""
+
 from __future__ import annotations
 
 import io
@@ -112,8 +113,11 @@ def _finite(source: str | Path, case: Case) -> Case:
     """Refuse NaN or infinite intensities: a map computed over them would mean nothing, silently."""
     bad = int(np.count_nonzero(~np.isfinite(case.pixels)))
     if bad:
-        raise ImageReadError(source, f"{bad:,} of {case.pixels.size:,} voxels are NaN or infinite; anomaly maps "
-                                     "need finite intensities (replace them, e.g. with the background value)")
+        raise ImageReadError(
+            source,
+            f"{bad:,} of {case.pixels.size:,} voxels are NaN or infinite; anomaly maps "
+            "need finite intensities (replace them, e.g. with the background value)",
+        )
     return case
 
 
@@ -127,16 +131,18 @@ def _folder_files(folder: Path, limits: ReadLimits) -> list[SeriesFile]:
             path = Path(current) / name
             relative = str(path.relative_to(folder))
             if path.is_symlink() and not path.resolve().is_relative_to(root):
-                raise ImageReadError(folder, f"{relative} is a link to {path.resolve()}, outside the folder; "
-                                             "links out of an input folder are refused")
+                raise ImageReadError(
+                    folder,
+                    f"{relative} is a link to {path.resolve()}, outside the folder; "
+                    "links out of an input folder are refused",
+                )
             try:
                 head = read_head(path, HEAD_BYTES)
             except ImageReadError as exc:
                 raise ImageReadError(folder, f"{relative}: {exc.reason}") from exc
             files.append(SeriesFile(relative, head, partial(_read_member, folder, relative, path)))
             if len(files) > limits.max_files:
-                raise ImageReadError(folder, f"too many files: more than {limits.max_files:,} "
-                                             "(ANOMASCOPE_MAX_FILES)")
+                raise ImageReadError(folder, f"too many files: more than {limits.max_files:,} (ANOMASCOPE_MAX_FILES)")
     if not files:
         raise ImageReadError(folder, "empty folder: no files to read")
     return files
@@ -154,10 +160,19 @@ def _zip_files(source: str | Path, data: bytes, limits: ReadLimits) -> list[Seri
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [m for m in archive.infolist() if not m.is_dir() and not Path(m.filename).name.startswith(".")]
         if len(members) > limits.max_files:
-            raise ImageReadError(source, f"too many files: {len(members):,} in the zip, over the limit of "
-                                         f"{limits.max_files:,} (ANOMASCOPE_MAX_FILES)")
-        files = [SeriesFile(m.filename, _zip_read(source, archive, m, HEAD_BYTES),
-                            partial(_zip_read, source, archive, m, whole=True)) for m in members]
+            raise ImageReadError(
+                source,
+                f"too many files: {len(members):,} in the zip, over the limit of "
+                f"{limits.max_files:,} (ANOMASCOPE_MAX_FILES)",
+            )
+        files = [
+            SeriesFile(
+                m.filename,
+                _zip_read(source, archive, m, HEAD_BYTES),
+                partial(_zip_read, source, archive, m, whole=True),
+            )
+            for m in members
+        ]
     except ImageReadError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
@@ -167,8 +182,9 @@ def _zip_files(source: str | Path, data: bytes, limits: ReadLimits) -> list[Seri
     return files
 
 
-def _zip_read(source: str | Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int, *,
-              whole: bool = False) -> bytes:
+def _zip_read(
+    source: str | Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int, *, whole: bool = False
+) -> bytes:
     """At most `size` decompressed bytes of a member; with `whole`, a member larger than that is refused."""
     try:
         with archive.open(member) as stream:
@@ -176,6 +192,9 @@ def _zip_read(source: str | Path, archive: zipfile.ZipFile, member: zipfile.ZipI
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise ImageReadError(source, f"corrupt or truncated zip archive ({member.filename}: {exc})") from exc
     if whole and len(data) > size:
-        raise ImageReadError(source, f"too large: {member.filename} expands past {size:,} bytes, the bytes left "
-                                     "within the limit (ANOMASCOPE_MAX_BYTES)")
+        raise ImageReadError(
+            source,
+            f"too large: {member.filename} expands past {size:,} bytes, the bytes left "
+            "within the limit (ANOMASCOPE_MAX_BYTES)",
+        )
     return data

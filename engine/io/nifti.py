@@ -1,4 +1,5 @@
 """NIfTI-1/2 volumes (.nii, .nii.gz), 2D to 4D, reoriented to RAS+ and shown as axial slices."""
+
 from __future__ import annotations
 
 import io
@@ -38,8 +39,11 @@ def read_nifti(source: str | Path, data: bytes, limits: ReadLimits) -> Case:
     if len(raw) < expected:
         raise ImageReadError(source, f"truncated NIfTI: {len(raw):,} bytes where its header describes {expected:,}")
     if len(raw) > expected + TRAILING_SLACK:
-        raise ImageReadError(source, f"holds more data than its header describes (over {TRAILING_SLACK:,} bytes "
-                                     f"past the {expected:,} of its voxels)")
+        raise ImageReadError(
+            source,
+            f"holds more data than its header describes (over {TRAILING_SLACK:,} bytes "
+            f"past the {expected:,} of its voxels)",
+        )
     image = _parse(source, raw)
     _check_affine(source, image.affine, len(shape))
     try:
@@ -48,7 +52,7 @@ def read_nifti(source: str | Path, data: bytes, limits: ReadLimits) -> Case:
     except (EOFError, OSError, ValueError, zlib.error) as exc:
         raise ImageReadError(source, f"voxel data cannot be read ({exc})") from exc
     pixels = nifti_slices(volume)
-    zooms = tuple(float(z) for z in image.header.get_zooms()[:3]) + (None,) * 3
+    zooms = [float(z) for z in image.header.get_zooms()[:3]]
     return Case(
         pixels=pixels,
         format="nifti",
@@ -56,7 +60,7 @@ def read_nifti(source: str | Path, data: bytes, limits: ReadLimits) -> Case:
         source=str(source),
         window=(127.5, 255.0) if rgb else window_from_range(pixels),
         spacing=(zooms[1], zooms[0]) if zooms[1] else None,
-        slice_spacing=zooms[2] if len(shape) >= 3 and pixels.shape[0] > 1 else None,
+        slice_spacing=zooms[2] if len(zooms) >= 3 and pixels.shape[0] > 1 else None,
         metadata={
             "affine": np.asarray(image.affine, dtype=float).tolist(),
             "original_shape": list(shape),
@@ -126,10 +130,15 @@ def _check_dtype(source, dtype: np.dtype, rgb: bool, shape: tuple[int, ...]) -> 
 
 def _check_affine(source, affine: np.ndarray, dims: int) -> None:
     if not np.isfinite(affine).all():
-        raise ImageReadError(source, "its voxel-to-world affine holds NaN or infinite values, so its geometry is unknown")
+        raise ImageReadError(
+            source, "its voxel-to-world affine holds NaN or infinite values, so its geometry is unknown"
+        )
     if dims >= 3 and np.linalg.matrix_rank(affine[:3, :3]) < 3:
-        raise ImageReadError(source, "its voxel-to-world affine is singular (an axis has no length, or two coincide), "
-                                     "so its orientation is unknown")
+        raise ImageReadError(
+            source,
+            "its voxel-to-world affine is singular (an axis has no length, or two coincide), "
+            "so its orientation is unknown",
+        )
 
 
 def _rgb_channels(image, shape: tuple[int, ...]) -> np.ndarray:

@@ -1,4 +1,5 @@
 """PNG and JPEG photographs and greyscale images (8 and 16 bit)."""
+
 from __future__ import annotations
 
 import io
@@ -24,13 +25,13 @@ def read_photo(source: str | Path, data: bytes, fmt: str, limits: ReadLimits) ->
     except ImageReadError:
         raise
     except Image.DecompressionBombError:
-        raise ImageReadError(source, "too large: the image exceeds the decompression-bomb pixel limit")
+        raise ImageReadError(source, "too large: the image exceeds the decompression-bomb pixel limit") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(source, f"not a readable {fmt.upper()} image ({_plain(exc)})") from exc
     # Phone photos store their rotation in EXIF; a reader expects the picture the right way up.
     exif_rotated = image.getexif().get(0x0112, 1) not in (1, None)
-    image = ImageOps.exif_transpose(image)
-    pixels, bit_depth = _to_array(image)
+    upright = ImageOps.exif_transpose(image)
+    pixels, bit_depth = _to_array(upright)
     window = (127.5, 255.0) if bit_depth == 8 else window_from_range(pixels)
     return Case(
         pixels=pixels[None],

@@ -1,4 +1,5 @@
 """The interface every method implements and the result it returns."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

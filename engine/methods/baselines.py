@@ -1,4 +1,5 @@
 """Training-free references every learned method is judged against (not offered as review methods)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 x_t, trained to restore healthy images from synthetically corrupted ones; anomalies are where the
 pseudo-healthy restoration differs structurally (1 - SSIM) from the input. One model per task fold,
 ensembled by averaging maps."""
+
 from __future__ import annotations
 
 import itertools
@@ -41,7 +42,9 @@ def task_folds(count: int) -> list[TaskFold]:
     splits = list(itertools.combinations(TASK_NAMES, 3))
     if not 1 <= count <= len(splits):
         raise ValueError(f"cddpm folds must be between 1 and {len(splits)}, not {count}")
-    return [TaskFold(i, train, tuple(t for t in TASK_NAMES if t not in train)) for i, train in enumerate(splits[:count])]
+    return [
+        TaskFold(i, train, tuple(t for t in TASK_NAMES if t not in train)) for i, train in enumerate(splits[:count])
+    ]
 
 
 def new_conditional_unet(config: CddpmMethodConfig) -> torch.nn.Module:
@@ -49,8 +52,14 @@ def new_conditional_unet(config: CddpmMethodConfig) -> torch.nn.Module:
     return build_denoiser(config.net, channels, config.preprocess.image_size, in_channels=2 * channels)
 
 
-def corrupt(images01: torch.Tensor, tasks: dict, fold_tasks: tuple[str, ...], clean_fraction: float,
-            generator: torch.Generator, task_config) -> torch.Tensor:
+def corrupt(
+    images01: torch.Tensor,
+    tasks: dict,
+    fold_tasks: tuple[str, ...],
+    clean_fraction: float,
+    generator: torch.Generator,
+    task_config,
+) -> torch.Tensor:
     """The conditioning images: each sample corrupted by one of the fold's tasks, drawn at random,
     except a `clean_fraction` of samples that keep the clean image."""
     condition = images01.clone()
@@ -69,8 +78,9 @@ def conditional_loss(config: CddpmMethodConfig, tasks: dict, fold: TaskFold):
     schedule = VPSchedule(config.schedule)
 
     def loss(model: torch.nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        condition = corrupt((x0 + 1) / 2, tasks, fold.train_tasks, config.cddpm.clean_fraction, generator,
-                            config.tasks) * 2 - 1
+        condition = (
+            corrupt((x0 + 1) / 2, tasks, fold.train_tasks, config.cddpm.clean_fraction, generator, config.tasks) * 2 - 1
+        )
         t = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
         prediction = model(torch.cat([schedule.add_noise(x0, noise, t), condition], dim=1), t).sample
@@ -93,8 +103,14 @@ def anomaly_map(restored: torch.Tensor, images: torch.Tensor, sigma: float) -> t
 
 
 @torch.no_grad()
-def monitor_fold(model: torch.nn.Module, images: torch.Tensor, tasks: dict, fold: TaskFold,
-                 config: CddpmMethodConfig, generator: torch.Generator) -> dict:
+def monitor_fold(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    tasks: dict,
+    fold: TaskFold,
+    config: CddpmMethodConfig,
+    generator: torch.Generator,
+) -> dict:
     """Pixel AP of the fold's map on healthy images corrupted by the two tasks it never trained on."""
     model.eval()
     results = {}

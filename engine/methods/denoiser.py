@@ -1,15 +1,16 @@
 """The shared epsilon-prediction denoiser: its training objective, training and loading."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from ..bundle import ModelBundle
-from .base import MapPredictor
 from ..config import DenoiserMethodConfig, from_dict
 from ..nets import build_denoiser
 from ..nets.denoiser import unet_stride
 from ..schedules import VPSchedule
+from .base import MapPredictor
 
 
 def epsilon_loss(schedule: VPSchedule):
@@ -29,7 +30,9 @@ def new_denoiser(config: DenoiserMethodConfig) -> torch.nn.Module:
     return build_denoiser(config.net, config.preprocess.channels, config.preprocess.image_size)
 
 
-def load_denoiser(bundle: ModelBundle, device: torch.device) -> tuple[torch.nn.Module, DenoiserMethodConfig, VPSchedule, int]:
+def load_denoiser(
+    bundle: ModelBundle, device: torch.device
+) -> tuple[torch.nn.Module, DenoiserMethodConfig, VPSchedule, int]:
     config = from_dict(DenoiserMethodConfig, bundle.manifest["config"])
     model = new_denoiser(config)
     model.load_state_dict(bundle.state_dict("denoiser"))

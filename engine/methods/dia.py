@@ -6,6 +6,7 @@ positive pairs; the dissolving branch adds negatives; a shift classifier is trai
 follow CSI: nearest training feature's cosine similarity times the feature norm, plus the shift
 classifier's logit, each balanced on the training set and summed over shifts.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,12 @@ def shift_images(x: torch.Tensor, k: int, kind: str) -> torch.Tensor:
     if kind == "perm":
         h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
         x = x[..., :h, :w]
-        quadrants = [x[..., :h // 2, :w // 2], x[..., :h // 2, w // 2:], x[..., h // 2:, :w // 2], x[..., h // 2:, w // 2:]]
+        quadrants = [
+            x[..., : h // 2, : w // 2],
+            x[..., : h // 2, w // 2 :],
+            x[..., h // 2 :, : w // 2],
+            x[..., h // 2 :, w // 2 :],
+        ]
         q = [quadrants[i] for i in JIGSAW[k]]
         return torch.cat([torch.cat(q[:2], dim=-1), torch.cat(q[2:], dim=-1)], dim=-2)
     raise ValueError(f"unknown shift {kind!r}; use rotation or perm")
@@ -66,7 +72,10 @@ def load_dissolver(manifest: dict, state: dict, size: int, device: torch.device)
 def augment(x: torch.Tensor, config: DiaConfig, generator: torch.Generator) -> torch.Tensor:
     """Non-shifting transformations T on [-1, 1] images: random resized crop, colour jitter, grayscale."""
     n, c = x.shape[:2]
-    draw = lambda *shape: torch.rand(*shape, generator=generator, device=generator.device).to(x.device)
+
+    def draw(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator, device=generator.device).to(x.device)
+
     area = config.crop_scale[0] + (config.crop_scale[1] - config.crop_scale[0]) * draw(n)
     ratio = torch.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * draw(n))
     width, height = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
@@ -86,13 +95,16 @@ def augment(x: torch.Tensor, config: DiaConfig, generator: torch.Generator) -> t
 def _grey(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] != 3:
         return x
-    return (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def _colour_jitter(x: torch.Tensor, strengths, draw) -> torch.Tensor:
     brightness, contrast, saturation, hue = strengths
     n = x.shape[0]
-    factor = lambda s: (1 - s + 2 * s * draw(n)).view(-1, 1, 1, 1)
+
+    def factor(s: float) -> torch.Tensor:
+        return (1 - s + 2 * s * draw(n)).view(-1, 1, 1, 1)
+
     x = x * factor(brightness)
     mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * factor(contrast) + mean
@@ -152,11 +164,15 @@ def dia_loss(config: DiaConfig, dissolver: Dissolver):
 
     def loss(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b, k = x.shape[0], config.num_shifts
-        t = torch.randint(config.dissolve_t_min, config.dissolve_t_max + 1, (b,), generator=generator,
-                          device=generator.device).to(x.device)
+        t = torch.randint(
+            config.dissolve_t_min, config.dissolve_t_max + 1, (b,), generator=generator, device=generator.device
+        ).to(x.device)
         dissolved = dissolver(x, t)
-        views = [augment(shift_images(source, shift, config.shift), config, generator)
-                 for source in (x, x, dissolved) for shift in range(k)]
+        views = [
+            augment(shift_images(source, shift, config.shift), config, generator)
+            for source in (x, x, dissolved)
+            for shift in range(k)
+        ]
         z, logits = model(torch.cat(views))
         classification = F.cross_entropy(logits.float(), shift_labels(b, k, x.device))
         return amplified_nt_xent(z, b, k, config.temperature) + config.gamma * classification
@@ -169,6 +185,9 @@ class FeatureBank(torch.nn.Module):
 
     def __init__(self, features: torch.Tensor, lambda_con: torch.Tensor, lambda_cls: torch.Tensor):
         super().__init__()
+        self.features: torch.Tensor
+        self.lambda_con: torch.Tensor
+        self.lambda_cls: torch.Tensor
         self.register_buffer("features", features)  # (K, M, d), unit norm
         self.register_buffer("lambda_con", lambda_con)  # (K,)
         self.register_buffer("lambda_cls", lambda_cls)  # (K,)
@@ -181,7 +200,7 @@ def shifted_outputs(model: torch.nn.Module, x: torch.Tensor, config: DiaConfig, 
     for k in range(config.num_shifts):
         z_k, l_k = [], []
         for start in range(0, len(x), batch_size):
-            z, logit = model(shift_images(x[start:start + batch_size], k, config.shift))
+            z, logit = model(shift_images(x[start : start + batch_size], k, config.shift))
             z_k.append(z.float())
             l_k.append(logit[:, k].float())
         zs.append(torch.cat(z_k))
@@ -212,8 +231,9 @@ def anomaly_scores(model: torch.nn.Module, x: torch.Tensor, bank: FeatureBank, c
     """2K - sum_k (lambda_con s_con + lambda_cls s_cls): CSI's normality score turned round, so that
     training images score about 0 and anomalies higher."""
     z, logits = shifted_outputs(model, x, config)
-    normality = (bank.lambda_con[:, None] * contrastive_scores(z, bank.features)
-                 + bank.lambda_cls[:, None] * logits).sum(dim=0)
+    normality = (
+        bank.lambda_con[:, None] * contrastive_scores(z, bank.features) + bank.lambda_cls[:, None] * logits
+    ).sum(dim=0)
     return 2 * config.num_shifts - normality
 
 
@@ -234,8 +254,9 @@ class DiaPredictor(Predictor):
         self.model = self.ready(encoder)
         bank = bundle.state_dict("bank")
         self.bank = FeatureBank(bank["features"], bank["lambda_con"], bank["lambda_cls"]).to(device)
-        dissolver = load_dissolver(bundle.manifest["dissolver"], bundle.state_dict("dissolver"),
-                                   self.config.dissolve_size, device)
+        dissolver = load_dissolver(
+            bundle.manifest["dissolver"], bundle.state_dict("dissolver"), self.config.dissolve_size, device
+        )
         dissolver.denoiser = self.ready(dissolver.denoiser)
         self.dissolver = dissolver
 

@@ -1,5 +1,6 @@
 """P-PII (Mueller et al.): a U-Net or MC-dropout U-Net trained on healthy images to predict where, and
 how strongly, probabilistic Poisson-interpolated patches changed them."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """SANO (Gonzalez-Jimenez et al.): the squared score of a diffusion model at t ~ 0 as the anomaly map."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,13 +12,14 @@ from .base import AnomalyResult
 from .denoiser import DenoiserReadout
 
 
-def sano_score_map(model: torch.nn.Module, schedule: VPSchedule, x: torch.Tensor, config: SanoConfig,
-                   resolution: int) -> torch.Tensor:
+def sano_score_map(
+    model: torch.nn.Module, schedule: VPSchedule, x: torch.Tensor, config: SanoConfig, resolution: int
+) -> torch.Tensor:
     """(N, H, W): sum over channels of s(x, t)^2, s = -eps_theta / sigma_t, Gaussian-smoothed
     (sigma 4 px at 256 px, scaled to the model resolution)."""
     t = torch.full((x.shape[0],), config.timestep, device=x.device, dtype=torch.long)
     score = -model(x, t).sample.float() / schedule.sigma(config.timestep)
-    squared = (score ** 2).sum(dim=1)
+    squared = (score**2).sum(dim=1)
     return gaussian_blur(squared, config.smoothing_sigma_at_256 * resolution / 256.0)
 
 
@@ -26,8 +28,11 @@ class SanoPredictor(DenoiserReadout):
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:
-        maps = sano_score_map(self.model, self.schedule, images.to(self.device), self.config,
-                              self.preprocess.image_size).cpu().numpy()
+        maps = (
+            sano_score_map(self.model, self.schedule, images.to(self.device), self.config, self.preprocess.image_size)
+            .cpu()
+            .numpy()
+        )
         return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), None, None)
 
     def reduce(self, heatmap: np.ndarray) -> float:

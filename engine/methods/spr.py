@@ -1,4 +1,5 @@
 """Score-based perturbation resilience (Shin et al.): restoration error of small perturbations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,9 @@ def spr_timestep(schedule: VPSchedule, config: SprConfig) -> int:
     return schedule.timestep_for_noise_to_signal(ratio)
 
 
-def spr_error_map(model: torch.nn.Module, schedule: VPSchedule, x: torch.Tensor, config: SprConfig,
-                  resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+def spr_error_map(
+    model: torch.nn.Module, schedule: VPSchedule, x: torch.Tensor, config: SprConfig, resolution: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(maps (N, H, W), restorations (N, C, H, W)): mean over N draws of ||eps - eps_theta(x_t)||^2
     summed over channels (Algorithm 1), box-filtered (31 px at 256 px, scaled); the restoration is the
     one-step denoised image averaged over the draws."""
@@ -46,10 +48,11 @@ class SprPredictor(DenoiserReadout):
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:
-        maps, restored = spr_error_map(self.model, self.schedule, images.to(self.device), self.config,
-                                       self.preprocess.image_size)
-        maps = maps.cpu().numpy()
-        return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), from_model_range(restored), None)
+        maps, restored = spr_error_map(
+            self.model, self.schedule, images.to(self.device), self.config, self.preprocess.image_size
+        )
+        heatmaps = maps.cpu().numpy()
+        return AnomalyResult(heatmaps, np.array([self.reduce(m) for m in heatmaps]), from_model_range(restored), None)
 
     def reduce(self, heatmap: np.ndarray) -> float:
         return float(heatmap.max())  # image score = max of the restoration error map (Sec. 4.4)

@@ -1,4 +1,5 @@
 """Networks (nn.Modules built from typed configs). No training or sampling logic here."""
+
 from .denoiser import build_denoiser
 from .segmentation import build_segmentation_unet, enable_dropout, segmentation_stride
 

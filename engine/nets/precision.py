@@ -4,6 +4,7 @@ Autocast over a whole read-out would also turn the map filters (blurs, SSIM), th
 maths and the scores into half precision, and numpy cannot hold bfloat16. So only the network's own
 forward runs under autocast, and what it returns is handed back as float32.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,8 +48,9 @@ def as_float32(output):
     if isinstance(output, tuple):
         return tuple(as_float32(item) for item in output)
     if dataclasses.is_dataclass(output):
-        return type(output)(**{field.name: as_float32(getattr(output, field.name))
-                               for field in dataclasses.fields(output)})
+        return type(output)(
+            **{field.name: as_float32(getattr(output, field.name)) for field in dataclasses.fields(output)}
+        )
     return output
 
 

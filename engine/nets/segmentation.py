@@ -1,4 +1,5 @@
 """Per-pixel prediction networks (MONAI), built from typed configs."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,14 @@ from ..config import SegmentationNetConfig
 def build_segmentation_unet(config: SegmentationNetConfig, in_channels: int, out_channels: int = 1) -> BasicUNet:
     """MONAI's BasicUNet: five levels (four 2x down-samplings), a 1x1 output convolution, and dropout
     after every convolution (0.1 makes it the MC-dropout U-Net of P-PII)."""
-    return BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels,
-                     features=tuple(config.features), norm=("batch", {"affine": True}), dropout=config.dropout)
+    return BasicUNet(
+        spatial_dims=2,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        features=tuple(config.features),
+        norm=("batch", {"affine": True}),
+        dropout=config.dropout,
+    )
 
 
 def segmentation_stride(config: SegmentationNetConfig) -> int:

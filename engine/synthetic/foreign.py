@@ -1,5 +1,6 @@
 """Images from outside the training data for the foreign-source blend: the natural and microscopy
 photographs that ship inside scikit-image (no download), or a folder the user names."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SHIPPED = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass", "gravel", "immunohistochemistry",
-           "moon", "rocket", "hubble_deep_field")
+SHIPPED = (
+    "astronaut",
+    "brick",
+    "camera",
+    "chelsea",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "immunohistochemistry",
+    "moon",
+    "rocket",
+    "hubble_deep_field",
+)
 
 
 def foreign_images(size: int, folder: Path | None = None) -> torch.Tensor:
@@ -21,7 +34,7 @@ def foreign_images(size: int, folder: Path | None = None) -> torch.Tensor:
         x = x[..., None].expand(-1, -1, 3) if x.dim() == 2 else x[..., :3]
         side = min(x.shape[:2])
         top, left = (x.shape[0] - side) // 2, (x.shape[1] - side) // 2
-        crop = x[top:top + side, left:left + side].permute(2, 0, 1)[None]
+        crop = x[top : top + side, left : left + side].permute(2, 0, 1)[None]
         tensors.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0])
     return torch.stack(tensors).clamp(0, 1)
 

@@ -4,6 +4,7 @@ The discrete Poisson equation lap(f) = div(v) on the interior of a rectangle wit
 its border is diagonalised by the 2-D DST-I, so one solve is two forward and two inverse transforms
 (the approach of PIE-torch, which the P-PII paper builds on) instead of a sparse linear solve.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ def dst1(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     extended = torch.cat([zero, x, zero, -x.flip(-1)], dim=-1)
     if extended.dtype not in (torch.float32, torch.float64):
         extended = extended.float()  # the FFT needs single or double precision
-    transformed = -torch.fft.rfft(extended, dim=-1).imag[..., 1:n + 1] / 2.0
+    transformed = -torch.fft.rfft(extended, dim=-1).imag[..., 1 : n + 1] / 2.0
     return transformed.to(x.dtype).movedim(-1, dim)
 
 
@@ -70,8 +71,13 @@ def divergence_of(gy: torch.Tensor, gx: torch.Tensor) -> torch.Tensor:
     return div
 
 
-def mixed_field(target: torch.Tensor, source: torch.Tensor, mask: torch.Tensor, source_weight: torch.Tensor | float,
-                gradient_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def mixed_field(
+    target: torch.Tensor,
+    source: torch.Tensor,
+    mask: torch.Tensor,
+    source_weight: torch.Tensor | float,
+    gradient_scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Guidance field of Poisson image interpolation (PII Eq. 1, with P-PII's gradient up-scaling).
 
     Inside the mask each pixel pair takes whichever of (1 - a) grad(target) and a * s * grad(source) is
@@ -82,7 +88,7 @@ def mixed_field(target: torch.Tensor, source: torch.Tensor, mask: torch.Tensor, 
     if weight.dim():
         weight = weight.expand_as(target)
     fields = []
-    for t_grad, s_grad, axis in zip(forward_gradients(target), forward_gradients(source), (-2, -1)):
+    for t_grad, s_grad, axis in zip(forward_gradients(target), forward_gradients(source), (-2, -1), strict=True):
         pair_mask = _pair_max(mask.to(target.dtype), axis) > 0
         pair_weight = _pair_max(weight, axis) if weight.dim() else weight
         kept = (1 - pair_weight) * t_grad
@@ -92,8 +98,13 @@ def mixed_field(target: torch.Tensor, source: torch.Tensor, mask: torch.Tensor, 
     return fields[0], fields[1]
 
 
-def poisson_blend(target: torch.Tensor, source: torch.Tensor, mask: torch.Tensor,
-                  source_weight: torch.Tensor | float = 1.0, gradient_scale: float = 1.0) -> torch.Tensor:
+def poisson_blend(
+    target: torch.Tensor,
+    source: torch.Tensor,
+    mask: torch.Tensor,
+    source_weight: torch.Tensor | float = 1.0,
+    gradient_scale: float = 1.0,
+) -> torch.Tensor:
     """Blend `source` into `target` where `mask` is set, by Poisson editing with mixed gradients.
 
     target, source: (..., C, H, W); mask: broadcastable (..., 1, H, W). Pixels outside the mask keep

@@ -1,5 +1,6 @@
 """The P-PII anomaly generator (Mueller et al., "Confidence-aware and self-supervised image anomaly
 localisation", Sec. 2): probabilistic Poisson image interpolation with simulated raters."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,27 +34,35 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
     masks = torch.zeros(n, config.raters, 1, height, width, dtype=images.dtype, device=images.device)
     for i in range(n):
         for _ in range(randint(generator, config.min_anomalies, config.max_anomalies)):
-            ph, pw = (max(4, int(round(uniform(generator, config.min_patch, config.max_patch) * side)))
-                      for side in (height, width))
+            ph, pw = (
+                max(4, int(round(uniform(generator, config.min_patch, config.max_patch) * side)))
+                for side in (height, width)
+            )
             sy, sx = randint(generator, 0, height - ph), randint(generator, 0, width - pw)
             ty, tx = randint(generator, 1, height - ph - 1), randint(generator, 1, width - pw - 1)
-            canvas[i, :, ty:ty + ph, tx:tx + pw] = partners[i, :, sy:sy + ph, sx:sx + pw]
-            weights[i, 0, ty:ty + ph, tx:tx + pw] = uniform(generator, *config.source_weight)
+            canvas[i, :, ty : ty + ph, tx : tx + pw] = partners[i, :, sy : sy + ph, sx : sx + pw]
+            weights[i, 0, ty : ty + ph, tx : tx + pw] = uniform(generator, *config.source_weight)
             for rater in range(config.raters):
-                masks[i, rater, 0, ty:ty + ph, tx:tx + pw] = torch.maximum(
-                    masks[i, rater, 0, ty:ty + ph, tx:tx + pw], rater_circle(generator, ph, pw, config, images.device))
+                masks[i, rater, 0, ty : ty + ph, tx : tx + pw] = torch.maximum(
+                    masks[i, rater, 0, ty : ty + ph, tx : tx + pw],
+                    rater_circle(generator, ph, pw, config, images.device),
+                )
     targets = images[:, None].expand(-1, config.raters, -1, -1, -1)
     results = poisson_blend(targets, canvas[:, None], masks, weights[:, None], config.gradient_scale).clamp(0, 1)
     # Outside every rater's mask all results equal the target; the union keeps rounding in the mean
     # from leaking into the label there.
     mean = torch.where(masks.amax(dim=1).bool(), results.mean(dim=1), images)
-    return PpiiSample(image=mean, label=(images - mean).abs().mean(dim=1, keepdim=True),
-                      variance=results.var(dim=1, unbiased=False).mean(dim=1, keepdim=True) * masks.amax(dim=1),
-                      masks=masks)
+    return PpiiSample(
+        image=mean,
+        label=(images - mean).abs().mean(dim=1, keepdim=True),
+        variance=results.var(dim=1, unbiased=False).mean(dim=1, keepdim=True) * masks.amax(dim=1),
+        masks=masks,
+    )
 
 
-def rater_circle(generator: torch.Generator, ph: int, pw: int, config: PpiiGeneratorConfig,
-                 device: torch.device) -> torch.Tensor:
+def rater_circle(
+    generator: torch.Generator, ph: int, pw: int, config: PpiiGeneratorConfig, device: torch.device
+) -> torch.Tensor:
     """One rater's circular mask inside a (ph, pw) patch: radius ~ N(mu, sigma) and centre ~ N(patch
     centre, sigma), both clipped so the circle at most touches the patch's edges."""
     side = min(ph, pw)

@@ -1,4 +1,5 @@
 """Random anomaly shapes on a pixel grid, drawn from a torch.Generator so every draw is reproducible."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,12 @@ def normal(generator: torch.Generator, mean: float, std: float) -> float:
 
 def pixel_grid(height: int, width: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, columns) coordinates of every pixel, float32."""
-    return torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
-                          torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+    rows, columns = torch.meshgrid(
+        torch.arange(height, device=device, dtype=torch.float32),
+        torch.arange(width, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    return rows, columns
 
 
 @dataclass
@@ -57,8 +62,14 @@ def random_ellipse(generator: torch.Generator, height: int, width: int, min_size
     return Ellipse(cy, cx, a, b, uniform(generator, 0.0, math.pi))
 
 
-def wobbly_mask(generator: torch.Generator, ellipse: Ellipse, height: int, width: int, distortion: float,
-                device: torch.device | None = None) -> torch.Tensor:
+def wobbly_mask(
+    generator: torch.Generator,
+    ellipse: Ellipse,
+    height: int,
+    width: int,
+    distortion: float,
+    device: torch.device | None = None,
+) -> torch.Tensor:
     """(H, W) bool: the ellipse with its outline pushed in and out by a few random low-frequency
     harmonics (organic shapes rather than perfect ellipses)."""
     radius = ellipse.normalised_radius(height, width, device)
@@ -74,6 +85,8 @@ def wobbly_mask(generator: torch.Generator, ellipse: Ellipse, height: int, width
     return mask
 
 
-def disk(height: int, width: int, cy: float, cx: float, radius: float, device: torch.device | None = None) -> torch.Tensor:
+def disk(
+    height: int, width: int, cy: float, cx: float, radius: float, device: torch.device | None = None
+) -> torch.Tensor:
     yy, xx = pixel_grid(height, width, device)
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2

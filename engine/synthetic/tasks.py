@@ -4,9 +4,10 @@ model): two Poisson blends, two deformations and a smooth intensity change.
 Every task maps healthy images (N, C, H, W) in [0, 1] to (corrupted images, pixel labels (N, 1, H, W) in
 {0, 1}), draws everything from the given torch.Generator, and runs on the images' device.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,13 +15,16 @@ import torch.nn.functional as F
 from ..config import SyntheticTaskConfig
 from ..filters import gaussian_blur
 from .poisson import poisson_blend
-from .shapes import random_ellipse, randint, uniform, wobbly_mask
+from .shapes import randint, random_ellipse, uniform, wobbly_mask
 
 Task = Callable[[torch.Tensor, torch.Generator, SyntheticTaskConfig], tuple[torch.Tensor, torch.Tensor]]
 
 
-def intra_dataset_blend(images: torch.Tensor, generator: torch.Generator, config: SyntheticTaskConfig,
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def intra_dataset_blend(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    config: SyntheticTaskConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Poisson-blend regions of another image of the same batch (the same dataset) into each image."""
     n = images.shape[0]
     shift = randint(generator, 1, n - 1) if n > 1 else 0
@@ -101,8 +105,9 @@ def _deform(images: torch.Tensor, generator: torch.Generator, config: SyntheticT
             # Sampling from farther out (factor > 1) shrinks content towards the centre (sink);
             # from nearer the centre (factor < 1) magnifies it (source).
             factor = 1 + strength * (1 - radius) if sink else radius.clamp(min=1e-3) ** strength
-            centre = torch.tensor([2 * ellipse.cx / (width - 1) - 1, 2 * ellipse.cy / (height - 1) - 1],
-                                  device=images.device)
+            centre = torch.tensor(
+                [2 * ellipse.cx / (width - 1) - 1, 2 * ellipse.cy / (height - 1) - 1], device=images.device
+            )
             warped = centre + (grids[i] - centre) * factor[..., None]
             grids[i] = torch.where(inside[..., None], warped, grids[i])
             labels[i, 0] = torch.maximum(labels[i, 0], inside.to(labels.dtype))
@@ -118,8 +123,13 @@ def _fit(images: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
 
 
-TASK_NAMES = ("intra_dataset_blend", "foreign_blend", "sink_deformation", "source_deformation",
-              "smooth_intensity_change")
+TASK_NAMES = (
+    "intra_dataset_blend",
+    "foreign_blend",
+    "sink_deformation",
+    "source_deformation",
+    "smooth_intensity_change",
+)
 
 
 def make_tasks(foreign: torch.Tensor) -> dict[str, Task]:

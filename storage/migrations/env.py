@@ -1,4 +1,5 @@
 """Alembic environment: migrations run on the connection storage.db hands over."""
+
 from alembic import context
 
 from anomascope.storage.models import Base

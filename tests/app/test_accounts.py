@@ -1,5 +1,6 @@
 """Reader identity and the page as a server: accounts, sign-in, the audit actor, single-user mode,
 upload limits and the temporary files patient images pass through."""
+
 from __future__ import annotations
 
 import io
@@ -15,7 +16,17 @@ from sqlalchemy import select
 from anomascope.app.bundles import discover
 from anomascope.app.cli import is_loopback, main
 from anomascope.app.review import ReviewApp
-from anomascope.storage import AuditEvent, Case, Database, StorageError, User, add_user, authenticate, case_history, has_accounts
+from anomascope.storage import (
+    AuditEvent,
+    Case,
+    Database,
+    StorageError,
+    User,
+    add_user,
+    authenticate,
+    case_history,
+    has_accounts,
+)
 from tests.app.test_browser import CHROMIUM, CHROMIUM_FLAGS, Reader, _free_port
 
 ROOT = Path(__file__).parents[2]
@@ -80,8 +91,10 @@ def test_the_page_and_its_files_need_a_signed_in_reader(signed_in_server):
     assert httpx.get(viewer_js).status_code in (401, 403)
     assert httpx.post(f"{url}/login", data={"username": "dr login", "password": "wrong"}).status_code >= 400
     with httpx.Client() as client:
-        assert client.post(f"{url}/login", data={"username": "dr login",
-                                                  "password": "a long enough password"}).status_code == 200
+        assert (
+            client.post(f"{url}/login", data={"username": "dr login", "password": "a long enough password"}).status_code
+            == 200
+        )
         assert client.get(f"{url}/config").status_code == 200
         # Uploads past the limit are refused before they reach the app.
         big = client.post(f"{url}/gradio_api/upload", files={"files": ("big.png", b"\0" * (2**20 + 1))})

@@ -3,6 +3,7 @@
 Every save is read back from the database and compared voxel for voxel with the mask the viewer
 showed at the moment of the click, and with what the reader's strokes should have made of it.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,11 +26,19 @@ from tests.conftest import make_dicom, write_dicom
 ROOT = Path(__file__).parents[2]
 SAMPLES = ROOT / "assets" / "samples"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
-                                reason="Debian's chromium is not installed (CI installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed (CI installs it)"
+)
 
 
 def _free_port() -> int:
@@ -128,7 +137,8 @@ class Reader:
     def save(self, expect: str = "Saved annotation") -> None:
         self.page.locator("#save").click()
         self.page.wait_for_function(
-            "text => document.querySelector('#save-status').innerText.includes(text)", arg=expect, timeout=60_000)
+            "text => document.querySelector('#save-status').innerText.includes(text)", arg=expect, timeout=60_000
+        )
 
     def status(self) -> str:
         return self.page.locator("#save-status").inner_text()
@@ -169,8 +179,9 @@ def test_photo_threshold_strokes_eraser_reopen(reader_page, tmp_path):
 
     # The restoration beside the image follows its zoom.
     page.locator(".as-zoom-in").click()
-    zooms = page.evaluate("[window.anomascope.viewer.nv.scene.pan2Dxyzmm[3],"
-                          " window.anomascope.viewer.restoration.scene.pan2Dxyzmm[3]]")
+    zooms = page.evaluate(
+        "[window.anomascope.viewer.nv.scene.pan2Dxyzmm[3], window.anomascope.viewer.restoration.scene.pan2Dxyzmm[3]]"
+    )
     assert zooms[0] == pytest.approx(1.25) and zooms[1] == pytest.approx(zooms[0])
     page.locator(".as-zoom-fit").click()
 
@@ -276,10 +287,12 @@ def _overlap(shown: np.ndarray, other: np.ndarray) -> tuple[str, int, int]:
 
 def _overlap_text(page) -> tuple[str, int, int]:
     text = page.locator(".as-compare").inner_text()
-    dice, added, dropped = re.search(r"Dice with the mask on screen ([\d.]+); the mask on screen adds (\d+) px "
-                                     r"and drops (\d+)", text).groups()
+    dice, added, dropped = re.search(
+        r"Dice with the mask on screen ([\d.]+); the mask on screen adds (\d+) px "
+        r"and drops (\d+)",
+        text,
+    ).groups()
     return dice, int(added), int(dropped)
-
 
 
 def _dicom_series(folder: Path, slices: int = 8) -> Path:
@@ -288,9 +301,17 @@ def _dicom_series(folder: Path, slices: int = 8) -> Path:
     uid = "1.2.826.0.1.3680043.8.498.1"
     for k in range(slices):
         pixels = (rng.normal(100, 20, (40, 48)).clip(0, 4000)).astype(np.uint16)
-        write_dicom(folder / f"IM{k:03d}.dcm", make_dicom(
-            pixels, SeriesInstanceUID=uid, ImagePositionPatient=[0.0, 0.0, 3.0 * k],
-            ImageOrientationPatient=[1, 0, 0, 0, 1, 0], InstanceNumber=k + 1, PixelSpacing=[0.8, 0.8]))
+        write_dicom(
+            folder / f"IM{k:03d}.dcm",
+            make_dicom(
+                pixels,
+                SeriesInstanceUID=uid,
+                ImagePositionPatient=[0.0, 0.0, 3.0 * k],
+                ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+                InstanceNumber=k + 1,
+                PixelSpacing=[0.8, 0.8],
+            ),
+        )
     archive = shutil.make_archive(str(folder), "zip", folder)
     return Path(archive)
 
@@ -314,7 +335,8 @@ def test_volume_stroke_lands_on_the_slice_on_screen(reader_page, tmp_path, name)
     assert page.evaluate("window.anomascope.currentSlice()") == target
     # The dissolved image beside it shows the same slice.
     assert page.evaluate("window.anomascope.viewer.restoration.scene.crosshairPos[2]") == pytest.approx(
-        page.evaluate("window.anomascope.viewer.nv.scene.crosshairPos[2]"))
+        page.evaluate("window.anomascope.viewer.nv.scene.crosshairPos[2]")
+    )
     reader.stroke("brush", [(width // 4, height // 2), (3 * width // 4, height // 2)])
     shown = reader.mask()
     assert shown[target].sum() > 0 and shown.sum() == shown[target].sum()

@@ -1,4 +1,5 @@
 """The command line: inspect's JSON and exit codes, prepare's layout and determinism."""
+
 from __future__ import annotations
 
 import csv
@@ -27,7 +28,9 @@ def test_inspect_prints_one_json_object(capsys):
 def test_inspect_bad_file_exit_2_one_sentence(tmp_path):
     bad = tmp_path / "scan.dcm"
     bad.write_bytes(b"\x00garbage" * 50)
-    result = subprocess.run([sys.executable, "-m", "anomascope.app.cli", "inspect", str(bad)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "anomascope.app.cli", "inspect", str(bad)], capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -111,7 +114,21 @@ def test_train_on_images_that_do_not_fit_the_config_is_a_clear_error(tmp_path, c
     data = make_blob_dataset(tmp_path / "rgb", n_train=2, n_val=1, n_test=1)
     config = tmp_path / "grey.toml"
     config.write_text("[preprocess]\nchannels = 1\nimage_size = 32\n")
-    code = main(["train", "--method", "ppii", "--data", str(data), "--out", str(tmp_path / "b"), "--config",
-                 str(config), "--steps", "1", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--method",
+            "ppii",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "b"),
+            "--config",
+            str(config),
+            "--steps",
+            "1",
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert "n000.png: has 3 channel(s) but this model was trained on 1-channel images" in capsys.readouterr().err

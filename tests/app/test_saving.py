@@ -1,5 +1,6 @@
 """Saving through the review services: one transaction per save, and several readers correcting the
 same annotation at once on SQLite and PostgreSQL, with nothing lost and versions contiguous."""
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,25 @@ def _app(url: str, tmp_path: Path) -> ReviewApp:
 def _payload(session: ReviewSession, mask: np.ndarray) -> str:
     """What the viewer sends on Save (app/static/viewer.js `payload`)."""
     slices, _, rows, cols = session.case.shape
-    return json.dumps({"token": session.token, "dims": [cols, rows, slices], "mask": pack_mask(mask),
-                       "voxels": int(mask.sum()), "threshold": 0.5, "threshold_method": "manual", "edited": True,
-                       "slice": 0})
+    return json.dumps(
+        {
+            "token": session.token,
+            "dims": [cols, rows, slices],
+            "mask": pack_mask(mask),
+            "voxels": int(mask.sum()),
+            "threshold": 0.5,
+            "threshold_method": "manual",
+            "edited": True,
+            "slice": 0,
+        }
+    )
 
 
 def _counts(db: Database) -> tuple[int, int, int]:
     with db.sessions() as session:
-        return tuple(session.scalar(select(func.count()).select_from(model))
-                     for model in (Annotation, AuditEvent, InferenceRun))
+        return tuple(
+            session.scalar(select(func.count()).select_from(model)) for model in (Annotation, AuditEvent, InferenceRun)
+        )
 
 
 def _ran(app: ReviewApp) -> ReviewSession:
@@ -75,9 +86,10 @@ def test_readers_correcting_at_once_lose_nothing(db_url, tmp_path):
         except Exception as exc:  # noqa: BLE001 - collected from the threads, then failed on below
             errors.append(exc)
 
-    threads = [threading.Thread(target=reader, args=(f"dr {k}", [rng.random((1, 150, 200)) > 0.5
-                                                                  for _ in range(SAVES_EACH)]))
-               for k in range(READERS)]
+    threads = [
+        threading.Thread(target=reader, args=(f"dr {k}", [rng.random((1, 150, 200)) > 0.5 for _ in range(SAVES_EACH)]))
+        for k in range(READERS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,4 +1,5 @@
 """Review-page services without a browser, on the shipped demo bundles and sample cases."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,12 @@ SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
 
 @pytest.fixture
 def app(tmp_path) -> ReviewApp:
-    return ReviewApp(Database(f"sqlite:///{tmp_path / 'a.sqlite'}"), discover([ROOT / "assets" / "models"]),
-                     tmp_path / "cases", torch.device("cpu"))
+    return ReviewApp(
+        Database(f"sqlite:///{tmp_path / 'a.sqlite'}"),
+        discover([ROOT / "assets" / "models"]),
+        tmp_path / "cases",
+        torch.device("cpu"),
+    )
 
 
 def _label(app: ReviewApp, method: str) -> str:
@@ -39,9 +44,19 @@ def _label(app: ReviewApp, method: str) -> str:
 def _payload(session: ReviewSession, mask: np.ndarray, threshold: float, how: str = "manual", **extra) -> str:
     """What the viewer sends on Save (app/static/viewer.js `payload`)."""
     slices, _, rows, cols = session.case.shape
-    return json.dumps({"token": session.token, "dims": [cols, rows, slices], "mask": pack_mask(mask),
-                       "voxels": int(mask.sum()), "threshold": threshold, "threshold_method": how,
-                       "edited": False, "slice": 0, **extra})
+    return json.dumps(
+        {
+            "token": session.token,
+            "dims": [cols, rows, slices],
+            "mask": pack_mask(mask),
+            "voxels": int(mask.sum()),
+            "threshold": threshold,
+            "threshold_method": how,
+            "edited": False,
+            "slice": 0,
+            **extra,
+        }
+    )
 
 
 def test_catalogue_lists_each_readout_and_reports_broken_bundles(tmp_path):
@@ -74,8 +89,9 @@ def test_scene_volumes_are_the_case_in_the_viewers_order(app):
     np.testing.assert_array_equal(from_viewer(image["G"]), session.case.pixels[:, 1].astype(np.uint8))
     heatmap = from_viewer(np.asarray(nib.load(folder / "heatmap.nii.gz").dataobj))
     np.testing.assert_allclose(heatmap, session.run.result.heatmap, rtol=1e-6)
-    assert scene["threshold"]["value"] == pytest.approx(app.catalogue.predictor(
-        _label(app, "spr"), app.device).calibration["thresholds"]["max_f1"]["value"])
+    assert scene["threshold"]["value"] == pytest.approx(
+        app.catalogue.predictor(_label(app, "spr"), app.device).calibration["thresholds"]["max_f1"]["value"]
+    )
     # Opening another case drops the previous scene's files.
     _, scene2 = app.scene(app.open_file(ROOT / "assets" / "samples" / "chest-xray.png"), scene["token"])
     assert not folder.exists() and (app.volumes.root / scene2["token"]).exists()
@@ -115,8 +131,13 @@ def test_save_stores_the_mask_sent_and_corrections_continue_the_lineage(app):
     spec = app.comparison(reopened, 2)
     outline = from_viewer(np.asarray(nib.load(app.volumes.root / scene["token"] / "version-2.nii.gz").dataobj)) > 0
     assert spec["token"] == scene["token"] and outline.sum() > 0 and (outline <= corrected).all()
-    assert not outline[0, 1:-1, 1:-1][corrected[0, :-2, 1:-1] & corrected[0, 2:, 1:-1] & corrected[0, 1:-1, :-2]
-                                      & corrected[0, 1:-1, 2:] & corrected[0, 1:-1, 1:-1]].any()  # no interior voxel
+    assert not outline[0, 1:-1, 1:-1][
+        corrected[0, :-2, 1:-1]
+        & corrected[0, 2:, 1:-1]
+        & corrected[0, 1:-1, :-2]
+        & corrected[0, 1:-1, 2:]
+        & corrected[0, 1:-1, 1:-1]
+    ].any()  # no interior voxel
     np.testing.assert_array_equal(unpack_mask(spec["mask"], (1, 150, 200)), corrected)
     assert app.comparison(reopened, None) == {}
     with pytest.raises(ReviewError, match="no saved version 9"):
@@ -172,7 +193,9 @@ def test_models_meet_their_data(app, tmp_path):
     with pytest.raises(ReviewError, match="model warning"):
         app.save(ct, _payload(ct, drawn, 1.0), "dr")
     assert "Saved annotation" in app.save(ct, _payload(ct, drawn, 1.0), "dr", acknowledged=True)[1]
-    assert not mismatch_warnings({"data": {"modality": "DX"}}, load_case(ROOT / "assets" / "samples" / "chest-xray.png"))
+    assert not mismatch_warnings(
+        {"data": {"modality": "DX"}}, load_case(ROOT / "assets" / "samples" / "chest-xray.png")
+    )
     # A greyscale image stored as RGB is scored by a greyscale bundle.
     from PIL import Image
 

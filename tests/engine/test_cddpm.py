@@ -1,4 +1,5 @@
 """Image-conditioned diffusion restoration: conditioning, folds, a tiny training run, ensembles, seeds."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,11 +22,13 @@ from tests.conftest import shipped_dicom
 from tests.synthetic import make_blob_dataset, plant_blob, smooth_image
 
 CPU = torch.device("cpu")
-TINY = {"net": {"block_out_channels": [16, 32, 32], "attention_levels": [False, False, False], "layers_per_block": 1},
-        "preprocess": {"image_size": 32},
-        "train": {"steps": 150, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 1000},
-        "cddpm": {"folds": 1, "sampler": "ddim", "sampling_steps": 8, "prediction_type": "sample", "monitor_images": 4},
-        "calibration": {"max_validation_images": 4}}
+TINY = {
+    "net": {"block_out_channels": [16, 32, 32], "attention_levels": [False, False, False], "layers_per_block": 1},
+    "preprocess": {"image_size": 32},
+    "train": {"steps": 150, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 1000},
+    "cddpm": {"folds": 1, "sampler": "ddim", "sampling_steps": 8, "prediction_type": "sample", "monitor_images": 4},
+    "calibration": {"max_validation_images": 4},
+}
 
 
 def tiny_config(**overrides):
@@ -70,8 +73,9 @@ def test_conditioning_doubles_the_input_channels():
 def test_a_fifth_of_conditions_stay_clean():
     images = torch.rand(200, 3, 16, 16) * 0.5 + 0.25
     tasks = make_tasks(foreign_images(16))
-    condition = corrupt(images, tasks, task_folds(1)[0].train_tasks, 0.2, torch.Generator().manual_seed(0),
-                        tiny_config().tasks)
+    condition = corrupt(
+        images, tasks, task_folds(1)[0].train_tasks, 0.2, torch.Generator().manual_seed(0), tiny_config().tasks
+    )
     clean = (condition == images).flatten(1).all(dim=1).float().mean().item()
     assert 0.12 < clean < 0.28
 
@@ -136,10 +140,17 @@ def test_wrong_channels_are_a_clear_error(trained):
 
 def test_cli_trains_folds_and_records_sampling_in_each_run(blobs, tmp_path):
     bundle = tmp_path / "bundle"
-    manifest = train_tiny("cddpm", blobs, bundle, "[net]\nblock_out_channels = [16, 32, 32]\n"
-                          "attention_levels = [false, false, false]\nlayers_per_block = 1\n"
-                          "[cddpm]\nsampler = \"ddim\"\nsampling_steps = 3\nmonitor_images = 2\n"
-                          "[calibration]\nmax_validation_images = 2\n", "--folds", 2)
+    manifest = train_tiny(
+        "cddpm",
+        blobs,
+        bundle,
+        "[net]\nblock_out_channels = [16, 32, 32]\n"
+        "attention_levels = [false, false, false]\nlayers_per_block = 1\n"
+        '[cddpm]\nsampler = "ddim"\nsampling_steps = 3\nmonitor_images = 2\n'
+        "[calibration]\nmax_validation_images = 2\n",
+        "--folds",
+        2,
+    )
     assert [c["component"] for c in manifest["training"]["components"]] == ["fold0", "fold1"]
     image = next((blobs / "test" / "blob").iterdir())
     out = tmp_path / "out"

@@ -1,4 +1,5 @@
 """SANO and SPR on a tiny denoiser: training, bundles, resume, and inputs that do not fit."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,9 @@ def trained(blobs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def untrained(blobs, tmp_path_factory):
-    return fit_method(tiny_config(steps=0), blobs, tmp_path_factory.mktemp("bundle") / "untrained", CPU,
-                        show_progress=False)
+    return fit_method(
+        tiny_config(steps=0), blobs, tmp_path_factory.mktemp("bundle") / "untrained", CPU, show_progress=False
+    )
 
 
 @pytest.mark.parametrize("readout", ["sano", "spr"])
@@ -116,7 +118,7 @@ def test_resume_continues_the_step_count(blobs, tmp_path):
     resumed = run(6, tmp_path / "interrupted")
     assert resumed.steps == 6 and len(resumed.losses) == 6
     assert resumed.losses[:3] == straight.losses[:3]
-    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -158,9 +160,14 @@ def test_volume_is_scored_slice_by_slice_on_the_original_grid(trained):
 
 def test_cli_train_and_infer(blobs, tmp_path):
     bundle = tmp_path / "bundle"
-    manifest = train_tiny("spr", blobs, bundle, "[net]\nblock_out_channels = [16, 32, 32]\n"
-                          "attention_levels = [false, false, true]\nlayers_per_block = 1\n"
-                          "[train]\nbatch_size = 8\n[calibration]\nmax_validation_images = 2\n")
+    manifest = train_tiny(
+        "spr",
+        blobs,
+        bundle,
+        "[net]\nblock_out_channels = [16, 32, 32]\n"
+        "attention_levels = [false, false, true]\nlayers_per_block = 1\n"
+        "[train]\nbatch_size = 8\n[calibration]\nmax_validation_images = 2\n",
+    )
     assert manifest["method"] == "spr" and manifest["config"]["train"]["optimizer"] == "adamw"
     image = next((blobs / "test" / "blob").iterdir())
     bad = tmp_path / "bad.png"
@@ -169,8 +176,9 @@ def test_cli_train_and_infer(blobs, tmp_path):
     twin = tmp_path / "elsewhere" / image.name  # another image with the same name, in another folder
     twin.parent.mkdir()
     twin.write_bytes(next((blobs / "test" / "good").iterdir()).read_bytes())
-    inferred = anomascope("infer", "--bundle", bundle, "--out", out, bad, image, shipped_dicom("examples_ybr_color.dcm"),
-                          twin)
+    inferred = anomascope(
+        "infer", "--bundle", bundle, "--out", out, bad, image, shipped_dicom("examples_ybr_color.dcm"), twin
+    )
     assert inferred.returncode == 2  # one unreadable file among four; the three after it are still scored
     assert "bad.png: not a readable PNG" in inferred.stderr and "Traceback" not in inferred.stderr
     assert "1 of 4 inputs failed" in inferred.stderr
@@ -198,7 +206,7 @@ def test_schedule_and_spr_noise_scale_follow_the_papers():
     assert float(betas[0]) == pytest.approx(1e-4) and float(betas[-1]) == pytest.approx(0.02)
     assert len(betas) == 1000
     # sigma_k = sqrt((25^0.002 - 1) / (2 ln 25)) ~ 0.0317 on [0, 1] images
-    assert spr_noise_scale(25.0, 0.001) == pytest.approx(math.sqrt((25 ** 0.002 - 1) / (2 * math.log(25))))
+    assert spr_noise_scale(25.0, 0.001) == pytest.approx(math.sqrt((25**0.002 - 1) / (2 * math.log(25))))
     assert spr_noise_scale(25.0, 0.001) == pytest.approx(0.0317, abs=1e-4)
     t = schedule.timestep_for_noise_to_signal(2 * 0.0317)
     assert schedule.noise_to_signal(t) == pytest.approx(0.0634, rel=0.15)
@@ -206,20 +214,48 @@ def test_schedule_and_spr_noise_scale_follow_the_papers():
 
 def test_spr_defaults_are_the_papers():
     config = paper_defaults("spr")
-    assert (config.spr.sigma, config.spr.k, config.spr.num_perturbations, config.spr.box_filter_at_256) == (25.0, 0.001, 3, 31)
+    assert (config.spr.sigma, config.spr.k, config.spr.num_perturbations, config.spr.box_filter_at_256) == (
+        25.0,
+        0.001,
+        3,
+        31,
+    )
     assert (config.train.optimizer, config.train.learning_rate, config.train.weight_decay) == ("adamw", 1e-4, 1e-3)
     assert (config.train.batch_size, config.train.epochs, config.train.ema_decay) == (16, 3000, 0.9999)
     assert config.preprocess.image_size == 192
     sano = paper_defaults("sano")
-    assert (sano.train.optimizer, sano.train.learning_rate, sano.train.batch_size, sano.train.steps) == ("adam", 2e-4, 64, 400_000)
+    assert (sano.train.optimizer, sano.train.learning_rate, sano.train.batch_size, sano.train.steps) == (
+        "adam",
+        2e-4,
+        64,
+        400_000,
+    )
     assert sano.preprocess.image_size == 256
 
 
 def test_eval_compares_both_readouts_of_a_bundle(trained, blobs, tmp_path):
     from anomascope.app.cli import main
 
-    assert main(["eval", "--bundle", str(trained.path), "--baseline", "median-distance", "--data", str(blobs),
-                 "--out", str(tmp_path), "--bootstrap", "20", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--bundle",
+                str(trained.path),
+                "--baseline",
+                "median-distance",
+                "--data",
+                str(blobs),
+                "--out",
+                str(tmp_path),
+                "--bootstrap",
+                "20",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "metrics.json").read_text())["results"]
     assert set(results) == {"sano:sano", "sano:spr", "median-distance"}
     assert results["sano:spr"]["pixel_auroc"] > 0.9

@@ -1,5 +1,6 @@
 """DIA: pair layout and loss, shift labels, dissolving, scoring balance terms, a short training run,
 bundles and the command line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,18 +16,33 @@ from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
 from anomascope.engine.methods import make_predictor
-from anomascope.engine.methods.dia import (Dissolver, amplified_nt_xent, build_feature_bank, contrastive_scores, pair_layout,
-                                shift_images, shift_labels, shifted_outputs)
+from anomascope.engine.methods.dia import (
+    Dissolver,
+    amplified_nt_xent,
+    build_feature_bank,
+    contrastive_scores,
+    pair_layout,
+    shift_images,
+    shift_labels,
+    shifted_outputs,
+)
 from anomascope.engine.schedules import VPSchedule
 from tests.cli import anomascope, infer_one, train_tiny
 from tests.synthetic import make_oriented_dataset
 
 CPU = torch.device("cpu")
-DENOISER = {"net": {"block_out_channels": [16, 32, 32], "attention_levels": [False, False, False], "layers_per_block": 1},
-            "preprocess": {"image_size": 32}, "train": {"batch_size": 16, "learning_rate": 1e-3, "steps": 60},
-            "calibration": {"max_validation_images": 4}}
-TINY = {"net": {"widen_factor": 0.25}, "preprocess": {"image_size": 32},
-        "train": {"steps": 150, "batch_size": 8, "checkpoint_every": 1000}, "calibration": {"max_validation_images": 8}}
+DENOISER = {
+    "net": {"block_out_channels": [16, 32, 32], "attention_levels": [False, False, False], "layers_per_block": 1},
+    "preprocess": {"image_size": 32},
+    "train": {"batch_size": 16, "learning_rate": 1e-3, "steps": 60},
+    "calibration": {"max_validation_images": 4},
+}
+TINY = {
+    "net": {"widen_factor": 0.25},
+    "preprocess": {"image_size": 32},
+    "train": {"steps": 150, "batch_size": 8, "checkpoint_every": 1000},
+    "calibration": {"max_validation_images": 8},
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +52,25 @@ def oriented(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def denoiser(oriented, tmp_path_factory):
-    return fit_method(merge(paper_defaults("sano"), DENOISER), oriented, tmp_path_factory.mktemp("den") / "b", CPU,
-                      show_progress=False)
+    return fit_method(
+        merge(paper_defaults("sano"), DENOISER),
+        oriented,
+        tmp_path_factory.mktemp("den") / "b",
+        CPU,
+        show_progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(oriented, denoiser, tmp_path_factory):
-    return fit_method(merge(paper_defaults("dia"), TINY), oriented, tmp_path_factory.mktemp("dia") / "b", CPU,
-                      show_progress=False, denoiser=denoiser)
+    return fit_method(
+        merge(paper_defaults("dia"), TINY),
+        oriented,
+        tmp_path_factory.mktemp("dia") / "b",
+        CPU,
+        show_progress=False,
+        denoiser=denoiser,
+    )
 
 
 def test_defaults_are_the_papers():
@@ -131,8 +158,14 @@ def test_balance_terms_normalise_each_shift_on_the_training_set():
 def test_short_training_detects_anomalous_images(trained, oriented, denoiser, tmp_path):
     metrics = trained.manifest["validation_metrics"]["dia"]
     assert metrics["image_auroc"] > 0.8
-    untrained = fit_method(merge(paper_defaults("dia"), {**TINY, "train": {**TINY["train"], "steps": 0}}), oriented,
-                           tmp_path / "untrained", CPU, show_progress=False, denoiser=denoiser)
+    untrained = fit_method(
+        merge(paper_defaults("dia"), {**TINY, "train": {**TINY["train"], "steps": 0}}),
+        oriented,
+        tmp_path / "untrained",
+        CPU,
+        show_progress=False,
+        denoiser=denoiser,
+    )
     assert metrics["image_auroc"] > untrained.manifest["validation_metrics"]["dia"]["image_auroc"] + 0.2
     assert trained.manifest["calibration"]["dia"]["level"] == "image"
 
@@ -152,12 +185,20 @@ def test_cli_needs_a_denoiser_and_infers_image_scores(oriented, denoiser, tmp_pa
     missing = anomascope("train", "--method", "dia", "--data", oriented, "--out", tmp_path / "x")
     assert missing.returncode == 2 and "--denoiser BUNDLE is required" in missing.stderr
     bundle = tmp_path / "bundle"
-    manifest = train_tiny("dia", oriented, bundle, "[net]\nwiden_factor = 0.25\n[train]\nbatch_size = 4\n"
-                          "[calibration]\nmax_validation_images = 2\n", "--denoiser", denoiser.path)
+    manifest = train_tiny(
+        "dia",
+        oriented,
+        bundle,
+        "[net]\nwiden_factor = 0.25\n[train]\nbatch_size = 4\n[calibration]\nmax_validation_images = 2\n",
+        "--denoiser",
+        denoiser.path,
+    )
     assert manifest["dissolver"]["bundle_id"] == denoiser.id
     image = next((oriented / "test" / "blob").iterdir())
     out = tmp_path / "out"
     summary = infer_one(bundle, image, out)
     assert summary["method"] == "dia" and summary["heatmap_shape"] is None
-    assert summary["restoration"] == f"{image.stem}_restoration.png" and not (out / f"{image.stem}_heatmap.npy").exists()
+    assert (
+        summary["restoration"] == f"{image.stem}_restoration.png" and not (out / f"{image.stem}_heatmap.npy").exists()
+    )
     assert np.isfinite(summary["image_score"])

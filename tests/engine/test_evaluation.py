@@ -1,4 +1,5 @@
 """`anomascope eval` end to end on synthetic data: the baseline, metrics.json keys and the report."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,22 @@ KEYS = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "im
 
 def test_eval_baseline_writes_metrics_and_report(tmp_path):
     data = make_blob_dataset(tmp_path / "data", n_train=4, n_val=6, n_test=10)
-    assert main(["eval", "--baseline", "median-distance", "--data", str(data), "--out", str(tmp_path / "out"),
-                 "--bootstrap", "50"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--baseline",
+                "median-distance",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "out"),
+                "--bootstrap",
+                "50",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     result = report["results"]["median-distance"]
     for key in KEYS:

@@ -1,4 +1,5 @@
 """Smoothing filters and thresholds on hand-computed cases."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Fuzzing the readers: any mutation of a valid file is read as a finite image or refused with one
 ImageReadError sentence, never another exception. Short in the default run; `pytest -m slow` runs long."""
+
 from __future__ import annotations
 
 import gzip
@@ -51,8 +52,12 @@ def _dicom_zip() -> bytes:
 
 
 SEEDS = {
-    "photo.png": _png(), "photo.jpg": _jpeg(), "ct.dcm": Path(shipped_dicom("CT_small.dcm")).read_bytes(),
-    "volume.nii": _nifti(), "volume.nii.gz": gzip.compress(_nifti()), "series.zip": _dicom_zip(),
+    "photo.png": _png(),
+    "photo.jpg": _jpeg(),
+    "ct.dcm": Path(shipped_dicom("CT_small.dcm")).read_bytes(),
+    "volume.nii": _nifti(),
+    "volume.nii.gz": gzip.compress(_nifti()),
+    "series.zip": _dicom_zip(),
 }
 
 
@@ -62,15 +67,19 @@ def mutated(draw) -> tuple[str, bytes]:
     name = draw(st.sampled_from(sorted(SEEDS)))
     data = bytearray(SEEDS[name])
     for _ in range(draw(st.integers(1, 6))):
-        at = draw(st.integers(0, len(data) - 1)) if draw(st.booleans()) else draw(st.integers(0, min(600, len(data) - 1)))
+        at = (
+            draw(st.integers(0, len(data) - 1))
+            if draw(st.booleans())
+            else draw(st.integers(0, min(600, len(data) - 1)))
+        )
         kind = draw(st.sampled_from(["flip", "overwrite", "cut", "insert"]))
         if kind == "flip":
             data[at] ^= 1 << draw(st.integers(0, 7))
         elif kind == "overwrite":
             chunk = draw(st.binary(min_size=1, max_size=8))
-            data[at:at + len(chunk)] = chunk
+            data[at : at + len(chunk)] = chunk
         elif kind == "cut":
-            del data[at:at + draw(st.integers(1, 4096))]
+            del data[at : at + draw(st.integers(1, 4096))]
         else:
             data[at:at] = draw(st.binary(min_size=1, max_size=64))
         if not data:

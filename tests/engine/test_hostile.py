@@ -1,5 +1,6 @@
 """Hostile and odd files: each gets one sentence naming it and the reason, within bounded memory and
 without blocking; the command line answers them with exit code 2."""
+
 from __future__ import annotations
 
 import builtins
@@ -54,8 +55,10 @@ def test_inspect_answers_hostile_files_with_exit_2_and_one_line(tmp_path, capsys
     assert line.startswith(f"anomascope inspect: {printable(path.name)}: ")
 
 
-@pytest.mark.parametrize("name", ["dicom text in NumberOfFrames", "png claiming 169 megapixels",
-                                  "nifti header claiming 300^3 float64, no data"])
+@pytest.mark.parametrize(
+    "name",
+    ["dicom text in NumberOfFrames", "png claiming 169 megapixels", "nifti header claiming 300^3 float64, no data"],
+)
 def test_the_libraries_warnings_do_not_split_the_sentence(tmp_path, name):
     """As a user runs it: pydicom, PIL and nibabel warn or log about such files on stderr."""
     path = CORPUS[name].write(tmp_path)
@@ -82,6 +85,7 @@ def test_a_damaged_slice_refuses_the_series_instead_of_dropping_it(tmp_path):
     def damage(folder: Path) -> None:
         data = bytearray((folder / "IM2.dcm").read_bytes())
         (folder / "IM2.dcm").write_bytes(bytes(data[:-500]))
+
     with pytest.raises(ImageReadError, match=r"^series: IM2.dcm: truncated"):
         load_case(_series_with(damage, "series")(tmp_path))
 

@@ -1,4 +1,5 @@
 """anomascope.engine.io: every supported format into one Case, and one clear error for everything else."""
+
 from __future__ import annotations
 
 import gzip
@@ -21,6 +22,7 @@ NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 
 
 # --- photos ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode,channels", [("RGB", 3), ("L", 1), ("RGBA", 3), ("P", 3)])
 def test_png_modes(tmp_path, mode, channels):
@@ -63,6 +65,7 @@ def test_jpeg_rgb_and_exif_rotation(tmp_path):
 
 # --- DICOM shipped with pydicom ----------------------------------------------------------------
 
+
 def test_ct_small_rescaled_to_hounsfield():
     case = load_case(shipped_dicom("CT_small.dcm"))
     assert case.format == "dicom" and case.modality == "CT"
@@ -93,8 +96,9 @@ def test_multiframe_rgb_ultrasound_ybr():
     assert case.modality == "US"
 
 
-@pytest.mark.parametrize("name", ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm",
-                                  "JPEGLSNearLossless_16.dcm"])
+@pytest.mark.parametrize(
+    "name", ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "JPEGLSNearLossless_16.dcm"]
+)
 def test_compressed_transfer_syntaxes_with_installed_handlers(name):
     case = load_case(shipped_dicom(name))
     assert case.pixels.size > 0 and np.isfinite(case.pixels).all()
@@ -113,6 +117,7 @@ def test_dicom_without_pixel_data():
 
 # --- DICOM written by the tests ------------------------------------------------------------
 
+
 def test_monochrome1_is_inverted_with_its_window(dicom_writer):
     array = np.arange(16 * 16, dtype=np.uint16).reshape(16, 16)
     path = dicom_writer("cr.dcm", array, photometric="MONOCHROME1", WindowCenter=100, WindowWidth=50, Modality="CR")
@@ -125,8 +130,9 @@ def test_monochrome1_is_inverted_with_its_window(dicom_writer):
 
 def test_rescale_slope_intercept_and_multi_valued_window(dicom_writer):
     array = np.full((8, 8), 100, np.uint16)
-    path = dicom_writer("ct.dcm", array, RescaleSlope=2, RescaleIntercept=-1024,
-                        WindowCenter=[40, 300], WindowWidth=[400, 1500])
+    path = dicom_writer(
+        "ct.dcm", array, RescaleSlope=2, RescaleIntercept=-1024, WindowCenter=[40, 300], WindowWidth=[400, 1500]
+    )
     case = load_case(path)
     assert np.all(case.pixels == 2 * 100 - 1024)
     assert case.window == (40.0, 400.0)
@@ -166,9 +172,14 @@ def _series(tmp_path: Path, n: int = 5, series_uid: str | None = None, folder: s
     uid = series_uid or generate_uid()
     order = [3, 0, 4, 1, 2][:n] if n == 5 else list(range(n))
     for i in order:
-        ds = make_dicom(np.full((4, 6), 10 * i, np.uint16), SeriesInstanceUID=uid,
-                        ImagePositionPatient=[0.0, 0.0, 2.5 * i], ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
-                        InstanceNumber=n - i, PixelSpacing=[0.5, 0.7])
+        ds = make_dicom(
+            np.full((4, 6), 10 * i, np.uint16),
+            SeriesInstanceUID=uid,
+            ImagePositionPatient=[0.0, 0.0, 2.5 * i],
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            InstanceNumber=n - i,
+            PixelSpacing=[0.5, 0.7],
+        )
         # File names deliberately out of spatial order.
         write_dicom(root / f"IM{(7 * i) % n:04d}.dcm", ds)
     return root
@@ -199,8 +210,9 @@ def test_series_zip(tmp_path):
 
 def test_mixed_series_refused(tmp_path):
     root = _series(tmp_path, n=3, folder="mixed")
-    other = make_dicom(np.zeros((4, 6), np.uint16), ImagePositionPatient=[0, 0, 9.0],
-                       ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
+    other = make_dicom(
+        np.zeros((4, 6), np.uint16), ImagePositionPatient=[0, 0, 9.0], ImageOrientationPatient=[1, 0, 0, 0, 1, 0]
+    )
     write_dicom(root / "other.dcm", other)
     with pytest.raises(ImageReadError, match="mixed: mixed series: 2 different SeriesInstanceUIDs"):
         load_case(root)
@@ -218,6 +230,7 @@ def test_unsupported_transfer_syntax(tmp_path):
 
 
 # --- NIfTI ----------------------------------------------------------------------------------
+
 
 def test_nibabel_anatomical_3d():
     case = load_case(NIBABEL_DATA / "anatomical.nii")
@@ -259,6 +272,7 @@ def test_nifti_5d_refused(tmp_path):
 
 
 # --- bad input: one clear error, never a traceback ---------------------------------------------
+
 
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)

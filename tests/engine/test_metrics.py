@@ -1,4 +1,5 @@
 """Metrics against hand-computed small cases and threshold-free definitions."""
+
 from __future__ import annotations
 
 import itertools

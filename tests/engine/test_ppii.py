@@ -1,5 +1,6 @@
 """P-PII: paper defaults, histogram equalisation, a short self-supervised training run, MC-dropout
 uncertainty, bundles and the command line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,13 @@ from tests.cli import infer_one, train_tiny
 from tests.synthetic import make_stripe_dataset
 
 CPU = torch.device("cpu")
-TINY = {"net": {"features": [8, 8, 16, 32, 32, 8]}, "preprocess": {"image_size": 32},
-        "train": {"steps": 300, "batch_size": 16, "checkpoint_every": 1000}, "ppii": {"mc_passes": 4},
-        "calibration": {"max_validation_images": 8}}
+TINY = {
+    "net": {"features": [8, 8, 16, 32, 32, 8]},
+    "preprocess": {"image_size": 32},
+    "train": {"steps": 300, "batch_size": 16, "checkpoint_every": 1000},
+    "ppii": {"mc_passes": 4},
+    "calibration": {"max_validation_images": 8},
+}
 
 
 def tiny_config(**overrides):
@@ -41,8 +46,13 @@ def trained(stripes, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def untrained(stripes, tmp_path_factory):
-    return fit_method(tiny_config(train={"steps": 0}), stripes, tmp_path_factory.mktemp("ppii") / "untrained", CPU,
-                      show_progress=False)
+    return fit_method(
+        tiny_config(train={"steps": 0}),
+        stripes,
+        tmp_path_factory.mktemp("ppii") / "untrained",
+        CPU,
+        show_progress=False,
+    )
 
 
 def test_defaults_are_the_papers():
@@ -81,16 +91,21 @@ def test_mc_dropout_gives_a_reproducible_uncertainty_map(trained, stripes):
 
 
 def test_plain_unet_has_no_uncertainty(stripes, tmp_path):
-    bundle = fit_method(tiny_config(train={"steps": 2}, net={"dropout": 0.0}), stripes, tmp_path / "plain", CPU,
-                        show_progress=False)
+    bundle = fit_method(
+        tiny_config(train={"steps": 2}, net={"dropout": 0.0}), stripes, tmp_path / "plain", CPU, show_progress=False
+    )
     result = score_case(make_predictor(bundle, CPU), load_case(next((stripes / "test" / "good").iterdir())))
     assert result.uncertainty is None and result.heatmap.shape == (1, 32, 32)
 
 
 def test_cli_trains_and_infers_ppii(stripes, tmp_path):
     bundle = tmp_path / "bundle"
-    manifest = train_tiny("ppii", stripes, bundle, "[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 3\n"
-                          "[calibration]\nmax_validation_images = 2\n")
+    manifest = train_tiny(
+        "ppii",
+        stripes,
+        bundle,
+        "[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 3\n[calibration]\nmax_validation_images = 2\n",
+    )
     assert manifest["method"] == "ppii" and manifest["readouts"] == ["ppii"]
     assert manifest["config"]["generator"]["max_anomalies"] == 10
     assert set(manifest["calibration"]["ppii"]["thresholds"]) == {"k_sigma", "target_fpr", "max_f1"}
@@ -98,4 +113,6 @@ def test_cli_trains_and_infers_ppii(stripes, tmp_path):
     out = tmp_path / "out"
     summary = infer_one(bundle, image, out)
     assert summary["method"] == "ppii" and summary["restoration"] is None
-    assert np.load(out / summary["uncertainty"]).shape == np.load(out / f"{image.stem}_heatmap.npy").shape == (1, 32, 32)
+    assert (
+        np.load(out / summary["uncertainty"]).shape == np.load(out / f"{image.stem}_heatmap.npy").shape == (1, 32, 32)
+    )

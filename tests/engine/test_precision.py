@@ -1,6 +1,7 @@
 """Reduced-precision inference: only the networks run under autocast; maps, scores and restorations
 stay float32 and agree with the float32 read-out. Checked on the shipped bundles with bf16 autocast on
 the CPU, and on CUDA where there is one."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,8 +21,13 @@ from anomascope.engine.nets.precision import AutocastNetwork, as_float32, resolv
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "assets" / "models"
 CPU = torch.device("cpu")
-READOUTS = [("ham10000-denoiser", "sano"), ("ham10000-denoiser", "spr"), ("ham10000-ppii", "ppii"),
-            ("ham10000-cddpm", "cddpm"), ("chest-xray-dia", "dia")]
+READOUTS = [
+    ("ham10000-denoiser", "sano"),
+    ("ham10000-denoiser", "spr"),
+    ("ham10000-ppii", "ppii"),
+    ("ham10000-cddpm", "cddpm"),
+    ("chest-xray-dia", "dia"),
+]
 
 
 SAMPLES = {3: ROOT / "assets" / "samples" / "ISIC_0024311.jpg", 1: ROOT / "assets" / "samples" / "chest-xray.png"}
@@ -32,7 +38,7 @@ def small_case(channels: int) -> Case:
     case = load_case(SAMPLES[channels])
     h, w = case.pixels.shape[-2:]
     top, left = (h - 128) // 2, (w - 128) // 2
-    return dataclasses.replace(case, pixels=case.pixels[..., top:top + 128, left:left + 128])
+    return dataclasses.replace(case, pixels=case.pixels[..., top : top + 128, left : left + 128])
 
 
 def test_auto_is_float32_on_the_cpu_and_unknown_names_are_refused():
@@ -54,8 +60,15 @@ def test_network_outputs_come_back_as_float32():
     assert inside["dtype"] == torch.bfloat16 and result.dtype == torch.float32
 
 
-DEVICES = [CPU, pytest.param(torch.device("cuda"), marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device: the CPU case covers the code path"))]
+DEVICES = [
+    CPU,
+    pytest.param(
+        torch.device("cuda"),
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available(), reason="no CUDA device: the CPU case covers the code path"
+        ),
+    ),
+]
 
 
 @pytest.mark.parametrize("device", DEVICES, ids=str)

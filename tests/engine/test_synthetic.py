@@ -1,4 +1,5 @@
 """The DST Poisson solver, the five self-supervised tasks and the P-PII generator."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,19 +9,30 @@ import scipy.sparse.linalg as spla
 import torch
 
 from anomascope.engine.config import PpiiGeneratorConfig, SyntheticTaskConfig
-from anomascope.engine.synthetic import TASK_NAMES, foreign_images, make_tasks, poisson_blend, ppii_anomalies, solve_poisson
+from anomascope.engine.synthetic import (
+    TASK_NAMES,
+    foreign_images,
+    make_tasks,
+    poisson_blend,
+    ppii_anomalies,
+    solve_poisson,
+)
 from anomascope.engine.synthetic.poisson import dst1, idst1
 
 
 def grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
-                          indexing="ij")
+    return torch.meshgrid(
+        torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij"
+    )
 
 
 def sparse_poisson(divergence: np.ndarray, boundary: np.ndarray) -> np.ndarray:
     """The same Dirichlet problem assembled as a sparse 5-point Laplacian and solved directly."""
     m, n = boundary.shape[0] - 2, boundary.shape[1] - 2
-    second = lambda k: sp.diags([np.ones(k - 1), -2 * np.ones(k), np.ones(k - 1)], [-1, 0, 1])
+
+    def second(k: int):
+        return sp.diags([np.ones(k - 1), -2 * np.ones(k), np.ones(k - 1)], [-1, 0, 1])
+
     laplacian = sp.kron(sp.eye(m), second(n)) + sp.kron(second(m), sp.eye(n))
     rhs = divergence[1:-1, 1:-1].copy()
     rhs[0, :] -= boundary[0, 1:-1]
@@ -45,7 +57,7 @@ def test_dst_is_the_sine_transform_and_inverts():
 def test_poisson_solver_recovers_an_analytic_solution():
     # f = x^2 + y^2 + xy/2 has a 5-point Laplacian of exactly 4 everywhere.
     yy, xx = grid(13, 17)
-    f = xx ** 2 + yy ** 2 + 0.5 * xx * yy
+    f = xx**2 + yy**2 + 0.5 * xx * yy
     solved = solve_poisson(torch.full_like(f, 4.0), f)
     torch.testing.assert_close(solved, f, rtol=0, atol=1e-9)
 
@@ -69,7 +81,7 @@ def test_blend_keeps_the_target_outside_and_takes_the_source_texture_inside():
     target = torch.full((1, 1, 32, 32), 0.2)
     # A bump that has faded to ~0 at the mask's edge: its gradients are larger than the flat target's,
     # so mixed blending takes them and the bump appears on top of the target's level.
-    bump = 0.3 * torch.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / (2 * 3.0 ** 2))
+    bump = 0.3 * torch.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / (2 * 3.0**2))
     source = (0.6 + bump)[None, None].float()
     mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
     mask[..., 4:28, 4:28] = True
@@ -107,7 +119,7 @@ def test_tasks_are_reproducible_per_seed(images, tasks, name):
     first = tasks[name](images, torch.Generator().manual_seed(3), SyntheticTaskConfig())
     second = tasks[name](images, torch.Generator().manual_seed(3), SyntheticTaskConfig())
     other = tasks[name](images, torch.Generator().manual_seed(4), SyntheticTaskConfig())
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
     assert not torch.equal(first[1], other[1])
 
 

@@ -1,5 +1,6 @@
 """What the database itself guarantees: append-only rows, one sentence for every unusable database,
 the same text limits on both backends, read-only export, and spreadsheet-safe CSV."""
+
 from __future__ import annotations
 
 import csv
@@ -14,29 +15,52 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from anomascope.app.cli import main
-from anomascope.storage import Annotation, AuditEvent, Case, Database, StorageError, add_case, record_run, save_annotation
+from anomascope.storage import (
+    Annotation,
+    AuditEvent,
+    Case,
+    Database,
+    StorageError,
+    add_case,
+    record_run,
+    save_annotation,
+)
 from anomascope.storage.db import head_revision
 from tests.conftest import POSTGRES_URL
 
 
 def _case(db: Database, name: str = "x.png") -> Case:
-    return add_case(db, content_hash=(name * 64)[:64], source_name=name, format="png", modality="XC",
-                    shape=[1, 1, 2, 2], spacing=None, metadata={}, actor="tester")
+    return add_case(
+        db,
+        content_hash=(name * 64)[:64],
+        source_name=name,
+        format="png",
+        modality="XC",
+        shape=[1, 1, 2, 2],
+        spacing=None,
+        metadata={},
+        actor="tester",
+    )
 
 
 def _counts(db: Database) -> tuple[int, int]:
     with db.sessions() as session:
-        return (session.scalar(select(func.count()).select_from(Annotation)),
-                session.scalar(select(func.count()).select_from(AuditEvent)))
+        return (
+            session.scalar(select(func.count()).select_from(Annotation)),
+            session.scalar(select(func.count()).select_from(AuditEvent)),
+        )
 
 
-@pytest.mark.parametrize("statement", [
-    update(Annotation).values(note="edited"),
-    delete(Annotation),
-    update(AuditEvent).values(actor="someone else"),
-    delete(AuditEvent),
-    text("DELETE FROM annotations"),
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        update(Annotation).values(note="edited"),
+        delete(Annotation),
+        update(AuditEvent).values(actor="someone else"),
+        delete(AuditEvent),
+        text("DELETE FROM annotations"),
+    ],
+)
 def test_append_only_is_enforced_by_the_database(db_url, statement):
     db = Database(db_url)
     save_annotation(db, case_id=_case(db).id, mask=np.ones((2, 2)), author="dr", note="first")
@@ -69,8 +93,10 @@ def test_text_limits_are_one_sentence_on_every_backend(db_url, field, value, col
     case = _case(db)
     before = _counts(db)
     arguments = {"author": "dr", field: value}
-    with pytest.raises(StorageError, match=f"the {field} is {len(value):,} characters long; at most "
-                                           f"{column_limit} are stored, so nothing was saved"):
+    with pytest.raises(
+        StorageError,
+        match=f"the {field} is {len(value):,} characters long; at most {column_limit} are stored, so nothing was saved",
+    ):
         save_annotation(db, case_id=case.id, mask=np.ones((2, 2)), **arguments)
     assert _counts(db) == before
     db.dispose()
@@ -103,8 +129,10 @@ BAD_DATABASES = {
     "missing folder": (lambda folder: f"sqlite:///{folder / 'nowhere' / 'a.sqlite'}", "does not exist"),
     "unparseable URL": (lambda folder: "::not a url::", "cannot be parsed"),
     "unknown driver": (lambda folder: "nosuchdb://user@host/name", "no installed database driver for 'nosuchdb'"),
-    "unreachable PostgreSQL": (lambda folder: "postgresql+psycopg2://reader:s3cret@127.0.0.1:9/anomascope",
-                               "cannot open the database at postgresql+psycopg2://reader:***@127.0.0.1:9"),
+    "unreachable PostgreSQL": (
+        lambda folder: "postgresql+psycopg2://reader:s3cret@127.0.0.1:9/anomascope",
+        "cannot open the database at postgresql+psycopg2://reader:***@127.0.0.1:9",
+    ),
 }
 
 
@@ -124,11 +152,31 @@ def test_unusable_database_is_one_sentence_and_exit_2(tmp_path, capsys, name):
 def _saved_database(folder: Path) -> tuple[str, Path]:
     path = folder / "anomascope.sqlite"
     db = Database(f"sqlite:///{path}")
-    run = record_run(db, case_id=_case(db).id, method="spr", bundle_id="b", weights_hash="w", parameters={},
-                     threshold=-0.5, threshold_method="manual", image_score=1.0, seconds=0.1, device="cpu", actor="dr")
-    save_annotation(db, case_id=run.case_id, run_id=run.id, mask=np.eye(2, dtype=bool), author="@dr",
-                    label="=HYPERLINK(\"http://example.invalid\",\"click\")", note="+1 see -2", threshold=-0.5,
-                    threshold_method="manual")
+    run = record_run(
+        db,
+        case_id=_case(db).id,
+        method="spr",
+        bundle_id="b",
+        weights_hash="w",
+        parameters={},
+        threshold=-0.5,
+        threshold_method="manual",
+        image_score=1.0,
+        seconds=0.1,
+        device="cpu",
+        actor="dr",
+    )
+    save_annotation(
+        db,
+        case_id=run.case_id,
+        run_id=run.id,
+        mask=np.eye(2, dtype=bool),
+        author="@dr",
+        label='=HYPERLINK("http://example.invalid","click")',
+        note="+1 see -2",
+        threshold=-0.5,
+        threshold_method="manual",
+    )
     db.dispose()
     return f"sqlite:///{path}", path
 
@@ -170,6 +218,6 @@ def test_csv_cells_are_never_formulas(tmp_path):
     assert main(["export", "--db", url, "--format", "csv", "--out", str(tmp_path / "out")]) == 0
     with (tmp_path / "out" / "annotations.csv").open(newline="") as f:
         [row] = list(csv.DictReader(f))
-    assert row["label"] == "'=HYPERLINK(\"http://example.invalid\",\"click\")"
+    assert row["label"] == '\'=HYPERLINK("http://example.invalid","click")'
     assert row["note"] == "'+1 see -2" and row["author"] == "'@dr"
     assert row["threshold"] == "-0.5"  # a number stays a number

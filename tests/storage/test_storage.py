@@ -1,4 +1,5 @@
 """Round trips, versioning, rollback, concurrent writers, migrations and export."""
+
 from __future__ import annotations
 
 import csv
@@ -15,15 +16,36 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select, text
 
-from anomascope.storage import (Annotation, AuditEvent, Case, Database, ImmutableRowError, StorageError, add_case,
-                     case_history, decode_mask, encode_mask, record_run, save_annotation, save_preset)
+from anomascope.storage import (
+    Annotation,
+    AuditEvent,
+    Case,
+    Database,
+    ImmutableRowError,
+    StorageError,
+    add_case,
+    case_history,
+    decode_mask,
+    encode_mask,
+    record_run,
+    save_annotation,
+    save_preset,
+)
 from tests.conftest import POSTGRES_URL
 
 
 def _case(db: Database, name: str = "x.png", shape=(1, 3, 8, 10), **kwargs) -> Case:
-    return add_case(db, content_hash=(name * 64)[:64], source_name=name, format=kwargs.pop("format", "png"),
-                    modality="XC", shape=list(shape), spacing=kwargs.pop("spacing", [0.5, 0.25]),
-                    metadata=kwargs.pop("metadata", {}), actor="tester")
+    return add_case(
+        db,
+        content_hash=(name * 64)[:64],
+        source_name=name,
+        format=kwargs.pop("format", "png"),
+        modality="XC",
+        shape=list(shape),
+        spacing=kwargs.pop("spacing", [0.5, 0.25]),
+        metadata=kwargs.pop("metadata", {}),
+        actor="tester",
+    )
 
 
 def _count(db: Database, model) -> int:
@@ -46,9 +68,20 @@ def test_round_trip_and_history(db_url):
     db = Database(db_url)
     case = _case(db)
     assert _case(db).id == case.id  # same content: same case
-    run = record_run(db, case_id=case.id, method="spr", bundle_id="spr-abc", weights_hash="f" * 64,
-                     parameters={"num_perturbations": 3, "seed": 0}, threshold=1.5, threshold_method="target_fpr",
-                     image_score=2.0, seconds=0.4, device="cpu", actor="dr a")
+    run = record_run(
+        db,
+        case_id=case.id,
+        method="spr",
+        bundle_id="spr-abc",
+        weights_hash="f" * 64,
+        parameters={"num_perturbations": 3, "seed": 0},
+        threshold=1.5,
+        threshold_method="target_fpr",
+        image_score=2.0,
+        seconds=0.4,
+        device="cpu",
+        actor="dr a",
+    )
     mask = np.zeros((8, 10), bool)
     mask[2:5, 3:7] = True
     first = save_annotation(db, case_id=case.id, run_id=run.id, mask=mask, author="dr a", label="lesion", note="n")
@@ -59,8 +92,12 @@ def test_round_trip_and_history(db_url):
     assert [r.id for r in history.runs] == [run.id]
     assert history.runs[0].parameters == {"num_perturbations": 3, "seed": 0}
     assert [(a.version, a.lineage) for a in history.annotations] == [(1, first.lineage), (2, first.lineage)]
-    np.testing.assert_array_equal(decode_mask(history.annotations[0].mask_shape, history.annotations[0].mask_data), mask)
-    np.testing.assert_array_equal(decode_mask(history.annotations[1].mask_shape, history.annotations[1].mask_data), fixed)
+    np.testing.assert_array_equal(
+        decode_mask(history.annotations[0].mask_shape, history.annotations[0].mask_data), mask
+    )
+    np.testing.assert_array_equal(
+        decode_mask(history.annotations[1].mask_shape, history.annotations[1].mask_data), fixed
+    )
     assert second.version == 2
     with db.sessions() as session:
         actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
@@ -118,9 +155,16 @@ def test_two_processes_writing_at_once_lose_nothing(db_url):
     per_process = 10
     script = Path(__file__).with_name("writer_process.py")
     repo = Path(__file__).parents[2]
-    procs = [subprocess.Popen([sys.executable, str(script), db_url, str(case.id), root.lineage, name, str(per_process)],
-                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ("reader-a", "reader-b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), db_url, str(case.id), root.lineage, name, str(per_process)],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("reader-a", "reader-b")
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err
@@ -143,13 +187,19 @@ def test_older_database_is_upgraded_with_its_data(tmp_path):
     old = Database(url, migrate=False)
     old.upgrade("0001")
     with old.engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO cases (id, content_hash, source_name, format, modality, shape, metadata, created) "
-            "VALUES (1, 'h', 'old.png', 'png', 'XC', '[1,1,2,2]', '{}', '2025-01-01 00:00:00')"))
-        connection.execute(text(
-            "INSERT INTO annotations (lineage, version, case_id, mask_shape, mask_data, author, created) "
-            "VALUES ('l1', 1, 1, '[2,2]', :data, 'dr old', '2025-01-01 00:00:00')"),
-            {"data": encode_mask(np.eye(2, dtype=bool))[1]})
+        connection.execute(
+            text(
+                "INSERT INTO cases (id, content_hash, source_name, format, modality, shape, metadata, created) "
+                "VALUES (1, 'h', 'old.png', 'png', 'XC', '[1,1,2,2]', '{}', '2025-01-01 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO annotations (lineage, version, case_id, mask_shape, mask_data, author, created) "
+                "VALUES ('l1', 1, 1, '[2,2]', :data, 'dr old', '2025-01-01 00:00:00')"
+            ),
+            {"data": encode_mask(np.eye(2, dtype=bool))[1]},
+        )
     old.dispose()
     db = Database(url)
     assert db.revision() == "0005"
@@ -179,14 +229,32 @@ def test_default_database_lives_in_the_data_folder(tmp_path, monkeypatch):
 
 # --- export -------------------------------------------------------------------------------------
 
+
 def _populated(db_url: str) -> tuple[Database, dict]:
     db = Database(db_url)
     photo = _case(db, "skin.png", shape=(1, 3, 6, 8))
-    volume = _case(db, "head.nii.gz", shape=(3, 1, 4, 5), format="nifti", spacing=[2.0, 1.5],
-                   metadata={"affine": (np.diag([1.5, 2.0, 3.0, 1.0])).tolist(), "slice_spacing": 3.0})
-    run = record_run(db, case_id=photo.id, method="sano", bundle_id="sano-xyz", weights_hash="e" * 64,
-                     parameters={"timestep": 0}, threshold=0.7, threshold_method="max_f1", image_score=1.0,
-                     seconds=0.1, device="cpu", actor="dr")
+    volume = _case(
+        db,
+        "head.nii.gz",
+        shape=(3, 1, 4, 5),
+        format="nifti",
+        spacing=[2.0, 1.5],
+        metadata={"affine": (np.diag([1.5, 2.0, 3.0, 1.0])).tolist(), "slice_spacing": 3.0},
+    )
+    run = record_run(
+        db,
+        case_id=photo.id,
+        method="sano",
+        bundle_id="sano-xyz",
+        weights_hash="e" * 64,
+        parameters={"timestep": 0},
+        threshold=0.7,
+        threshold_method="max_f1",
+        image_score=1.0,
+        seconds=0.1,
+        device="cpu",
+        actor="dr",
+    )
     mask2d = np.zeros((6, 8), bool)
     mask2d[1:3, 2:6] = True
     volume_mask = np.zeros((3, 4, 5), bool)

@@ -1,4 +1,5 @@
 """A separate process that saves annotations, for the concurrent-writer test."""
+
 import sys
 
 import numpy as np

@@ -4,6 +4,7 @@ and how that threshold was chosen (a run is stored once, when the reader presses
 Revision ID: 0003
 Revises: 0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -7,6 +7,7 @@ create the triggers again.
 Revision ID: 0004
 Revises: 0003
 """
+
 from alembic import op
 
 revision = "0004"
@@ -26,15 +27,21 @@ def upgrade():
                     USING ERRCODE = 'restrict_violation';
             END $$""")
         for table in TABLES:
-            op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                       "FOR EACH ROW EXECUTE FUNCTION anomascope_append_only()")
-            op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION anomascope_append_only()")
+            op.execute(
+                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION anomascope_append_only()"
+            )
+            op.execute(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION anomascope_append_only()"
+            )
         return
     for table in TABLES:
         for action in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} BEGIN "
-                       f"SELECT RAISE(ABORT, 'append-only: rows of {table} are never changed or deleted'); END")
+            op.execute(
+                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} BEGIN "
+                f"SELECT RAISE(ABORT, 'append-only: rows of {table} are never changed or deleted'); END"
+            )
 
 
 def downgrade():

@@ -4,6 +4,7 @@ disabled, never deleted: the audit trail names them.
 Revision ID: 0005
 Revises: 0004
 """
+
 import sqlalchemy as sa
 from alembic import op
 
