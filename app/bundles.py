@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from anomascope.engine.bundle import BundleError, ModelBundle, load_bundle
+from anomascope.engine.calibration import Calibration
 from anomascope.engine.methods import PREDICTORS, Predictor, make_predictor
 
 # The shipped bundles and demo cases, found from the installed project wherever the app is started.
@@ -80,12 +81,12 @@ def describe(bundle: ModelBundle, method: str) -> str:
 
 
 def calibration_summary(bundle: ModelBundle, method: str) -> str:
-    calibration = bundle.manifest.get("calibration", {}).get(method, {})
+    calibration = Calibration.from_manifest(bundle.manifest, method)
     licence = bundle.manifest.get("data", {}).get("licence", "licence not recorded")
     lines = [f"**{method.upper()}** — bundle `{bundle.id}`, data: {licence}"]
-    for name, threshold in calibration.get("thresholds", {}).items():
-        lines.append(f"- {name}: {threshold['value']:.4g} ({threshold['provenance']})")
-    metrics = bundle.manifest.get("validation_metrics", {}).get(method, {})
+    for name, threshold in calibration.thresholds.items():
+        lines.append(f"- {name}: {threshold.value:.4g} ({threshold.provenance})")
+    metrics = calibration.validation_metrics
     if metrics.get("pixel_auroc") is not None:
         image_auroc = metrics.get("image_auroc") or float("nan")
         lines.append(f"- validation pixel AUROC {metrics['pixel_auroc']:.3f}, image AUROC {image_auroc:.3f}")

@@ -1,4 +1,4 @@
-"""The `anomascope` command line: inspect | prepare | train | infer | eval | serve | export | users."""
+"""The `anomascope` command line: inspect | prepare | train | infer | eval | tune | serve | export | users."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         defaults = CalibrationConfig()
         baseline = BASELINES[name](device)
         normals, anomalous = validation_sample(data, defaults.max_validation_images)
-        baseline.calibration_override, _ = calibrate_predictor(
+        baseline.calibration_override = calibrate_predictor(
             baseline, normals, anomalous, defaults.target_fpr, SanoConfig().k_sigma
         )
         predictors.append((name, baseline))
@@ -205,6 +205,52 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = _output_folder(args.out)
     paths = export(Database(args.db), out, args.format, since=since, author=args.author)
     print(json.dumps({"format": args.format, "out": str(args.out), "files": len(paths)}))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import getpass
+
+    from anomascope.app.tuning import provenance, tune, write_tuning
+    from anomascope.engine.bundle import load_bundle
+    from anomascope.engine.data import masked_images
+    from anomascope.engine.methods import make_predictor
+    from anomascope.engine.training import pick_device
+    from anomascope.engine.tuning import Criterion
+    from anomascope.storage import Database, save_preset
+
+    criterion = Criterion.parse(args.criterion)
+    out = _output_folder(args.out)
+    db = None if args.dry_run else Database(args.db)  # an unusable database stops here, before scoring
+    predictor = make_predictor(load_bundle(Path(args.bundle)), pick_device(args.device), args.method, args.precision)
+    tuning = tune(predictor, masked_images(Path(args.data)), criterion, args.bootstrap, args.seed)
+    preset = None
+    if db is not None:
+        saved = save_preset(
+            db,
+            bundle_id=predictor.bundle.id,
+            name=args.name,
+            value=tuning.threshold,
+            provenance=provenance(tuning),
+            actor=f"cli:{getpass.getuser()}",
+            readout=predictor.name,
+            criterion=str(criterion),
+            figure=tuning.figure,
+            n_cases=len(tuning.images),
+        )
+        preset = {"name": saved.name, "version": saved.version, "id": saved.id}
+    write_tuning(out, tuning, preset)
+    print(
+        json.dumps(
+            {
+                "threshold": tuning.threshold,
+                "criterion": str(criterion),
+                "figure": tuning.figure,
+                "n_cases": len(tuning.images),
+                "preset": preset,
+            }
+        )
+    )
     return 0
 
 
@@ -390,6 +436,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser(
+        "tune",
+        help="propose a site threshold from your own cases with masks, and store it as a preset",
+        description="Scores every image of DIR (a prepared split's test images, or a folder where each image X has "
+        "X_mask.png beside it; an all-black mask marks a normal image), then writes OUT/tuning.json (criterion, "
+        "proposed threshold, mean Dice, sensitivity and false-positive rate against the threshold with grouped "
+        "bootstrap bands, the cases) and OUT/tuning.html, and stores the threshold as the next version of preset "
+        "NAME for the bundle unless --dry-run.",
+    )
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--method", choices=METHODS, help="read-out of a shared denoiser bundle (default: its own)")
+    p.add_argument("--data", required=True, help="a prepared split, or a folder of images with X_mask.png beside them")
+    p.add_argument(
+        "--criterion",
+        required=True,
+        help="dice (max mean Dice), sensitivity=S (highest threshold keeping mean sensitivity S) or fpr=F "
+        "(lowest threshold keeping the false-positive rate on normal images at F)",
+    )
+    p.add_argument("--name", required=True, help="the preset's name, e.g. 'site A screening'")
+    p.add_argument("--out", required=True)
+    p.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or SQLite in $ANOMASCOPE_DATA_DIR)")
+    p.add_argument("--dry-run", action="store_true", help="write the outputs, store no preset")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the bands (of whole groups)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_precision_argument(p)
+    p.set_defaults(run=cmd_tune)
+
+    p = sub.add_parser(
         "export",
         help="export saved annotations: CSV/JSON tables, PNG or NIfTI masks",
         description="csv/json: one row per annotation version with case, run, model, threshold and "
@@ -451,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     from anomascope.engine.io import ImageReadError, quiet_reader_libraries
     from anomascope.engine.io.limits import LimitsError
     from anomascope.engine.preprocess import InputMismatchError
+    from anomascope.engine.tuning import TuningError
     from anomascope.storage import StorageError
 
     quiet_reader_libraries()
@@ -465,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         DataError,
         StorageError,
         LimitsError,
+        TuningError,
         NonFiniteResultError,
     ) as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)

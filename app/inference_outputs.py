@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from anomascope.engine.calibration import percentile_of
 from anomascope.engine.display import apply_window, overlay_heatmap, unit_to_rgb
 from anomascope.engine.inference import CaseResult
 from anomascope.engine.io import Case
@@ -49,9 +48,9 @@ def display_range(predictor: Predictor, heatmap: np.ndarray) -> tuple[float, flo
     """Overlay colour range, the same for `anomascope infer` and the review page: from the normal median
     (clear below) to the map's maximum or the calibrated false-positive threshold, whichever is higher."""
     calibration = predictor.calibration
-    if calibration:
-        low = calibration["normal"]["pixel_percentiles"]["50"]
-        high = max(float(heatmap.max()), calibration["thresholds"]["target_fpr"]["value"])
+    if calibration.calibrated and calibration.normal is not None:
+        low = calibration.normal.median_pixel
+        high = max(float(heatmap.max()), calibration.thresholds["target_fpr"].value)
         return low, high
     return float(heatmap.min()), float(heatmap.max())
 
@@ -79,9 +78,9 @@ def write_outputs(
         "uncertainty": None,
     }
     calibration = predictor.calibration
-    if calibration:
-        summary["percentile_among_normals"] = percentile_of(calibration["normal"], result.image_score)
-        summary["thresholds"] = {k: v["value"] for k, v in calibration["thresholds"].items()}
+    if calibration.calibrated:
+        summary["percentile_among_normals"] = calibration.percentile_of(result.image_score)
+        summary["thresholds"] = calibration.values()
     base = apply_window(case.pixels[shown], *case.window)
     if result.heatmap is not None:
         np.save(out / f"{stem}_heatmap.npy", result.heatmap.astype(np.float32))

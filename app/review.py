@@ -29,7 +29,7 @@ from anomascope.app.viewer import (
     read_payload,
     write_volume,
 )
-from anomascope.engine.calibration import percentile_of
+from anomascope.engine.calibration import Calibration
 from anomascope.engine.inference import CaseResult, NonFiniteResultError, score_case
 from anomascope.engine.io import Case, ImageReadError, load_case
 from anomascope.engine.io.limits import LimitsError
@@ -229,8 +229,8 @@ class ReviewApp:
             result = score_case(predictor, session.case)
         except InputMismatchError as exc:
             raise ReviewError(str(exc)) from exc
-        presets = {name: t["value"] for name, t in predictor.calibration.get("thresholds", {}).items()}
-        threshold, how = default_threshold(presets, result)
+        presets = predictor.calibration.values()
+        threshold, how = default_threshold(predictor.calibration, result)
         bundle = predictor.bundle
         record = record_run(
             self.db,
@@ -259,10 +259,11 @@ class ReviewApp:
         predictor = self.catalogue.predictor(run.label, self.device)
         score = run.result.image_score
         text = f"Image score **{score:.4g}** ({run.result.seconds:.2f} s on {self.device.type})"
-        normal = predictor.calibration.get("normal")
-        if normal:
+        calibration = predictor.calibration
+        percentile = calibration.percentile_of(score)
+        if percentile is not None:
             text += (
-                f" — higher than {percentile_of(normal, score):.0f}% of {normal['n_images']} normal validation images"
+                f" — higher than {percentile:.0f}% of {len(calibration.normal_image_scores)} normal validation images"
             )
         if run.image_level:
             text += (
@@ -282,7 +283,7 @@ class ReviewApp:
         values = [
             run.result.image_score,
             *run.presets.values(),
-            *predictor.calibration.get("normal", {}).get("image_scores", []),
+            *predictor.calibration.normal_image_scores,
         ]
         return float(min(values)), float(max(values))
 
@@ -496,10 +497,11 @@ def _version_of(session: ReviewSession, version: int) -> MaskVersion:
     return picked
 
 
-def default_threshold(presets: dict[str, float], result: CaseResult) -> tuple[float, str]:
-    for name in ("max_f1", "target_fpr", "k_sigma"):
-        if name in presets:
-            return presets[name], name
+def default_threshold(calibration: Calibration, result: CaseResult) -> tuple[float, str]:
+    """The calibration's preferred threshold and its name; without calibration, one from this image."""
+    preferred = calibration.preferred()
+    if preferred is not None:
+        return preferred[1].value, preferred[0]
     if result.heatmap is None:
         return result.image_score, "this image's score (no calibration)"
     return float(np.percentile(result.heatmap, 99)), "99th percentile of this map"

@@ -85,3 +85,35 @@ def describe_dataset(root: Path) -> dict:
         key: split.get(key)
         for key in ("dataset", "seed", "grouping", "normal", "anomalous", "modality", "licence", "counts")
     }
+
+
+@dataclass(frozen=True)
+class MaskedImage:
+    """An image whose truth is known: its mask file, or None for a normal image (nothing to find)."""
+
+    path: Path
+    mask_path: Path | None
+    group: str  # images of one group (a patient, a lesion) are resampled together
+
+
+def masked_images(root: Path) -> list[MaskedImage]:
+    """A prepared split's test images (`good` ones normal, the others with their masks; an anomalous image
+    without a mask is left out), or a folder where each image X has X_mask.png beside it (an all-black
+    mask marks a normal image)."""
+    if (root / "test").is_dir():
+        split_file = root / "split.json"
+        groups = json.loads(split_file.read_text()).get("groups", {}) if split_file.exists() else {}
+        return [
+            MaskedImage(i.path, i.mask_path, groups.get(f"test/{i.kind}/{i.path.name}", i.path.name))
+            for i in labelled_split(root, "test")
+            if i.kind == "good" or i.mask_path is not None
+        ]
+    images = [p for p in list_images(root) if not p.name.lower().endswith("_mask.png")]
+    unmasked = [p.name for p in images if not (p.parent / f"{_stem(p)}_mask.png").exists()]
+    if unmasked:
+        raise DataError(f"{root}: {len(unmasked)} image(s) without an X_mask.png beside them, e.g. {unmasked[0]}")
+    return [MaskedImage(p, p.parent / f"{_stem(p)}_mask.png", _stem(p)) for p in images]
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem

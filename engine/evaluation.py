@@ -58,13 +58,13 @@ class Evaluation:
 
 
 def chosen_threshold(predictor: Predictor) -> tuple[float | None, str | None]:
-    """The calibrated threshold used for Dice/IoU: max-F1 where labelled validation data gave one,
-    else the target false-positive rate on normal validation images."""
-    thresholds = predictor.calibration.get("thresholds", {})
-    for key in ("max_f1", "target_fpr"):
-        if key in thresholds:
-            return float(thresholds[key]["value"]), f"{key} ({thresholds[key]['provenance']})"
-    return None, None
+    """The calibrated threshold used for Dice/IoU: the calibration's preferred one (max-F1 where labelled
+    validation data gave one, else the target false-positive rate on normal validation images)."""
+    preferred = predictor.calibration.preferred()
+    if preferred is None:
+        return None, None
+    name, threshold = preferred
+    return threshold.value, f"{name} ({threshold.provenance})"
 
 
 def evaluate(

@@ -208,14 +208,18 @@ def calibrate(bundle: ModelBundle, data_root: Path, device: torch.device, max_im
     """Normal-score statistics and thresholds per read-out, from the validation split. Measured in
     float32, the reference that reduced-precision inference is checked against."""
     normals, anomalous = validation_sample(data_root, max_images)
-    calibration, metrics = {}, {}
+    calibrations = {}
     config = bundle.manifest["config"]
     for readout in bundle.manifest.get("readouts", [bundle.method]):
         predictor = make_predictor(bundle, device, readout, precision="fp32")
-        calibration[readout], metrics[readout] = calibrate_predictor(
+        calibrations[readout] = calibrate_predictor(
             predictor, normals, anomalous, config["calibration"]["target_fpr"], config[readout]["k_sigma"]
         )
-    return update_manifest(bundle, calibration=calibration, validation_metrics=metrics)
+    return update_manifest(
+        bundle,
+        calibration={readout: c.to_manifest() for readout, c in calibrations.items()},
+        validation_metrics={readout: c.validation_metrics for readout, c in calibrations.items()},
+    )
 
 
 def validation_sample(data_root: Path, max_images: int) -> tuple[list, list]:
@@ -231,8 +235,8 @@ def validation_sample(data_root: Path, max_images: int) -> tuple[list, list]:
 
 def calibrate_predictor(
     predictor, normals: list, anomalous: list, target_fpr: float, k: float, provenance: str = "val split"
-) -> tuple[dict, dict]:
-    """(calibration, validation metrics) of one read-out: normal statistics, k-sigma and target-FPR
+) -> cal.Calibration:
+    """One read-out's calibration and validation metrics: normal statistics, k-sigma and target-FPR
     thresholds from normal images, max-F1 from images with masks. A method without maps (DIA) is
     calibrated on image scores: its thresholds say which images to flag."""
     normal_results = [score_case(predictor, load_case(i.path)) for i in normals]
@@ -243,12 +247,8 @@ def calibrate_predictor(
     stats = cal.normal_statistics(normal_pixels, normal_scores)
     source = f"{provenance}: {len(normals)} normal images"
     thresholds = {
-        "k_sigma": {"value": cal.threshold_k_sigma(stats, k), "k": k, "provenance": source},
-        "target_fpr": {
-            "value": cal.threshold_at_fpr(normal_pixels, target_fpr),
-            "fpr": target_fpr,
-            "provenance": source,
-        },
+        "k_sigma": cal.Threshold(cal.threshold_k_sigma(stats, k), source, {"k": k}),
+        "target_fpr": cal.Threshold(cal.threshold_at_fpr(normal_pixels, target_fpr), source, {"fpr": target_fpr}),
     }
     metrics: dict[str, float | None] = {"n_normal": len(normals), "n_anomalous": len(anomalous)}
     if anomalous:
@@ -265,18 +265,16 @@ def calibrate_predictor(
             pixel_scores = np.concatenate([normal_pixels] + [h[0].ravel() for h, _ in masked])
             pixel_labels = np.concatenate([np.zeros(normal_pixels.size)] + [m.ravel() for _, m in masked])
             value, f1 = cal.threshold_max_f1(pixel_scores, pixel_labels)
-            thresholds["max_f1"] = {
-                "value": value,
-                "f1": f1,
-                "provenance": f"{provenance}: {len(masked)} images with masks + normals",
-            }
+            thresholds["max_f1"] = cal.Threshold(
+                value, f"{provenance}: {len(masked)} images with masks + normals", {"f1": f1}
+            )
             metrics.update(
                 pixel_auroc=auroc(pixel_scores, pixel_labels), pixel_ap=average_precision(pixel_scores, pixel_labels)
             )
         elif not pixel_level:
             value, f1 = cal.threshold_max_f1(scores, labels)
-            thresholds["max_f1"] = {"value": value, "f1": f1, "provenance": f"{provenance}: image labels"}
-    return {"normal": stats, "thresholds": thresholds, "level": "pixel" if pixel_level else "image"}, metrics
+            thresholds["max_f1"] = cal.Threshold(value, f"{provenance}: image labels", {"f1": f1})
+    return cal.Calibration(stats, thresholds, "pixel" if pixel_level else "image", metrics)
 
 
 def _sample(items: list, count: int, rng: np.random.Generator) -> list:

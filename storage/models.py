@@ -102,16 +102,24 @@ class Annotation(Base):
 
 
 class ThresholdPreset(Base):
-    """A named threshold for one bundle, with where the value came from."""
+    """A named site threshold for one bundle, with where the value came from. A new value for the same
+    name is its next version; rows never change (a database trigger refuses it)."""
 
     __tablename__ = "threshold_presets"
-    __table_args__ = (UniqueConstraint("bundle_id", "name", name="uq_preset_bundle_name"),)
+    __table_args__ = (UniqueConstraint("bundle_id", "name", "version", name="uq_preset_bundle_name_version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bundle_id: Mapped[str] = mapped_column(String(128), index=True)
     name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer, default=1)
     value: Mapped[float] = mapped_column(Float)
     provenance: Mapped[str] = mapped_column(Text)
+    readout: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    criterion: Mapped[str | None] = mapped_column(String(64), nullable=True)  # e.g. "sensitivity=0.9"
+    figure: Mapped[float | None] = mapped_column(Float, nullable=True)  # the criterion's value at the threshold
+    n_cases: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    session: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

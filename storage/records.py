@@ -164,14 +164,62 @@ def save_annotation(
 
 
 def save_preset(
-    db: Database, *, bundle_id: str, name: str, value: float, provenance: str, actor: str
+    db: Database,
+    *,
+    bundle_id: str,
+    name: str,
+    value: float,
+    provenance: str,
+    actor: str,
+    readout: str | None = None,
+    criterion: str | None = None,
+    figure: float | None = None,
+    n_cases: int | None = None,
+    session_id: str | None = None,
 ) -> ThresholdPreset:
-    with db.transaction() as session:
-        preset = ThresholdPreset(bundle_id=bundle_id, name=name, value=float(value), provenance=provenance)
-        session.add(preset)
-        session.flush()
-        audit(session, actor, "preset.add", f"preset:{preset.id}", bundle_id=bundle_id, value=float(value))
-        return preset
+    """Store a site threshold as the next version of its name for this bundle; earlier versions stay."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with db.transaction() as session:
+                latest = session.scalar(
+                    select(func.max(ThresholdPreset.version)).where(
+                        ThresholdPreset.bundle_id == bundle_id, ThresholdPreset.name == name
+                    )
+                )
+                preset = ThresholdPreset(
+                    bundle_id=bundle_id,
+                    name=name,
+                    version=(latest or 0) + 1,
+                    value=float(value),
+                    provenance=provenance,
+                    readout=readout,
+                    criterion=criterion,
+                    figure=None if figure is None else float(figure),
+                    n_cases=n_cases,
+                    session=session_id,
+                    actor=actor,
+                )
+                session.add(preset)
+                session.flush()
+                audit(
+                    session,
+                    actor,
+                    "preset.add",
+                    f"preset:{preset.id}",
+                    bundle_id=bundle_id,
+                    name=name,
+                    version=preset.version,
+                    value=float(value),
+                    criterion=criterion,
+                )
+                return preset
+        except StorageError as exc:
+            # Another writer took this version number first; read the new latest and retry.
+            if isinstance(exc.__cause__, IntegrityError) and attempt < VERSION_RETRIES:
+                continue
+            raise
 
 
 @dataclass

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..bundle import ModelBundle
+from ..calibration import Calibration
 from ..config import PreprocessConfig
 from ..nets.precision import in_precision, resolve_precision
 
@@ -45,8 +46,8 @@ class Predictor(ABC):
         """Score a batch; maps are on the model grid."""
 
     @property
-    def calibration(self) -> dict:
-        return self.bundle.manifest.get("calibration", {}).get(self.name, {})
+    def calibration(self) -> Calibration:
+        return Calibration.from_manifest(self.bundle.manifest, self.name)
 
     @property
     def parameters(self) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..calibration import Calibration
 from ..config import PreprocessConfig
 from ..filters import gaussian_blur
 from .base import AnomalyResult, MapPredictor
@@ -21,10 +22,10 @@ class MedianDistance(MapPredictor):
         self.device, self.sigma_at_256 = device, sigma_at_256
         self.preprocess = PreprocessConfig(image_size=256, channels=0, mode="native", min_side=8, max_side=8192)
         self.stride = 1
-        self.calibration_override: dict = {}
+        self.calibration_override = Calibration()  # a reference has no bundle: `eval` calibrates it
 
     @property
-    def calibration(self) -> dict:
+    def calibration(self) -> Calibration:
         return self.calibration_override
 
     @property

@@ -90,7 +90,7 @@ def test_scene_volumes_are_the_case_in_the_viewers_order(app):
     heatmap = from_viewer(np.asarray(nib.load(folder / "heatmap.nii.gz").dataobj))
     np.testing.assert_allclose(heatmap, session.run.result.heatmap, rtol=1e-6)
     assert scene["threshold"]["value"] == pytest.approx(
-        app.catalogue.predictor(_label(app, "spr"), app.device).calibration["thresholds"]["max_f1"]["value"]
+        app.catalogue.predictor(_label(app, "spr"), app.device).calibration.thresholds["max_f1"].value
     )
     # Opening another case drops the previous scene's files.
     _, scene2 = app.scene(app.open_file(ROOT / "assets" / "samples" / "chest-xray.png"), scene["token"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -48,3 +51,20 @@ def test_max_f1_on_separable_pixels():
     labels = np.array([0, 0, 0, 1, 1])
     threshold, f1 = cal.threshold_max_f1(scores, labels)
     assert f1 == pytest.approx(1.0) and 0.3 < threshold <= 0.8
+
+
+def test_typed_calibration_reads_every_shipped_manifest_and_writes_it_back():
+    manifests = sorted((Path(__file__).parents[2] / "assets" / "models").glob("*/manifest.json"))
+    assert manifests
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        for readout, stored in manifest["calibration"].items():
+            calibration = cal.Calibration.from_manifest(manifest, readout)
+            # Manifests written before `level` existed are pixel-level read-outs.
+            assert calibration.to_manifest() == {"level": "pixel", **stored}, (path, readout)
+            assert calibration.values() == {name: t["value"] for name, t in stored["thresholds"].items()}
+            assert calibration.validation_metrics == manifest["validation_metrics"][readout]
+            name, threshold = calibration.preferred()
+            assert name == next(n for n in cal.THRESHOLD_PREFERENCE if n in stored["thresholds"])
+            assert threshold.provenance == stored["thresholds"][name]["provenance"]
+    assert cal.Calibration.from_manifest({}, "sano").preferred() is None  # a bundle never calibrated

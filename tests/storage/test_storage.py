@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from anomascope.storage import (
     Annotation,
@@ -23,6 +24,7 @@ from anomascope.storage import (
     Database,
     ImmutableRowError,
     StorageError,
+    ThresholdPreset,
     add_case,
     case_history,
     decode_mask,
@@ -139,12 +141,29 @@ def test_failed_write_rolls_back_everything(db_url):
     db.dispose()
 
 
-def test_presets_are_unique_per_bundle(db_url):
+def test_presets_are_versioned_per_bundle_and_never_changed(db_url):
     db = Database(db_url)
-    save_preset(db, bundle_id="sano-1", name="screening", value=3.0, provenance="val FPR 1%", actor="dr")
-    with pytest.raises(StorageError):
-        save_preset(db, bundle_id="sano-1", name="screening", value=4.0, provenance="again", actor="dr")
-    save_preset(db, bundle_id="sano-2", name="screening", value=4.0, provenance="other bundle", actor="dr")
+    first = save_preset(db, bundle_id="sano-1", name="screening", value=3.0, provenance="val FPR 1%", actor="dr")
+    again = save_preset(
+        db,
+        bundle_id="sano-1",
+        name="screening",
+        value=4.0,
+        provenance="site session",
+        actor="dr b",
+        readout="sano",
+        criterion="sensitivity=0.9",
+        figure=0.91,
+        n_cases=40,
+    )
+    other = save_preset(db, bundle_id="sano-2", name="screening", value=4.0, provenance="other bundle", actor="dr")
+    assert (first.version, again.version, other.version) == (1, 2, 1)
+    assert (again.criterion, again.figure, again.n_cases, again.actor) == ("sensitivity=0.9", 0.91, 40, "dr b")
+    with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as connection:
+        connection.execute(text("UPDATE threshold_presets SET value = 0"))
+    with db.sessions() as session:
+        assert sorted(session.scalars(select(ThresholdPreset.value))) == [3.0, 4.0, 4.0]
+        assert [e.details["version"] for e in session.scalars(select(AuditEvent))] == [1, 2, 1]
     db.dispose()
 
 
@@ -178,7 +197,7 @@ def test_two_processes_writing_at_once_lose_nothing(db_url):
 
 def test_migration_from_empty_and_from_older_schema(db_url):
     fresh = Database(db_url)
-    assert fresh.revision() == "0005"
+    assert fresh.revision() == "0006"
     fresh.dispose()
 
 
@@ -202,7 +221,7 @@ def test_older_database_is_upgraded_with_its_data(tmp_path):
         )
     old.dispose()
     db = Database(url)
-    assert db.revision() == "0005"
+    assert db.revision() == "0006"
     history = case_history(db, 1)
     assert history.annotations[0].author == "dr old" and history.annotations[0].label is None
     assert history.annotations[0].threshold is None  # 0003: older versions keep their run's threshold
