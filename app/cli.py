@@ -12,6 +12,10 @@ from pathlib import Path
 from anomascope.engine.method_names import METHODS, PRECISIONS
 
 EXIT_BAD_INPUT = 2
+THRESHOLD_CHOICES = (
+    "a number, a calibrated threshold (max_f1, target_fpr, k_sigma) or a site preset stored by `anomascope tune` "
+    "(its newest version, from --db)"
+)
 
 
 class CommandError(Exception):
@@ -95,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     from anomascope.app.inference_outputs import unique_stem, write_outputs
+    from anomascope.app.thresholds import resolve_threshold
     from anomascope.engine.bundle import load_bundle
     from anomascope.engine.inference import NonFiniteResultError, score_case
     from anomascope.engine.io import ImageReadError, load_case
@@ -106,13 +111,15 @@ def cmd_infer(args: argparse.Namespace) -> int:
     out = _output_folder(args.out)
     device = pick_device(args.device)
     predictor = make_predictor(load_bundle(Path(args.bundle)), device, args.method, args.precision)
+    threshold = resolve_threshold(args.threshold, predictor, args.db) if args.threshold else None
     failures, stems = 0, set()
     for name in args.files:
         path = Path(name)
         try:
             case = load_case(path)
             result = score_case(predictor, case)
-            summary = write_outputs(out, path, unique_stem(out, path, stems), case, result, predictor, str(device))
+            stem = unique_stem(out, path, stems)
+            summary = write_outputs(out, path, stem, case, result, predictor, str(device), threshold)
         except (ImageReadError, InputMismatchError, NonFiniteResultError) as exc:
             print(f"anomascope infer: {exc}", file=sys.stderr)
             failures += 1
@@ -409,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     add_precision_argument(p)
     p.add_argument("files", nargs="+", help="any input `inspect` reads; volumes are scored slice by slice")
+    p.add_argument(
+        "--threshold",
+        help="also write each input's mask at this threshold: " + THRESHOLD_CHOICES,
+    )
+    p.add_argument("--db", default=None, help="database holding the site presets (default: $DATABASE_URL or ./data)")
     p.set_defaults(run=cmd_infer)
 
     p = sub.add_parser(
@@ -518,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     args = build_parser().parse_args(argv)
+    from anomascope.app.thresholds import ThresholdChoiceError
     from anomascope.engine.bundle import BundleError
     from anomascope.engine.data import DataError
     from anomascope.engine.datasets import PrepareError
@@ -541,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         StorageError,
         LimitsError,
         TuningError,
+        ThresholdChoiceError,
         NonFiniteResultError,
     ) as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)

@@ -56,8 +56,16 @@ def display_range(predictor: Predictor, heatmap: np.ndarray) -> tuple[float, flo
 
 
 def write_outputs(
-    out: Path, source: Path, stem: str, case: Case, result: CaseResult, predictor: Predictor, device: str
+    out: Path,
+    source: Path,
+    stem: str,
+    case: Case,
+    result: CaseResult,
+    predictor: Predictor,
+    device: str,
+    threshold: tuple[float, str] | None = None,
 ) -> dict:
+    """Everything `infer` writes for one input; with `threshold` (value, how chosen), its mask too."""
     out.mkdir(parents=True, exist_ok=True)
     shown = int(np.argmax(result.slice_scores))  # a volume's overlay shows its most anomalous slice
     summary = {
@@ -92,5 +100,22 @@ def write_outputs(
     if result.uncertainty is not None:
         np.save(out / f"{stem}_uncertainty.npy", result.uncertainty.astype(np.float32))
         summary["uncertainty"] = f"{stem}_uncertainty.npy"
+    if threshold is not None:
+        summary.update(_at_threshold(out, stem, result, *threshold))
     (out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _at_threshold(out: Path, stem: str, result: CaseResult, value: float, how: str) -> dict:
+    """The mask at the threshold (methods with maps: pixels scoring at least it) or, for methods that
+    score whole images, whether the image is flagged."""
+    record: dict = {"threshold": value, "threshold_method": how}
+    if result.heatmap is None:
+        return {**record, "flagged": bool(result.image_score >= value)}
+    mask = result.heatmap >= np.float32(value)  # compared as float32, as the page's viewer does
+    np.save(out / f"{stem}_mask.npy", mask)
+    record.update(mask=f"{stem}_mask.npy", mask_pixels=int(mask.sum()))
+    if mask.shape[0] == 1:
+        Image.fromarray(mask[0].astype(np.uint8) * 255).save(out / f"{stem}_mask.png")
+        record["mask_png"] = f"{stem}_mask.png"
+    return record

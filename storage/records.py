@@ -222,6 +222,17 @@ def save_preset(
             raise
 
 
+def latest_presets(db: Database, bundle_id: str) -> list[ThresholdPreset]:
+    """The newest version of each of the bundle's named site thresholds."""
+    with db.sessions() as session:
+        rows = session.scalars(
+            select(ThresholdPreset)
+            .where(ThresholdPreset.bundle_id == bundle_id)
+            .order_by(ThresholdPreset.name, ThresholdPreset.version)
+        )
+        return list({row.name: row for row in rows}.values())
+
+
 @dataclass
 class CaseHistory:
     case: Case

@@ -91,3 +91,81 @@ def test_tune_bad_input_is_one_sentence(tmp_path, capsys):
     (data / "ISIC_0024320_mask.png").unlink()
     assert main([*base, "--data", str(data), "--criterion", "dice"]) == 2
     assert "without an X_mask.png beside them, e.g. ISIC_0024320.jpg" in capsys.readouterr().err
+
+
+def test_infer_writes_masks_at_a_preset_a_calibrated_threshold_or_a_number(tmp_path, capsys):
+    data = _site_folder(tmp_path / "site")
+    url = f"sqlite:///{tmp_path / 'a.sqlite'}"
+    tuned = [
+        "tune",
+        "--bundle",
+        str(BUNDLE),
+        "--data",
+        str(data),
+        "--criterion",
+        "fpr=0.05",
+        "--name",
+        "site B",
+        "--db",
+        url,
+        "--bootstrap",
+        "20",
+        "--out",
+        str(tmp_path / "tuning"),
+    ]
+    assert main(tuned) == 0
+    preset = json.loads(capsys.readouterr().out)["threshold"]
+    image = data / "ISIC_0024311.jpg"
+    assert (
+        main(
+            [
+                "infer",
+                "--bundle",
+                str(BUNDLE),
+                "--out",
+                str(tmp_path / "a"),
+                "--threshold",
+                "site B",
+                "--db",
+                url,
+                str(image),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((tmp_path / "a" / "ISIC_0024311.json").read_text())
+    heatmap = np.load(tmp_path / "a" / "ISIC_0024311_heatmap.npy")
+    mask = np.load(tmp_path / "a" / "ISIC_0024311_mask.npy")
+    assert summary["threshold"] == preset and summary["threshold_method"].startswith("preset 'site B' v1")
+    np.testing.assert_array_equal(mask, heatmap >= np.float32(preset))
+    png = np.asarray(Image.open(tmp_path / "a" / "ISIC_0024311_mask.png")) > 0
+    np.testing.assert_array_equal(png, mask[0])
+    assert summary["mask_pixels"] == int(mask.sum())
+    # A calibrated threshold by name, and a plain number.
+    assert (
+        main(["infer", "--bundle", str(BUNDLE), "--out", str(tmp_path / "b"), "--threshold", "target_fpr", str(image)])
+        == 0
+    )
+    calibrated = json.loads((tmp_path / "b" / "ISIC_0024311.json").read_text())
+    assert calibrated["threshold"] == calibrated["thresholds"]["target_fpr"]
+    assert main(["infer", "--bundle", str(BUNDLE), "--out", str(tmp_path / "c"), "--threshold", "0.5", str(image)]) == 0
+    assert json.loads((tmp_path / "c" / "ISIC_0024311.json").read_text())["threshold_method"] == "manual"
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "infer",
+                "--bundle",
+                str(BUNDLE),
+                "--out",
+                str(tmp_path / "d"),
+                "--threshold",
+                "site C",
+                "--db",
+                url,
+                str(image),
+            ]
+        )
+        == 2
+    )
+    assert "--threshold 'site C' is not a number, nor a threshold of bundle" in capsys.readouterr().err
