@@ -111,7 +111,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
     out = _output_folder(args.out)
     device = pick_device(args.device)
     predictor = make_predictor(load_bundle(Path(args.bundle)), device, args.method, args.precision)
-    threshold = resolve_threshold(args.threshold, predictor, args.db) if args.threshold else None
+    threshold = (
+        resolve_threshold(args.threshold, predictor.calibration, predictor.bundle.id, args.db)
+        if args.threshold
+        else None
+    )
     failures, stems = 0, set()
     for name in args.files:
         path = Path(name)
@@ -145,6 +149,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from anomascope.app.report import render_report
+    from anomascope.app.thresholds import resolve_threshold
     from anomascope.engine.bundle import load_bundle
     from anomascope.engine.config import CalibrationConfig, SanoConfig
     from anomascope.engine.data import describe_dataset
@@ -166,7 +171,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for path in args.bundle:
         bundle = load_bundle(Path(path))
         for readout in bundle.manifest.get("readouts", [bundle.method]):
-            predictors.append((f"{Path(path).name}:{readout}", make_predictor(bundle, device, readout, args.precision)))
+            predictor = make_predictor(bundle, device, readout, args.precision)
+            predictors.append((f"{Path(path).name}:{readout}", predictor, bundle.id))
     for name in args.baseline:
         # Calibrated like a trained bundle: same validation sample size, FPR target and k.
         defaults = CalibrationConfig()
@@ -175,10 +181,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         baseline.calibration_override = calibrate_predictor(
             baseline, normals, anomalous, defaults.target_fpr, SanoConfig().k_sigma
         )
-        predictors.append((name, baseline))
+        predictors.append((name, baseline, None))
     evaluations = []
-    for name, predictor in predictors:
-        evaluations.append(evaluate(predictor, images, name, str(device), bootstrap=args.bootstrap, seed=args.seed))
+    for name, predictor, bundle_id in predictors:
+        threshold = (
+            resolve_threshold(args.threshold, predictor.calibration, bundle_id, args.db) if args.threshold else None
+        )
+        evaluations.append(
+            evaluate(
+                predictor, images, name, str(device), bootstrap=args.bootstrap, seed=args.seed, threshold=threshold
+            )
+        )
         print(
             json.dumps({"method": name, **{k: v for k, v in evaluations[-1].metrics.items() if not k.endswith("_std")}})
         )
@@ -445,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     add_precision_argument(p)
+    p.add_argument(
+        "--threshold",
+        help="Dice and IoU at this threshold instead of the calibrated max-F1 (or target-FPR) one: "
+        + THRESHOLD_CHOICES,
+    )
+    p.add_argument("--db", default=None, help="database holding the site presets (default: $DATABASE_URL or ./data)")
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser(

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from anomascope.engine.io.geometry import mask_volume
-from anomascope.storage import Database, annotations_for_export, decode_mask
+from anomascope.storage import Database, ThresholdPreset, all_presets, annotations_for_export, decode_mask
 from anomascope.storage.records import ExportRow
 
 FORMATS = ("csv", "json", "png", "nifti")
@@ -52,12 +52,46 @@ def export(
     rows = annotations_for_export(db, since=since, author=author)
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        return [_write_csv(out / "annotations.csv", rows)]
+        return [_write_csv(out / "annotations.csv", rows), *_write_presets(out, fmt, all_presets(db))]
     if fmt == "json":
         path = out / "annotations.json"
         path.write_text(json.dumps([annotation_record(r) for r in rows], indent=2))
-        return [path]
+        return [path, *_write_presets(out, fmt, all_presets(db))]
     return [p for r in rows for p in (_write_png(out, r) if fmt == "png" else [_write_nifti(out, r)])]
+
+
+def preset_record(preset: ThresholdPreset) -> dict:
+    return {
+        "preset_id": preset.id,
+        "bundle_id": preset.bundle_id,
+        "name": preset.name,
+        "version": preset.version,
+        "value": preset.value,
+        "readout": preset.readout,
+        "criterion": preset.criterion,
+        "figure": preset.figure,
+        "n_cases": preset.n_cases,
+        "session": preset.session,
+        "actor": preset.actor,
+        "created": preset.created.isoformat(),
+        "provenance": preset.provenance,
+    }
+
+
+def _write_presets(out: Path, fmt: str, presets: list[ThresholdPreset]) -> list[Path]:
+    """presets.csv / presets.json beside the annotations: every version of every site threshold."""
+    if not presets:
+        return []
+    records = [preset_record(p) for p in presets]
+    path = out / f"presets.{fmt}"
+    if fmt == "json":
+        path.write_text(json.dumps(records, indent=2))
+        return [path]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows({key: inert_cell(value) for key, value in record.items()} for record in records)
+    return [path]
 
 
 def annotation_record(row: ExportRow) -> dict:

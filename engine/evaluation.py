@@ -68,14 +68,22 @@ def chosen_threshold(predictor: Predictor) -> tuple[float | None, str | None]:
 
 
 def evaluate(
-    predictor: Predictor, images: list[TestImage], name: str, device: str, bootstrap: int = 1000, seed: int = 0
+    predictor: Predictor,
+    images: list[TestImage],
+    name: str,
+    device: str,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    threshold: tuple[float, str] | None = None,
 ) -> Evaluation:
+    """Metrics of the read-out on the images; Dice and IoU at `threshold` (value, how chosen), by default
+    the calibration's preferred threshold."""
     started = time.perf_counter()
     results = [score_case(predictor, load_case(item.path)) for item in images]
     seconds = (time.perf_counter() - started) / max(len(images), 1)
     labels = np.array([item.kind != "good" for item in images])
     scores = np.array([r.image_score for r in results])
-    threshold, threshold_method = chosen_threshold(predictor)
+    cut, threshold_method = threshold or chosen_threshold(predictor)
     groups = [item.group for item in images]
     values = {"image_auroc": m.auroc(scores, labels), "image_ap": m.average_precision(scores, labels)}
     evaluation = Evaluation(name, {}, scores, labels)
@@ -94,19 +102,17 @@ def evaluate(
         )
         found = [m.detections(h, t) for h, t in zip(maps, truths, strict=True)]
         values["froc_10fp"] = m.froc_sensitivity(found)
-        if threshold is not None:
-            values["dice"], values["iou"] = m.dice_iou(pooled_scores >= threshold, pooled_truth)
+        if cut is not None:
+            values["dice"], values["iou"] = m.dice_iou(pooled_scores >= cut, pooled_truth)
             evaluation.per_image_dice = [
-                m.dice_iou(h >= threshold, t)[0] if t.any() else None for h, t in zip(maps, truths, strict=True)
+                m.dice_iou(h >= cut, t)[0] if t.any() else None for h, t in zip(maps, truths, strict=True)
             ]
         evaluation.heatmaps = maps
         evaluation.curves = _pixel_curves(pooled_scores, pooled_truth)
         histograms = _pixel_histograms(maps, truths, pooled_scores)
     else:
         found, histograms = None, None
-    counts = (
-        _confusion_counts(evaluation.heatmaps, images, threshold) if pixel_level and threshold is not None else None
-    )
+    counts = _confusion_counts(evaluation.heatmaps, images, cut) if pixel_level and cut is not None else None
     stds = (
         m.bootstrap_std(groups, _statistic(scores, labels, histograms, found, counts), resamples=bootstrap, seed=seed)
         if bootstrap
@@ -117,7 +123,7 @@ def evaluate(
         evaluation.metrics[key] = values.get(key)
         evaluation.metrics[f"{key}_std"] = stds.get(key) if values.get(key) is not None else None
     evaluation.metrics.update(
-        threshold=threshold,
+        threshold=cut,
         threshold_method=threshold_method,
         n_images=len(images),
         n_anomalous=int(labels.sum()),

@@ -5,6 +5,7 @@ from .masks import decode_mask, encode_mask
 from .models import Annotation, AuditEvent, Case, ImmutableRowError, InferenceRun, ThresholdPreset, User
 from .records import (
     add_case,
+    all_presets,
     annotations_for_export,
     case_history,
     case_summaries,
@@ -30,6 +31,7 @@ __all__ = [
     "ThresholdPreset",
     "User",
     "add_case",
+    "all_presets",
     "annotations_for_export",
     "case_history",
     "case_summaries",

@@ -222,6 +222,12 @@ def save_preset(
             raise
 
 
+def all_presets(db: Database) -> list[ThresholdPreset]:
+    """Every version of every site threshold, oldest first."""
+    with db.sessions() as session:
+        return list(session.scalars(select(ThresholdPreset).order_by(ThresholdPreset.id)))
+
+
 def latest_presets(db: Database, bundle_id: str) -> list[ThresholdPreset]:
     """The newest version of each of the bundle's named site thresholds."""
     with db.sessions() as session:

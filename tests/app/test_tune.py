@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -169,3 +170,36 @@ def test_infer_writes_masks_at_a_preset_a_calibrated_threshold_or_a_number(tmp_p
         == 2
     )
     assert "--threshold 'site C' is not a number, nor a threshold of bundle" in capsys.readouterr().err
+
+
+def test_presets_are_exported_beside_the_annotations(tmp_path, capsys):
+    data = _site_folder(tmp_path / "site")
+    url = f"sqlite:///{tmp_path / 'a.sqlite'}"
+    tuned = [
+        "tune",
+        "--bundle",
+        str(BUNDLE),
+        "--data",
+        str(data),
+        "--criterion",
+        "=fpr",
+        "--name",
+        "=cmd",
+        "--db",
+        url,
+        "--bootstrap",
+        "10",
+        "--out",
+        str(tmp_path / "tuning"),
+    ]
+    assert main(tuned) == 2  # "=fpr" is no criterion
+    tuned[6] = "fpr=0.05"
+    assert main(tuned) == 0
+    capsys.readouterr()
+    assert main(["export", "--db", url, "--format", "csv", "--out", str(tmp_path / "csv")]) == 0
+    with (tmp_path / "csv" / "presets.csv").open(newline="") as f:
+        [row] = list(csv.DictReader(f))
+    assert row["name"] == "'=cmd" and row["version"] == "1" and row["criterion"] == "fpr=0.05"  # formula-safe
+    assert main(["export", "--db", url, "--format", "json", "--out", str(tmp_path / "json")]) == 0
+    [record] = json.loads((tmp_path / "json" / "presets.json").read_text())
+    assert record["name"] == "=cmd" and record["n_cases"] == 3 and record["bundle_id"]

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+import torch
+
 from anomascope.app.cli import main
+from anomascope.engine.evaluation import load_test_split
+from anomascope.engine.inference import score_case
+from anomascope.engine.io import load_case
+from anomascope.engine.methods.baselines import BASELINES
 from tests.synthetic import make_blob_dataset
 
 KEYS = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "image_ap", "froc_10fp"]
@@ -43,3 +51,30 @@ def test_eval_baseline_writes_metrics_and_report(tmp_path):
 def test_eval_needs_something_to_evaluate(tmp_path, capsys):
     assert main(["eval", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "--bundle or --baseline" in capsys.readouterr().err
+
+
+def test_eval_at_a_chosen_threshold_matches_a_direct_dice(tmp_path, capsys):
+    data = make_blob_dataset(tmp_path / "data", n_train=4, n_val=6, n_test=10)
+    images = load_test_split(data, "test")
+    baseline = BASELINES["median-distance"](torch.device("cpu"))
+    maps = [score_case(baseline, load_case(item.path)).heatmap[0] for item in images]
+    threshold = float(f"{np.percentile(np.concatenate([h.ravel() for h in maps]), 95):.6g}")
+    arguments = ["eval", "--baseline", "median-distance", "--data", str(data), "--bootstrap", "20"]
+    assert main([*arguments, "--out", str(tmp_path / "out"), "--threshold", str(threshold)]) == 0
+    result = json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]["median-distance"]
+    assert result["threshold"] == threshold and result["threshold_method"] == "manual"
+    flagged = np.concatenate([(h >= threshold).ravel() for h in maps])
+    truth = np.concatenate(
+        [
+            (item.mask if item.mask is not None else np.zeros_like(h, bool)).ravel()
+            for item, h in zip(images, maps, strict=True)
+        ]
+    )
+    assert result["dice"] == pytest.approx(2 * (flagged & truth).sum() / (flagged.sum() + truth.sum()))
+    # A calibrated threshold by name; a training-free reference has no site presets to look up.
+    assert main([*arguments, "--out", str(tmp_path / "out2"), "--threshold", "target_fpr"]) == 0
+    named = json.loads((tmp_path / "out2" / "metrics.json").read_text())["results"]["median-distance"]
+    assert named["threshold_method"].startswith("target_fpr")
+    capsys.readouterr()
+    assert main([*arguments, "--out", str(tmp_path / "out3"), "--threshold", "site A"]) == 2
+    assert "not a number, nor a threshold of this reference" in capsys.readouterr().err
