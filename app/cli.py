@@ -354,6 +354,14 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_db_argument(parser: argparse.ArgumentParser, purpose: str = "") -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        help=f"database URL{purpose} (default: $DATABASE_URL or SQLite in $ANOMASCOPE_DATA_DIR, ./data)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anomascope",
@@ -433,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         help="also write each input's mask at this threshold: " + THRESHOLD_CHOICES,
     )
-    p.add_argument("--db", default=None, help="database holding the site presets (default: $DATABASE_URL or ./data)")
+    add_db_argument(p, " holding the site presets")
     p.set_defaults(run=cmd_infer)
 
     p = sub.add_parser(
@@ -463,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Dice and IoU at this threshold instead of the calibrated max-F1 (or target-FPR) one: "
         + THRESHOLD_CHOICES,
     )
-    p.add_argument("--db", default=None, help="database holding the site presets (default: $DATABASE_URL or ./data)")
+    add_db_argument(p, " holding the site presets")
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser(
@@ -486,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", required=True, help="the preset's name, e.g. 'site A screening'")
     p.add_argument("--out", required=True)
-    p.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or SQLite in $ANOMASCOPE_DATA_DIR)")
+    add_db_argument(p)
     p.add_argument("--dry-run", action="store_true", help="write the outputs, store no preset")
     p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the bands (of whole groups)")
     p.add_argument("--seed", type=int, default=0)
@@ -501,9 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
         "provenance. png: one mask per slice. nifti: one mask volume per annotation, aligned "
         "to the source geometry.",
     )
-    p.add_argument(
-        "--db", default=None, help="database URL (default: $DATABASE_URL or SQLite in $ANOMASCOPE_DATA_DIR, ./data)"
-    )
+    add_db_argument(p)
     p.add_argument("--format", required=True, choices=["csv", "json", "png", "nifti"])
     p.add_argument("--out", required=True)
     p.add_argument("--since", help="only annotations saved on or after this date (YYYY-MM-DD, UTC)")
@@ -541,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["add", "list", "disable"])
     p.add_argument("name", nargs="?", help="the reader's name (add, disable)")
     p.add_argument("--password-stdin", action="store_true", help="add: read the password from the first line of stdin")
-    p.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or SQLite in $ANOMASCOPE_DATA_DIR)")
+    add_db_argument(p)
     p.set_defaults(run=cmd_users)
     return parser
 

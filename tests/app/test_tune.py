@@ -37,25 +37,32 @@ def _site_folder(folder: Path) -> Path:
     return folder
 
 
-def test_tune_proposes_stores_and_versions_a_site_threshold(tmp_path, capsys):
-    data = _site_folder(tmp_path / "site")
-    url = f"sqlite:///{tmp_path / 'a.sqlite'}"
-    arguments = [
+def _tune(data: Path, url: str, criterion: str, name: str, out: Path, *extra: str) -> list[str]:
+    """`anomascope tune` arguments (few bootstrap resamples: the bands are not what these tests check)."""
+    return [
         "tune",
         "--bundle",
         str(BUNDLE),
         "--data",
         str(data),
         "--criterion",
-        "dice",
+        criterion,
         "--name",
-        "site A",
+        name,
         "--db",
         url,
         "--bootstrap",
-        "50",
+        "20",
+        "--out",
+        str(out),
+        *extra,
     ]
-    assert main([*arguments, "--out", str(tmp_path / "out")]) == 0
+
+
+def test_tune_proposes_stores_and_versions_a_site_threshold(tmp_path, capsys):
+    data = _site_folder(tmp_path / "site")
+    url = f"sqlite:///{tmp_path / 'a.sqlite'}"
+    assert main(_tune(data, url, "dice", "site A", tmp_path / "out")) == 0
     printed = json.loads(capsys.readouterr().out)
     record = json.loads((tmp_path / "out" / "tuning.json").read_text())
     assert record["criterion"] == "dice" and record["n_cases"] == 3 and record["n_with_findings"] == 2
@@ -66,8 +73,8 @@ def test_tune_proposes_stores_and_versions_a_site_threshold(tmp_path, capsys):
     assert dice[at] == pytest.approx(np.nanmax(dice)) == pytest.approx(record["figure"])
     assert "plotly" in (tmp_path / "out" / "tuning.html").read_text()[:200_000]
     # Again, by sensitivity: the next version of the same name; a dry run stores nothing.
-    assert main([*arguments[:6], "sensitivity=0.9", *arguments[7:], "--out", str(tmp_path / "out2")]) == 0
-    assert main([*arguments, "--out", str(tmp_path / "out3"), "--dry-run"]) == 0
+    assert main(_tune(data, url, "sensitivity=0.9", "site A", tmp_path / "out2")) == 0
+    assert main(_tune(data, url, "dice", "site A", tmp_path / "out3", "--dry-run")) == 0
     db = Database(url)
     with db.sessions() as session:
         presets = list(session.scalars(select(ThresholdPreset).order_by(ThresholdPreset.id)))
@@ -97,24 +104,7 @@ def test_tune_bad_input_is_one_sentence(tmp_path, capsys):
 def test_infer_writes_masks_at_a_preset_a_calibrated_threshold_or_a_number(tmp_path, capsys):
     data = _site_folder(tmp_path / "site")
     url = f"sqlite:///{tmp_path / 'a.sqlite'}"
-    tuned = [
-        "tune",
-        "--bundle",
-        str(BUNDLE),
-        "--data",
-        str(data),
-        "--criterion",
-        "fpr=0.05",
-        "--name",
-        "site B",
-        "--db",
-        url,
-        "--bootstrap",
-        "20",
-        "--out",
-        str(tmp_path / "tuning"),
-    ]
-    assert main(tuned) == 0
+    assert main(_tune(data, url, "fpr=0.05", "site B", tmp_path / "tuning")) == 0
     preset = json.loads(capsys.readouterr().out)["threshold"]
     image = data / "ISIC_0024311.jpg"
     assert (
@@ -175,26 +165,8 @@ def test_infer_writes_masks_at_a_preset_a_calibrated_threshold_or_a_number(tmp_p
 def test_presets_are_exported_beside_the_annotations(tmp_path, capsys):
     data = _site_folder(tmp_path / "site")
     url = f"sqlite:///{tmp_path / 'a.sqlite'}"
-    tuned = [
-        "tune",
-        "--bundle",
-        str(BUNDLE),
-        "--data",
-        str(data),
-        "--criterion",
-        "=fpr",
-        "--name",
-        "=cmd",
-        "--db",
-        url,
-        "--bootstrap",
-        "10",
-        "--out",
-        str(tmp_path / "tuning"),
-    ]
-    assert main(tuned) == 2  # "=fpr" is no criterion
-    tuned[6] = "fpr=0.05"
-    assert main(tuned) == 0
+    assert main(_tune(data, url, "=fpr", "=cmd", tmp_path / "tuning")) == 2  # "=fpr" is no criterion
+    assert main(_tune(data, url, "fpr=0.05", "=cmd", tmp_path / "tuning")) == 0
     capsys.readouterr()
     assert main(["export", "--db", url, "--format", "csv", "--out", str(tmp_path / "csv")]) == 0
     with (tmp_path / "csv" / "presets.csv").open(newline="") as f:
