@@ -40,6 +40,7 @@ from anomascope.storage import (
     case_history,
     case_summaries,
     decode_mask,
+    latest_presets,
     record_run,
     save_annotation,
 )
@@ -229,9 +230,9 @@ class ReviewApp:
             result = score_case(predictor, session.case)
         except InputMismatchError as exc:
             raise ReviewError(str(exc)) from exc
-        presets = predictor.calibration.values()
-        threshold, how = default_threshold(predictor.calibration, result)
         bundle = predictor.bundle
+        presets = {**predictor.calibration.values(), **self.site_presets(bundle.id, predictor.name)}
+        threshold, how = default_threshold(predictor.calibration, result)
         record = record_run(
             self.db,
             case_id=session.case_id,
@@ -253,6 +254,14 @@ class ReviewApp:
             token=None,
             warnings=mismatch_warnings(self.catalogue.choices[label].bundle.manifest, session.case),
         )
+
+    def site_presets(self, bundle_id: str, readout: str) -> dict[str, float]:
+        """The newest version of each site threshold stored by `anomascope tune` for this read-out."""
+        return {
+            f"{preset.name} (site, v{preset.version})": preset.value
+            for preset in latest_presets(self.db, bundle_id)
+            if preset.readout in (None, readout)
+        }
 
     def score_text(self, session: ReviewSession) -> str:
         run = session.run

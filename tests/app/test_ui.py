@@ -266,3 +266,29 @@ def test_exports_are_swept_and_removed_at_exit(app, tmp_path):
     assert second.exists() and not first.exists()
     app.exports.remove()
     assert not app.exports.root.exists()
+
+
+def test_site_presets_from_tune_are_offered_beside_the_calibrated_ones(app):
+    from anomascope.storage import save_preset
+
+    label = _label(app, "spr")
+    bundle_id = app.catalogue.choices[label].bundle.id
+    for value in (0.5, 0.75):  # two versions: the newest is offered
+        save_preset(
+            app.db,
+            bundle_id=bundle_id,
+            name="site A",
+            value=value,
+            provenance="tune",
+            actor="dr",
+            readout="spr",
+            criterion="dice",
+            figure=0.8,
+            n_cases=12,
+        )
+    save_preset(app.db, bundle_id=bundle_id, name="sano only", value=9.0, provenance="tune", actor="dr", readout="sano")
+    session, scene = app.scene(app.run(app.open_file(SAMPLE, "dr"), label))
+    presets = scene["threshold"]["presets"]
+    assert presets["site A (site, v2)"] == 0.75 and "sano only (site, v1)" not in presets
+    assert {"max_f1", "target_fpr", "k_sigma"} <= set(presets)  # the calibrated ones stay
+    assert session.run.threshold_method == "max_f1"  # the calibrated default is unchanged
