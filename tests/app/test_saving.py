@@ -3,7 +3,6 @@ same annotation at once on SQLite and PostgreSQL, with nothing lost and versions
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -14,8 +13,8 @@ from sqlalchemy import func, select
 
 from anomascope.app.bundles import discover
 from anomascope.app.review import ReviewApp, ReviewSession
-from anomascope.app.viewer import pack_mask
 from anomascope.storage import Annotation, AuditEvent, Database, InferenceRun, StorageError, case_history, decode_mask
+from tests.app.test_ui import _payload
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
@@ -24,23 +23,6 @@ READERS, SAVES_EACH = 4, 5
 
 def _app(url: str, tmp_path: Path) -> ReviewApp:
     return ReviewApp(Database(url), discover([ROOT / "assets" / "models"]), tmp_path / "cases", torch.device("cpu"))
-
-
-def _payload(session: ReviewSession, mask: np.ndarray) -> str:
-    """What the viewer sends on Save (app/static/viewer.js `payload`)."""
-    slices, _, rows, cols = session.case.shape
-    return json.dumps(
-        {
-            "token": session.token,
-            "dims": [cols, rows, slices],
-            "mask": pack_mask(mask),
-            "voxels": int(mask.sum()),
-            "threshold": 0.5,
-            "threshold_method": "manual",
-            "edited": True,
-            "slice": 0,
-        }
-    )
 
 
 def _counts(db: Database) -> tuple[int, int, int]:
@@ -63,14 +45,14 @@ def test_a_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
     # The mask reads back wrong inside the save's transaction: the annotation and its audit row go.
     monkeypatch.setattr("anomascope.storage.records.decode_mask", lambda shape, data: np.zeros(shape, bool))
     with pytest.raises(StorageError, match="did not read back"):
-        app.save(session, _payload(session, np.ones((1, 150, 200), bool)), "dr a")
+        app.save(session, _payload(session, np.ones((1, 150, 200), bool), 0.5, edited=True), "dr a")
     assert _counts(app.db) == before
 
 
 def test_readers_correcting_at_once_lose_nothing(db_url, tmp_path):
     app = _app(db_url, tmp_path)
     first = _ran(app)
-    first, _ = app.save(first, _payload(first, np.zeros((1, 150, 200), bool)), "dr a")
+    first, _ = app.save(first, _payload(first, np.zeros((1, 150, 200), bool), 0.5, edited=True), "dr a")
     rng = np.random.default_rng(0)
     sent: dict[int, np.ndarray] = {}  # annotation id -> the mask its reader sent
     errors = []
@@ -81,7 +63,7 @@ def test_readers_correcting_at_once_lose_nothing(db_url, tmp_path):
             session, _ = app.scene(app.open_saved(first.case_id))  # each reader's own page
             start.wait()
             for mask in masks:
-                session, _ = app.save(session, _payload(session, mask), name)
+                session, _ = app.save(session, _payload(session, mask, 0.5, edited=True), name)
                 sent[session.saved.annotation_id] = mask
         except Exception as exc:  # noqa: BLE001 - collected from the threads, then failed on below
             errors.append(exc)
