@@ -10,7 +10,8 @@ import torch
 
 from anomascope.engine.bundle import BundleError, ModelBundle, load_bundle
 from anomascope.engine.calibration import Calibration
-from anomascope.engine.methods import PREDICTORS, Predictor, make_predictor
+from anomascope.engine.methods import make_predictor, registry
+from anomascope.engine.methods.base import Predictor
 
 # The shipped bundles and demo cases, found from the installed project wherever the app is started.
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -34,7 +35,7 @@ class MethodChoice:
 class Catalogue:
     choices: dict[str, MethodChoice] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # folder -> reason
-    precision: str = "auto"  # what the predictors' networks run in (engine.method_names.PRECISIONS)
+    precision: str = "auto"  # what the predictors' networks run in (engine.config.PRECISIONS)
     _predictors: dict[str, Predictor] = field(default_factory=dict)
 
     def best_choice(self) -> str | None:
@@ -57,7 +58,13 @@ class Catalogue:
 
 
 def discover(folders: list[Path], precision: str = "auto") -> Catalogue:
+    """The bundles in `folders`, one choice per read-out of an installed method; bundles that fail to
+    load, read-outs of methods that are not installed, and method plugins that failed to load are
+    listed as unavailable with the reason."""
+    methods = registry()
     catalogue = Catalogue(precision=precision)
+    for name, reason in methods.unavailable.items():
+        catalogue.unavailable[f"method plugin {name}"] = reason
     for folder in folders:
         if not folder.is_dir():
             continue
@@ -68,8 +75,10 @@ def discover(folders: list[Path], precision: str = "auto") -> Catalogue:
                 catalogue.unavailable[str(path)] = str(exc)
                 continue
             for method in bundle.manifest.get("readouts", [bundle.method]):
-                if method not in PREDICTORS:
-                    catalogue.unavailable[f"{path} ({method})"] = f"method {method!r} is not available in this version"
+                if method not in methods.methods:
+                    catalogue.unavailable[f"{path} ({method})"] = (
+                        methods.unavailable.get(method) or f"method {method!r} is not installed"
+                    )
                     continue
                 catalogue.choices[describe(bundle, method)] = MethodChoice(describe(bundle, method), bundle, method)
     return catalogue

@@ -9,7 +9,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from anomascope.engine.method_names import METHODS, PRECISIONS
+from anomascope.engine.config import PRECISIONS
+from anomascope.engine.methods import Method, Registry, registry
 
 EXIT_BAD_INPUT = 2
 THRESHOLD_CHOICES = (
@@ -48,32 +49,25 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from anomascope.engine.bundle import load_bundle
-    from anomascope.engine.config import load_toml, merge, paper_defaults
+    from anomascope.engine.config import load_toml, merge
     from anomascope.engine.fit import fit_method
     from anomascope.engine.training import pick_device
 
-    config = paper_defaults(args.method)
+    method = registry().get(args.method)
+    config = method.defaults()
     if args.config:
         config = merge(config, load_toml(Path(args.config)))
-    overrides: dict = {}
+    overrides, options = method_option_values(args, method, registry())
     if args.steps is not None:
         overrides["train"] = {"steps": args.steps, "epochs": None}
     if args.image_size is not None:
         overrides["preprocess"] = {"image_size": args.image_size}
-    if args.folds is not None:
-        if args.method != "cddpm":
-            raise CommandError("--folds applies to --method cddpm only")
-        overrides["cddpm"] = {"folds": args.folds}
     config = merge(config, dict(overrides, method=args.method))
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.overwrite:
         raise CommandError(f"{out} already holds a bundle; pass --overwrite to replace it")
     if (out / "checkpoint" / "checkpoint.pt").exists():
         print(f"resuming from the checkpoint in {out / 'checkpoint'}", file=sys.stderr)
-    if (args.denoiser is not None) != (args.method == "dia"):
-        raise CommandError("--denoiser BUNDLE is required for --method dia and applies to it only")
-    denoiser = load_bundle(Path(args.denoiser)) if args.denoiser else None
     bundle = fit_method(
         config,
         Path(args.data),
@@ -82,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         keep_checkpoint=args.keep_checkpoint,
         half_weights=args.half_weights,
-        denoiser=denoiser,
+        options=options,
     )
     print(
         json.dumps(
@@ -95,6 +89,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def method_option_values(args: argparse.Namespace, method: Method, methods: Registry) -> tuple[dict, dict]:
+    """The method's own options as config overrides (nested dict) and plan inputs; an option of
+    another method, or a required one left out, is a one-sentence error."""
+    for other in methods.methods.values():
+        for option in other.options:
+            if other is not method and getattr(args, option.name, None) is not None and option not in method.options:
+                owners = [m.name for m in methods.methods.values() if option in m.options]
+                raise CommandError(f"{option.flag} applies to --method {' or '.join(owners)} only")
+    overrides: dict = {}
+    inputs: dict = {}
+    for option in method.options:
+        value = getattr(args, option.name)
+        if value is None:
+            if option.required:
+                raise CommandError(f"{option.flag} {option.metavar or 'VALUE'} is required for --method {method.name}")
+            continue
+        if not option.config_key:
+            inputs[option.name] = value
+            continue
+        section = overrides
+        for key in option.config_key[:-1]:
+            section = section.setdefault(key, {})
+        section[option.config_key[-1]] = value
+    return overrides, inputs
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
@@ -151,12 +171,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from anomascope.app.report import render_report
     from anomascope.app.thresholds import resolve_threshold
     from anomascope.engine.bundle import load_bundle
-    from anomascope.engine.config import CalibrationConfig, SanoConfig
-    from anomascope.engine.data import describe_dataset
+    from anomascope.engine.data import describe_dataset, validation_sample
     from anomascope.engine.evaluation import evaluate, load_test_split
-    from anomascope.engine.fit import calibrate_predictor, validation_sample
-    from anomascope.engine.methods import make_predictor
-    from anomascope.engine.methods.baselines import BASELINES
+    from anomascope.engine.fit import calibrate_predictor
+    from anomascope.engine.methods import make_predictor, reference_bundle
     from anomascope.engine.training import pick_device
 
     if not args.bundle and not args.baseline:
@@ -174,13 +192,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             predictor = make_predictor(bundle, device, readout, args.precision)
             predictors.append((f"{Path(path).name}:{readout}", predictor, bundle.id))
     for name in args.baseline:
-        # Calibrated like a trained bundle: same validation sample size, FPR target and k.
-        defaults = CalibrationConfig()
-        baseline = BASELINES[name](device)
-        normals, anomalous = validation_sample(data, defaults.max_validation_images)
-        baseline.calibration_override = calibrate_predictor(
-            baseline, normals, anomalous, defaults.target_fpr, SanoConfig().k_sigma
+        # Calibrated here like a trained bundle is when trained: its config's sample size, FPR target and k.
+        reference = reference_bundle(name)
+        baseline = make_predictor(reference, device, name, args.precision)
+        settings = reference.manifest["config"]["calibration"]
+        normals, anomalous = validation_sample(data, settings["max_validation_images"])
+        calibration = calibrate_predictor(
+            baseline, normals, anomalous, settings["target_fpr"], baseline.settings["k_sigma"]
         )
+        reference.manifest["calibration"][name] = calibration.to_manifest()
         predictors.append((name, baseline, None))
     evaluations = []
     for name, predictor, bundle_id in predictors:
@@ -362,7 +382,28 @@ def add_db_argument(parser: argparse.ArgumentParser, purpose: str = "") -> None:
     )
 
 
+def add_method_options(parser: argparse.ArgumentParser, methods: Registry) -> None:
+    """Each method's own options, declared by the method; --help says which method each is for."""
+    for method in methods.methods.values():
+        for option in method.options:
+            parser.add_argument(
+                option.flag,
+                dest=option.name,
+                type=option.type,
+                metavar=option.metavar,
+                help=f"{method.name}{' (required)' if option.required else ''}: {option.help}",
+            )
+
+
+def unavailable_methods(methods: Registry) -> str:
+    """The epilog naming installed method plugins that failed to load, and why."""
+    if not methods.unavailable:
+        return ""
+    return "unavailable methods: " + "; ".join(f"{name} ({why})" for name, why in methods.unavailable.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
+    methods = registry()
     parser = argparse.ArgumentParser(
         prog="anomascope",
         description="Review unsupervised anomaly maps in medical images. Errors on bad input exit with code 2.",
@@ -384,11 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes train/good, val/..., test/good, test/<kind>, ground_truth/<kind>/<name>_mask.png "
         "and split.json (seed, grouping, counts, files). Deterministic for a seed.",
     )
-    p.add_argument("dataset", choices=["ham10000", "hands", "brain-mri", "chest-xray"])
+    p.add_argument("dataset", choices=["ham10000", "hands", "brain-mri", "chest-xray", "lgg"])
     p.add_argument(
         "--source",
         default=default_data_source(),
-        help="folder holding the shared data sets (default: $ANOMASCOPE_DATA_SOURCE or ../shared/data)",
+        help="folder holding the shared data sets (default: $ANOMASCOPE_DATA_SOURCE or ../shared/data); "
+        "for lgg also the lgg-flair folder itself",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
@@ -404,15 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes BUNDLE/manifest.json (full config, data description and hash, preprocessing, "
         "calibration, validation metrics) and BUNDLE/weights.safetensors. An interrupted run "
         "resumes from BUNDLE/checkpoint when started again.",
+        epilog=unavailable_methods(methods),
     )
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--method", required=True, choices=methods.listed)
     p.add_argument("--data", required=True, help="prepared dataset folder (MVTec layout with val/ for calibration)")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--config", help="TOML file overriding the paper defaults (same keys as the manifest's config)")
     p.add_argument("--steps", type=int, help="training steps (overrides the config)")
     p.add_argument("--image-size", type=int, help="training resolution in px (overrides the config)")
-    p.add_argument("--denoiser", help="dia: the trained denoiser bundle whose one-step x0 estimate dissolves images")
-    p.add_argument("--folds", type=int, help="cddpm: train this many of the 10 task folds (3 tasks train, 2 monitor)")
+    add_method_options(p, methods)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep BUNDLE/checkpoint after training")
@@ -433,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bundle", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--method", choices=METHODS, help="read-out of a shared denoiser bundle (default: its own)")
+    p.add_argument("--method", choices=methods.listed, help="read-out of a shared denoiser bundle (default: its own)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     add_precision_argument(p)
     p.add_argument("files", nargs="+", help="any input `inspect` reads; volumes are scored slice by slice")
@@ -456,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline",
         action="append",
         default=[],
-        choices=["median-distance"],
+        choices=methods.references,
         help="a training-free reference, calibrated on the val split",
     )
     p.add_argument("--data", required=True, help="prepared dataset folder")
@@ -484,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         "NAME for the bundle unless --dry-run.",
     )
     p.add_argument("--bundle", required=True)
-    p.add_argument("--method", choices=METHODS, help="read-out of a shared denoiser bundle (default: its own)")
+    p.add_argument("--method", choices=methods.listed, help="read-out of a shared denoiser bundle (default: its own)")
     p.add_argument("--data", required=True, help="a prepared split, or a folder of images with X_mask.png beside them")
     p.add_argument(
         "--criterion",
@@ -562,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     from anomascope.engine.inference import NonFiniteResultError
     from anomascope.engine.io import ImageReadError, quiet_reader_libraries
     from anomascope.engine.io.limits import LimitsError
+    from anomascope.engine.methods import UnknownMethodError
     from anomascope.engine.preprocess import InputMismatchError
     from anomascope.engine.tuning import TuningError
     from anomascope.storage import StorageError
@@ -581,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         TuningError,
         ThresholdChoiceError,
         NonFiniteResultError,
+        UnknownMethodError,
     ) as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

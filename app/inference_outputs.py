@@ -13,7 +13,7 @@ from PIL import Image
 from anomascope.engine.display import apply_window, overlay_heatmap, unit_to_rgb
 from anomascope.engine.inference import CaseResult
 from anomascope.engine.io import Case
-from anomascope.engine.methods import Predictor
+from anomascope.engine.methods.base import Predictor
 
 
 def output_stem(path: Path) -> str:

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from anomascope.engine.data import MaskedImage, read_mask
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
-from anomascope.engine.methods import Predictor
+from anomascope.engine.methods.base import Predictor
 from anomascope.engine.tuning import (
     Criterion,
     Curves,

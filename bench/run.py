@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anomascope.engine.method_names import PRECISIONS
+from anomascope.engine.config import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {3: ROOT / "assets" / "samples" / "ISIC_0024311.jpg", 1: ROOT / "assets" / "samples" / "chest-xray.png"}
@@ -88,25 +88,23 @@ def bench_readout(predictor, case, device: torch.device, repeats: int, batch: in
 
 def bench_training(bundle, device: torch.device, steps: int) -> float:
     """Training steps per second of the bundle's method and config, on random data of its shape."""
-    from anomascope.engine.config import from_dict, merge, paper_defaults
-    from anomascope.engine.fit import training_plan
-    from anomascope.engine.methods.dia import load_dissolver
+    from anomascope.engine.config import from_dict, merge
+    from anomascope.engine.methods import default_config, registry
+    from anomascope.engine.methods.training_plan import TrainingInputs
     from anomascope.engine.training import train
 
-    config = from_dict(type(paper_defaults(bundle.method)), bundle.manifest["config"])
+    config = from_dict(type(default_config(bundle.method)), bundle.manifest["config"])
     size, channels = config.preprocess.image_size, config.preprocess.channels
     data = torch.rand(256, channels, size, size) * 2 - 1
-    dissolver = (
-        load_dissolver(bundle.manifest["dissolver"], bundle.state_dict("dissolver"), config.dia.dissolve_size, device)
-        if bundle.method == "dia"
-        else None
-    )
+    # A DIA bundle's plan takes the dissolver the bundle carries; other plans ignore the option.
+    inputs = TrainingInputs(bundle.path, device, {"denoiser": bundle})
+    plan = registry().get(bundle.method).training_plan()
     short = merge(config, {"train": {"steps": 2, "epochs": None, "checkpoint_every": 10**9}}).train
     run = merge(config, {"train": {"steps": steps, "epochs": None, "checkpoint_every": 10**9}}).train
     with tempfile.TemporaryDirectory() as workdir:
-        warm = training_plan(config, dissolver).networks[0]
+        warm = plan(config, inputs).networks[0]
         train(warm.model, warm.loss, data, short, Path(workdir) / "warm", device, show_progress=False)
-        spec = training_plan(config, dissolver).networks[0]  # the first network (a cddpm bundle trains one per fold)
+        spec = plan(config, inputs).networks[0]  # the first network (a cddpm bundle trains one per fold)
         started = time.perf_counter()
         train(spec.model, spec.loss, data, run, Path(workdir) / "timed", device, show_progress=False)
         if device.type == "cuda":

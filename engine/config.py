@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+# What the networks run in at inference; "auto" is bf16 on CUDA and fp32 on the CPU.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -73,47 +76,9 @@ class TrainConfig:
 
 
 @dataclass
-class SanoConfig:
-    """SANO read-out (Sec. 2.2): squared score summed over channels at t ~ 0, Gaussian sigma 4 px at 256 px."""
-
-    timestep: int = 0
-    smoothing_sigma_at_256: float = 4.0
-    image_score: str = "max"
-    k_sigma: float = 3.0
-
-
-@dataclass
-class SprConfig:
-    """SPR read-out (Sec. 4.4, 5.3): N = 3 perturbations at (sigma, k) = (25, 0.001), 31x31 box filter
-    at 256 px, image score = max of the map."""
-
-    sigma: float = 25.0
-    k: float = 0.001
-    num_perturbations: int = 3
-    box_filter_at_256: int = 31
-    data_range: float = 1.0  # the paper perturbs images scaled to [0, 1]; the model sees [-1, 1]
-    seed: int = 0
-    k_sigma: float = 3.0
-
-
-@dataclass
 class CalibrationConfig:
     target_fpr: float = 0.01
     max_validation_images: int = 64
-
-
-@dataclass
-class DenoiserMethodConfig:
-    """Everything `anomascope train --method sano|spr` needs; saved whole in the bundle."""
-
-    method: str = "sano"
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    net: DenoiserNetConfig = field(default_factory=DenoiserNetConfig)
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sano: SanoConfig = field(default_factory=SanoConfig)
-    spr: SprConfig = field(default_factory=SprConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
 
 @dataclass
@@ -162,70 +127,6 @@ class SegmentationNetConfig:
 
 
 @dataclass
-class PpiiConfig:
-    """P-PII read-out: per-pixel anomaly = the U-Net's prediction (mean over MC-dropout passes);
-    uncertainty = their standard deviation. The paper does not say how a sample score is formed;
-    "mean" of the map is PII's, "max" suits small lesions."""
-
-    mc_passes: int = 10
-    image_score: str = "mean"
-    seed: int = 0
-    k_sigma: float = 3.0
-
-
-@dataclass
-class PpiiMethodConfig:
-    """Everything `anomascope train --method ppii` needs; saved whole in the bundle. Training per the
-    paper: 100,000 steps at batch 16 (the optimiser is not stated; Adam)."""
-
-    method: str = "ppii"
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    net: SegmentationNetConfig = field(default_factory=SegmentationNetConfig)
-    generator: PpiiGeneratorConfig = field(default_factory=PpiiGeneratorConfig)
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=16, steps=100_000, ema_decay=0.999)
-    )
-    ppii: PpiiConfig = field(default_factory=PpiiConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-
-
-@dataclass
-class CddpmConfig:
-    """Image-conditioned diffusion restoration (Baugh et al. Sec. 2): the corrupted image is concatenated
-    to x_t; 20 % of training samples keep a clean condition; one model per split of the five tasks into
-    three for training and two for monitoring (C(5, 3) = 10 folds), ensembled by averaging maps.
-    Anomaly map = 1 - SSIM(restoration, input) (Gaussian window sigma 1.5, Wang et al.), image score =
-    its mean. The paper samples with full DDPM; "ddim" with few steps is the fast deterministic option.
-    prediction_type "sample" (x0 prediction) is an option for short CPU runs; the paper's is "epsilon"."""
-
-    folds: int = 10
-    clean_fraction: float = 0.2
-    prediction_type: str = "epsilon"
-    sampler: str = "ddpm"
-    sampling_steps: int = 1000
-    ssim_sigma: float = 1.5
-    seed: int = 0
-    monitor_images: int = 16
-    k_sigma: float = 3.0
-
-
-@dataclass
-class CddpmMethodConfig:
-    """Everything `anomascope train --method cddpm` needs; saved whole in the bundle. The paper trains at
-    128 x 128 with batch 32; it does not state the optimiser, learning rate or step count (Adam, 1e-4
-    and 100k steps here)."""
-
-    method: str = "cddpm"
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    net: DenoiserNetConfig = field(default_factory=DenoiserNetConfig)
-    preprocess: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(image_size=128))
-    tasks: SyntheticTaskConfig = field(default_factory=SyntheticTaskConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-4, batch_size=32, steps=100_000))
-    cddpm: CddpmConfig = field(default_factory=CddpmConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-
-
-@dataclass
 class EncoderNetConfig:
     """DIA's backbone: MONAI ResNet-18 (no torchvision), with CSI's heads: a 2-layer projection to
     `projection_dim` for the contrastive loss and a linear shift classifier. stem "imagenet" is the
@@ -234,72 +135,6 @@ class EncoderNetConfig:
     widen_factor: float = 1.0
     stem: str = "imagenet"
     projection_dim: int = 128
-
-
-@dataclass
-class DiaConfig:
-    """DIA (Sec. 3-4): K = 4 rotation shifts (or jigsaw "perm"), dissolving at t ~ U(30, 130) computed at
-    32 x 32 and resized back, feature-amplified NT-Xent with dissolved negatives plus gamma x the shift
-    classifier's loss (gamma = 1). The temperature is CSI's 0.5 (the DIA paper does not state it).
-    The restoration view shows the image dissolved at `view_timestep`."""
-
-    shift: str = "rotation"
-    num_shifts: int = 4
-    dissolve_t_min: int = 30
-    dissolve_t_max: int = 130
-    dissolve_size: int = 32
-    temperature: float = 0.5
-    gamma: float = 1.0
-    crop_scale: tuple[float, float] = (0.08, 1.0)  # SimCLR/CSI random resized crop
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue
-    jitter_probability: float = 0.8
-    grayscale_probability: float = 0.2
-    feature_bank_size: int = 4096
-    view_timestep: int = 80
-    seed: int = 0
-    k_sigma: float = 3.0
-
-
-@dataclass
-class DiaMethodConfig:
-    """Everything `anomascope train --method dia` needs; saved whole in the bundle. Batch 32 per the
-    paper; the optimiser is not stated (CSI uses LARS; Adam here)."""
-
-    method: str = "dia"
-    net: EncoderNetConfig = field(default_factory=EncoderNetConfig)
-    preprocess: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(image_size=64))
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, steps=20_000, ema_decay=0.999)
-    )
-    dia: DiaConfig = field(default_factory=DiaConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-
-
-def paper_defaults(method: str):
-    """The defaults of the paper the method comes from (resolution and optimiser differ)."""
-    if method == "sano":
-        return DenoiserMethodConfig(method="sano")
-    if method == "spr":
-        return DenoiserMethodConfig(
-            method="spr",
-            preprocess=PreprocessConfig(image_size=192),
-            train=TrainConfig(
-                optimizer="adamw",
-                learning_rate=1e-4,
-                weight_decay=1e-3,
-                batch_size=16,
-                steps=None,
-                epochs=3000,
-                lr_milestones=(1 / 3, 2 / 3),
-            ),
-        )
-    if method == "ppii":
-        return PpiiMethodConfig()
-    if method == "cddpm":
-        return CddpmMethodConfig()
-    if method == "dia":
-        return DiaMethodConfig()
-    raise ValueError(f"unknown method {method!r}")
 
 
 def to_dict(config) -> dict:

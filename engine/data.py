@@ -117,3 +117,20 @@ def masked_images(root: Path) -> list[MaskedImage]:
 
 def _stem(path: Path) -> str:
     return path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem
+
+
+def validation_sample(data_root: Path, max_images: int) -> tuple[list, list]:
+    items = labelled_split(data_root, "val")
+    if not any(item.kind == "good" for item in items):
+        raise DataError(f"{data_root}: no val/good images to calibrate thresholds on; run `anomascope prepare`")
+    rng = np.random.default_rng(0)
+    return (
+        _sample([i for i in items if i.kind == "good"], max_images, rng),
+        _sample([i for i in items if i.kind != "good"], max_images, rng),
+    )
+
+
+def _sample(items: list, count: int, rng: np.random.Generator) -> list:
+    if len(items) <= count:
+        return items
+    return [items[i] for i in sorted(rng.choice(len(items), size=count, replace=False))]

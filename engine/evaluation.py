@@ -14,7 +14,7 @@ from . import metrics as m
 from .data import labelled_split, read_mask
 from .inference import score_case
 from .io import load_case
-from .methods import Predictor
+from .methods.base import Predictor
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .io import Case
-from .methods import MapPredictor, Predictor
+from .methods.base import MapPredictor, Predictor
 from .preprocess import InputMismatchError, to_model_input, to_original_grid
 
 

@@ -6,6 +6,7 @@ import csv
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,104 @@ def prepare_chest_xray(source: Path, writer: LayoutWriter, seed: int, limit: int
     }
 
 
+LGG_FOLDER = "lgg-flair"
+
+
+@dataclass(frozen=True)
+class LggSlice:
+    """One FLAIR slice of the LGG set: `<patient>/<patient>_<index>.png` and its `_mask.png`."""
+
+    patient: str
+    index: int
+    image: Path
+    mask: Path
+
+
+def prepare_lgg(source: Path, writer: LayoutWriter, seed: int, limit: int | None, **_) -> dict:
+    slices_by_patient = _lgg_slices_by_patient(_lgg_root(source))
+    assignment = split_groups(list(slices_by_patient), DEFAULT_FRACTIONS, seed)
+    keep = _limit_groups(assignment, limit, seed)
+    left_out = sum(_add_lgg_patient(writer, assignment[p], slices_by_patient[p]) for p in sorted(keep))
+    return {
+        "grouping": "patient (folder name)",
+        # A training patient whose every slice is tumour or next to one writes no image, so the
+        # image groups alone would not show the patient split.
+        "patients": {split: sorted(p for p in keep if assignment[p] == split) for split in DEFAULT_FRACTIONS},
+        "normal": "FLAIR slices with an empty mask from training patients (who have a tumour elsewhere), "
+        "leaving out slices next to (index +-1) a tumour slice",
+        "anomalous": "tumour slices of held-out patients with FLAIR-abnormality masks (0/255); val and test "
+        "hold every slice of their patients, the tumour-free ones as good",
+        "training_slices_left_out_next_to_tumour": left_out,
+        "modality": "MR",
+        "licence": "TCGA-LGG via TCIA: LGG segmentation dataset, Buda et al. 2019: research use; cite "
+        "Buda, Saha, Mazurowski, Comput. Biol. Med. 109:218-225 (2019)",
+    }
+
+
+def _lgg_root(source: Path) -> Path:
+    """The lgg-flair folder: `--source` may be the shared data folder (as for the others) or that folder itself."""
+    nested = source / LGG_FOLDER
+    return nested if nested.is_dir() else _require(source)
+
+
+def _lgg_slices_by_patient(root: Path) -> dict[str, list[LggSlice]]:
+    """Each patient folder's slices in slice order; folders without `<folder>_<n>.png` files are not patients."""
+    slices_by_patient: dict[str, list[LggSlice]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        slices = _lgg_patient_slices(folder)
+        if slices:
+            slices_by_patient[folder.name] = slices
+    if not slices_by_patient:
+        raise PrepareError(f"no patient folders (<patient>/<patient>_<slice>.png) in {root}")
+    return slices_by_patient
+
+
+def _lgg_patient_slices(folder: Path) -> list[LggSlice]:
+    slice_name = re.compile(rf"{re.escape(folder.name)}_(\d+)")
+    slices = []
+    for image in folder.glob("*.png"):
+        match = slice_name.fullmatch(image.stem)
+        if match is None:
+            continue
+        mask = image.with_name(f"{image.stem}_mask.png")
+        if not mask.is_file():
+            raise PrepareError(f"{folder}: no mask {mask.name} for {image.name}")
+        slices.append(LggSlice(folder.name, int(match[1]), image, mask))
+    # Numeric order: a lexicographic one would put slice 10 right after slice 1.
+    return sorted(slices, key=lambda s: s.index)
+
+
+def _add_lgg_patient(writer: LayoutWriter, split: str, slices: list[LggSlice]) -> int:
+    """Write one patient's slices into its split; returns how many tumour-free slices training left out."""
+    masks = [_read_lgg_mask(s) for s in slices]
+    tumour_indices = {s.index for s, mask in zip(slices, masks, strict=True) if mask.any()}
+    left_out = 0
+    for lgg_slice, mask in zip(slices, masks, strict=True):
+        if split == "train" and not _fit_for_training(lgg_slice.index, tumour_indices):
+            left_out += not mask.any()
+            continue
+        image = Image.open(lgg_slice.image).convert("L")
+        if mask.any():
+            writer.add(split, "tumour", lgg_slice.image.stem, image, mask, group=lgg_slice.patient)
+        else:
+            writer.add(split, "good", lgg_slice.image.stem, image, group=lgg_slice.patient)
+    return left_out
+
+
+def _read_lgg_mask(lgg_slice: LggSlice) -> np.ndarray:
+    mask = Image.open(lgg_slice.mask).convert("L")
+    with Image.open(lgg_slice.image) as image:
+        if image.size != mask.size:
+            raise PrepareError(f"{lgg_slice.mask}: mask is {mask.size}, its image {image.size}")
+    return np.asarray(mask) > 0
+
+
+def _fit_for_training(index: int, tumour_indices: set[int]) -> bool:
+    # A slice next to a tumour slice may hold the tumour's unannotated edge (partial volume), so it is
+    # not trusted as normal even when its mask is empty.
+    return not {index - 1, index, index + 1} & tumour_indices
+
+
 def _greyscale_if_grey(image: Image.Image) -> Image.Image:
     image = ImageOps.exif_transpose(image)
     rgb = np.asarray(image.convert("RGB"))
@@ -214,4 +313,5 @@ PREPARERS: dict[str, Callable[..., dict]] = {
     "hands": prepare_hands,
     "brain-mri": prepare_brain_mri,
     "chest-xray": prepare_chest_xray,
+    "lgg": prepare_lgg,
 }

@@ -27,6 +27,7 @@ class Predictor(ABC):
     Image-level methods (DIA) return only image scores; methods with maps are MapPredictors."""
 
     name: str
+    config_section: str | None = None  # the read-out's section of the config when not `name`
     bundle: ModelBundle
     preprocess: PreprocessConfig
     stride: int
@@ -50,10 +51,14 @@ class Predictor(ABC):
         return Calibration.from_manifest(self.bundle.manifest, self.name)
 
     @property
+    def settings(self) -> dict:
+        """The read-out's section of the bundle's config (e.g. cddpm's sampler, steps and seed)."""
+        return self.bundle.manifest.get("config", {}).get(self.config_section or self.name, {})
+
+    @property
     def parameters(self) -> dict:
-        """The read-out's settings (e.g. cddpm's sampler, steps and seed) and the precision its networks
-        ran in, recorded with every run."""
-        return {**self.bundle.manifest.get("config", {}).get(self.name, {}), "precision": self.precision}
+        """The read-out's settings and the precision its networks ran in, recorded with every run."""
+        return {**self.settings, "precision": self.precision}
 
 
 class MapPredictor(Predictor):

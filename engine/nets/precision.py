@@ -11,7 +11,7 @@ import dataclasses
 
 import torch
 
-from ..method_names import PRECISIONS
+from ..config import PRECISIONS
 
 REDUCED_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

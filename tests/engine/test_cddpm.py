@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from anomascope.engine.bundle import load_bundle, save_bundle
-from anomascope.engine.config import merge, paper_defaults, to_dict
+from anomascope.engine.config import merge, to_dict
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
-from anomascope.engine.methods import make_predictor
-from anomascope.engine.methods.cddpm import corrupt, new_conditional_unet, task_folds
+from anomascope.engine.methods import default_config, make_predictor
+from anomascope.engine.methods.cddpm.model import corrupt, new_conditional_unet, task_folds
 from anomascope.engine.preprocess import InputMismatchError
 from anomascope.engine.synthetic import TASK_NAMES, foreign_images, make_tasks
 from tests.cli import anomascope, infer_one, train_tiny
@@ -32,7 +32,7 @@ TINY = {
 
 
 def tiny_config(**overrides):
-    return merge(merge(paper_defaults("cddpm"), TINY), overrides)
+    return merge(merge(default_config("cddpm"), TINY), overrides)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def trained(blobs, tmp_path_factory):
 
 
 def test_defaults_are_the_papers():
-    config = paper_defaults("cddpm")
+    config = default_config("cddpm")
     assert config.cddpm.folds == 10 and config.cddpm.clean_fraction == 0.2
     assert config.cddpm.prediction_type == "epsilon" and config.cddpm.sampler == "ddpm"
     assert config.preprocess.image_size == 128 and config.train.batch_size == 32

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from anomascope.engine.bundle import BundleError, load_bundle
-from anomascope.engine.config import DenoiserMethodConfig, merge, paper_defaults
+from anomascope.engine.config import merge
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import NonFiniteResultError, score_case
 from anomascope.engine.io import load_case
-from anomascope.engine.methods import make_predictor
-from anomascope.engine.methods.denoiser import epsilon_loss, new_denoiser
+from anomascope.engine.methods import default_config, make_predictor
+from anomascope.engine.methods.denoiser.config import DenoiserMethodConfig
+from anomascope.engine.methods.denoiser.model import epsilon_loss, new_denoiser
 from anomascope.engine.preprocess import InputMismatchError
 from anomascope.engine.schedules import VPSchedule, spr_noise_scale
 from anomascope.engine.training import train
@@ -34,7 +35,7 @@ TINY = {
 
 
 def tiny_config(method: str = "sano", **train_overrides) -> DenoiserMethodConfig:
-    return merge(paper_defaults(method), {**TINY, "train": {**TINY["train"], **train_overrides}})
+    return merge(default_config(method), {**TINY, "train": {**TINY["train"], **train_overrides}})
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +202,7 @@ def test_cli_train_and_infer(blobs, tmp_path):
 
 
 def test_schedule_and_spr_noise_scale_follow_the_papers():
-    schedule = VPSchedule(paper_defaults("sano").schedule)
+    schedule = VPSchedule(default_config("sano").schedule)
     betas = schedule.scheduler.betas
     assert float(betas[0]) == pytest.approx(1e-4) and float(betas[-1]) == pytest.approx(0.02)
     assert len(betas) == 1000
@@ -213,7 +214,7 @@ def test_schedule_and_spr_noise_scale_follow_the_papers():
 
 
 def test_spr_defaults_are_the_papers():
-    config = paper_defaults("spr")
+    config = default_config("spr")
     assert (config.spr.sigma, config.spr.k, config.spr.num_perturbations, config.spr.box_filter_at_256) == (
         25.0,
         0.001,
@@ -223,7 +224,7 @@ def test_spr_defaults_are_the_papers():
     assert (config.train.optimizer, config.train.learning_rate, config.train.weight_decay) == ("adamw", 1e-4, 1e-3)
     assert (config.train.batch_size, config.train.epochs, config.train.ema_decay) == (16, 3000, 0.9999)
     assert config.preprocess.image_size == 192
-    sano = paper_defaults("sano")
+    sano = default_config("sano")
     assert (sano.train.optimizer, sano.train.learning_rate, sano.train.batch_size, sano.train.steps) == (
         "adam",
         2e-4,

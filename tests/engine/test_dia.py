@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from anomascope.engine.bundle import load_bundle
-from anomascope.engine.config import DiaConfig, merge, paper_defaults
+from anomascope.engine.config import merge
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
-from anomascope.engine.methods import make_predictor
-from anomascope.engine.methods.dia import (
+from anomascope.engine.methods import default_config, make_predictor
+from anomascope.engine.methods.dia.config import DiaConfig
+from anomascope.engine.methods.dia.model import (
     Dissolver,
     amplified_nt_xent,
     build_feature_bank,
@@ -53,7 +54,7 @@ def oriented(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def denoiser(oriented, tmp_path_factory):
     return fit_method(
-        merge(paper_defaults("sano"), DENOISER),
+        merge(default_config("sano"), DENOISER),
         oriented,
         tmp_path_factory.mktemp("den") / "b",
         CPU,
@@ -64,17 +65,17 @@ def denoiser(oriented, tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(oriented, denoiser, tmp_path_factory):
     return fit_method(
-        merge(paper_defaults("dia"), TINY),
+        merge(default_config("dia"), TINY),
         oriented,
         tmp_path_factory.mktemp("dia") / "b",
         CPU,
         show_progress=False,
-        denoiser=denoiser,
+        options={"denoiser": denoiser},
     )
 
 
 def test_defaults_are_the_papers():
-    config = paper_defaults("dia")
+    config = default_config("dia")
     assert (config.dia.num_shifts, config.dia.shift) == (4, "rotation")
     assert (config.dia.dissolve_t_min, config.dia.dissolve_t_max, config.dia.dissolve_size) == (30, 130, 32)
     assert config.dia.gamma == 1.0 and config.train.batch_size == 32
@@ -128,7 +129,7 @@ def test_dissolving_runs_at_32_px_and_returns_the_input_size(denoiser):
             seen.append((tuple(x.shape), t.tolist()))
             return type("Out", (), {"sample": torch.zeros_like(x)})()
 
-    schedule = VPSchedule(paper_defaults("sano").schedule)
+    schedule = VPSchedule(default_config("sano").schedule)
     out = Dissolver(Recorder(), schedule, 32)(torch.zeros(2, 3, 96, 80), torch.tensor([30, 130]))
     assert out.shape == (2, 3, 96, 80) and seen == [((2, 3, 32, 32), [30, 130])]
 
@@ -159,12 +160,12 @@ def test_short_training_detects_anomalous_images(trained, oriented, denoiser, tm
     metrics = trained.manifest["validation_metrics"]["dia"]
     assert metrics["image_auroc"] > 0.8
     untrained = fit_method(
-        merge(paper_defaults("dia"), {**TINY, "train": {**TINY["train"], "steps": 0}}),
+        merge(default_config("dia"), {**TINY, "train": {**TINY["train"], "steps": 0}}),
         oriented,
         tmp_path / "untrained",
         CPU,
         show_progress=False,
-        denoiser=denoiser,
+        options={"denoiser": denoiser},
     )
     assert metrics["image_auroc"] > untrained.manifest["validation_metrics"]["dia"]["image_auroc"] + 0.2
     assert trained.manifest["calibration"]["dia"]["level"] == "image"

@@ -12,7 +12,7 @@ from anomascope.app.cli import main
 from anomascope.engine.evaluation import load_test_split
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
-from anomascope.engine.methods.baselines import BASELINES
+from anomascope.engine.methods import make_predictor, reference_bundle
 from tests.synthetic import make_blob_dataset
 
 KEYS = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "image_ap", "froc_10fp"]
@@ -56,7 +56,7 @@ def test_eval_needs_something_to_evaluate(tmp_path, capsys):
 def test_eval_at_a_chosen_threshold_matches_a_direct_dice(tmp_path, capsys):
     data = make_blob_dataset(tmp_path / "data", n_train=4, n_val=6, n_test=10)
     images = load_test_split(data, "test")
-    baseline = BASELINES["median-distance"](torch.device("cpu"))
+    baseline = make_predictor(reference_bundle("median-distance"), torch.device("cpu"))
     maps = [score_case(baseline, load_case(item.path)).heatmap[0] for item in images]
     threshold = float(f"{np.percentile(np.concatenate([h.ravel() for h in maps]), 95):.6g}")
     arguments = ["eval", "--baseline", "median-distance", "--data", str(data), "--bootstrap", "20"]

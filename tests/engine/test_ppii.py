@@ -11,11 +11,11 @@ import torch
 from skimage.exposure import equalize_hist
 
 from anomascope.engine.bundle import load_bundle
-from anomascope.engine.config import merge, paper_defaults
+from anomascope.engine.config import merge
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
-from anomascope.engine.methods import make_predictor
+from anomascope.engine.methods import default_config, make_predictor
 from anomascope.engine.preprocess import equalize_histogram
 from tests.cli import infer_one, train_tiny
 from tests.synthetic import make_stripe_dataset
@@ -31,7 +31,7 @@ TINY = {
 
 
 def tiny_config(**overrides):
-    return merge(merge(paper_defaults("ppii"), TINY), overrides)
+    return merge(merge(default_config("ppii"), TINY), overrides)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def untrained(stripes, tmp_path_factory):
 
 
 def test_defaults_are_the_papers():
-    config = paper_defaults("ppii")
+    config = default_config("ppii")
     assert (config.generator.min_anomalies, config.generator.max_anomalies) == (1, 10)
     assert config.net.dropout == 0.1 and len(config.net.features) == 6  # five levels, MC dropout 0.1
     assert (config.train.steps, config.train.batch_size) == (100_000, 16)

@@ -12,16 +12,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..bundle import ModelBundle
-from ..config import CddpmMethodConfig, from_dict
-from ..filters import ssim_map
-from ..metrics import average_precision
-from ..nets import build_denoiser
-from ..nets.denoiser import unet_stride
-from ..preprocess import from_model_range
-from ..schedules import VPSchedule, make_sampler, sample_conditioned
-from ..synthetic import TASK_NAMES
-from .base import AnomalyResult, MapPredictor
+from ...bundle import ModelBundle
+from ...config import from_dict
+from ...filters import ssim_map
+from ...metrics import average_precision
+from ...nets import build_denoiser
+from ...nets.denoiser import unet_stride
+from ...preprocess import from_model_range
+from ...schedules import VPSchedule, make_sampler, sample_conditioned
+from ...synthetic import TASK_NAMES
+from ..base import AnomalyResult, MapPredictor
+from .config import CddpmMethodConfig
 
 
 @dataclass

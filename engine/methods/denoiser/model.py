@@ -1,16 +1,21 @@
-"""The shared epsilon-prediction denoiser: its training objective, training and loading."""
+"""The shared epsilon-prediction denoiser: its training objective, training plan, loading and read-out base."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ..bundle import ModelBundle
-from ..config import DenoiserMethodConfig, from_dict
-from ..nets import build_denoiser
-from ..nets.denoiser import unet_stride
-from ..schedules import VPSchedule
-from .base import MapPredictor
+from ...bundle import ModelBundle
+from ...config import from_dict
+from ...nets import build_denoiser
+from ...nets.denoiser import unet_stride
+from ...schedules import VPSchedule
+from ..base import MapPredictor
+from ..training_plan import Trainable, TrainingInputs, TrainingPlan
+from .config import DenoiserMethodConfig
+
+# The read-outs of one trained denoiser: a bundle trained for either serves both.
+DENOISER_READOUTS = ["sano", "spr"]
 
 
 def epsilon_loss(schedule: VPSchedule):
@@ -28,6 +33,13 @@ def epsilon_loss(schedule: VPSchedule):
 
 def new_denoiser(config: DenoiserMethodConfig) -> torch.nn.Module:
     return build_denoiser(config.net, config.preprocess.channels, config.preprocess.image_size)
+
+
+def denoiser_plan(config: DenoiserMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
+    """One denoiser, whichever of its read-outs the config was made for; the bundle offers both."""
+    return TrainingPlan(
+        [Trainable("denoiser", new_denoiser(config), epsilon_loss(VPSchedule(config.schedule)))], DENOISER_READOUTS
+    )
 
 
 def load_denoiser(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import SanoConfig
-from ..filters import gaussian_blur
-from ..schedules import VPSchedule
-from .base import AnomalyResult
-from .denoiser import DenoiserReadout
+from ...filters import gaussian_blur
+from ...schedules import VPSchedule
+from ..base import AnomalyResult
+from ..denoiser.model import DenoiserReadout
+from .config import SanoConfig
 
 
 def sano_score_map(

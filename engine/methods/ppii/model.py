@@ -7,12 +7,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..bundle import ModelBundle
-from ..config import PpiiGeneratorConfig, PpiiMethodConfig, from_dict
-from ..nets import build_segmentation_unet, enable_dropout, segmentation_stride
-from ..preprocess import equalize_histogram
-from ..synthetic import ppii_anomalies
-from .base import AnomalyResult, MapPredictor
+from ...bundle import ModelBundle
+from ...config import PpiiGeneratorConfig, from_dict
+from ...nets import build_segmentation_unet, enable_dropout, segmentation_stride
+from ...preprocess import equalize_histogram
+from ...synthetic import ppii_anomalies
+from ..base import AnomalyResult, MapPredictor
+from ..training_plan import Trainable, TrainingInputs, TrainingPlan
+from .config import PpiiMethodConfig
 
 
 def model_input(images: torch.Tensor) -> torch.Tensor:
@@ -34,6 +36,10 @@ def ppii_loss(config: PpiiGeneratorConfig):
 
 def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
     return build_segmentation_unet(config.net, config.preprocess.channels or 1)
+
+
+def ppii_plan(config: PpiiMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
+    return TrainingPlan([Trainable("ppii", new_ppii_net(config), ppii_loss(config.generator))], ["ppii"])
 
 
 class PpiiPredictor(MapPredictor):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import SprConfig
-from ..filters import box_filter, scaled_odd
-from ..preprocess import from_model_range
-from ..schedules import VPSchedule, spr_noise_scale
-from .base import AnomalyResult
-from .denoiser import DenoiserReadout
+from ...filters import box_filter, scaled_odd
+from ...preprocess import from_model_range
+from ...schedules import VPSchedule, spr_noise_scale
+from ..base import AnomalyResult
+from ..denoiser.model import DenoiserReadout
+from .config import SprConfig
 
 
 def spr_timestep(schedule: VPSchedule, config: SprConfig) -> int:

@@ -1,4 +1,4 @@
-"""DIA, "Dissolving is amplifying" (Huang et al.): contrastive image-level detection in which images
+"""DIA, "Dissolving is amplifying" (Shi et al.): contrastive image-level detection in which images
 dissolved by a trained denoiser are extra negatives, so the encoder must attend to fine detail.
 
 Shifting transformations (rotations or jigsaw) define K classes; two augmentation branches give the
@@ -15,13 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..bundle import ModelBundle
-from ..config import DenoiserMethodConfig, DiaConfig, DiaMethodConfig, from_dict
-from ..nets import build_denoiser
-from ..nets.encoder import ContrastiveEncoder
-from ..preprocess import from_model_range
-from ..schedules import VPSchedule
-from .base import AnomalyResult, Predictor
+from ...bundle import ModelBundle
+from ...config import from_dict
+from ...nets import build_denoiser
+from ...nets.encoder import ContrastiveEncoder
+from ...preprocess import from_model_range
+from ...schedules import VPSchedule
+from ..base import AnomalyResult, Predictor
+from ..denoiser.config import DenoiserMethodConfig
+from .config import DiaConfig, DiaMethodConfig
 
 # The jigsaw ("perm") shifts: which quadrant goes where, quadrants numbered row by row.
 JIGSAW = ((0, 1, 2, 3), (1, 0, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0))

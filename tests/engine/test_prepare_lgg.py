@@ -1,0 +1,185 @@
+"""`prepare lgg`: a patient-grouped split of FLAIR slices, trained only on slices away from any tumour."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomascope.app.cli import build_parser
+from anomascope.engine.datasets import PrepareError, prepare
+
+# Slices 8..13 cross 9 -> 10, where a lexicographic sort ("10" < "8") would scramble the neighbours.
+SLICES = range(8, 14)
+
+# Written out by hand, not computed: patient number -> (tumour slices, slices fit for training, i.e.
+# tumour-free and not next to a tumour slice of the same patient).
+LAYOUT = {
+    0: ({9}, {11, 12, 13}),
+    1: ({10, 11}, {8, 13}),
+    2: (set(), {8, 9, 10, 11, 12, 13}),
+    3: ({13}, {8, 9, 10, 11}),
+    4: ({8}, {10, 11, 12, 13}),
+    5: ({10}, {8, 12, 13}),
+    6: ({9, 10}, {12, 13}),
+    7: ({12}, {8, 9, 10}),
+    8: ({8, 13}, {10, 11}),
+    9: ({11}, {8, 9, 13}),
+}
+
+
+def _patient(number: int) -> str:
+    # Underscores and digits inside the patient name, as in the real TCGA_CS_4941_19960909.
+    return f"TCGA_ZZ_{1000 + number}_19990101"
+
+
+PATIENTS = {_patient(n): layout for n, layout in LAYOUT.items()}
+
+
+def _write_lgg(root: Path) -> Path:
+    """A tiny lgg-flair folder: 10 patients x 6 slices of 16x16 noise, random-blob masks on tumour slices."""
+    rng = np.random.default_rng(7)
+    root.mkdir(parents=True)
+    (root / "data.csv").write_text("Patient,death01\n" + "".join(f"{p[:13]},0\n" for p in PATIENTS))
+    for patient, (tumour, _) in PATIENTS.items():
+        folder = root / patient
+        folder.mkdir()
+        for index in SLICES:
+            mask = (rng.random((16, 16)) > 0.6) if index in tumour else np.zeros((16, 16), bool)
+            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"{patient}_{index}.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{patient}_{index}_mask.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lgg_source(tmp_path_factory) -> Path:
+    return _write_lgg(tmp_path_factory.mktemp("shared") / "lgg-flair")
+
+
+def _source_file(source: Path, name: str, mask: bool = False) -> Path:
+    patient = name.rsplit("_", 1)[0]
+    return source / patient / (f"{name}_mask.png" if mask else f"{name}.png")
+
+
+def _images(split: dict, folder: str) -> list[tuple[str, int]]:
+    """(patient, slice) of every image in e.g. 'train/good'."""
+    names = [name.removesuffix(".png").rsplit("_", 1) for name in split["files"].get(folder, [])]
+    return [(patient, int(index)) for patient, index in names]
+
+
+def _patients_by_split(split: dict) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for key, patient in split["groups"].items():
+        found.setdefault(patient, set()).add(key.split("/")[0])
+    return found
+
+
+def test_split_is_by_patient_70_10_20(lgg_source, tmp_path):
+    split = prepare("lgg", lgg_source, tmp_path / "out", seed=0)
+    assert all(len(splits) == 1 for splits in _patients_by_split(split).values())
+    assert {name: len(patients) for name, patients in split["patients"].items()} == {"train": 7, "val": 1, "test": 2}
+    assert sorted(sum(split["patients"].values(), [])) == sorted(PATIENTS)
+    for name, patients in split["patients"].items():
+        assert {p for p, splits in _patients_by_split(split).items() if name in splits} == set(patients)
+
+
+def test_training_holds_exactly_the_slices_away_from_any_tumour(lgg_source, tmp_path):
+    trained_on: set[str] = set()
+    for seed in range(4):  # over a few seeds every synthetic patient is a training patient at least once
+        split = prepare("lgg", lgg_source, tmp_path / f"seed{seed}", seed=seed)
+        assert "train/tumour" not in split["files"]
+        training = _images(split, "train/good")
+        for patient, index in training:
+            source_mask = np.asarray(Image.open(_source_file(lgg_source, f"{patient}_{index}", mask=True)))
+            assert not source_mask.any()
+        for patient in split["patients"]["train"]:
+            assert {i for p, i in training if p == patient} == PATIENTS[patient][1]
+        trained_on |= set(split["patients"]["train"])
+    assert trained_on == set(PATIENTS)
+
+
+def test_val_and_test_hold_every_slice_of_their_patients(lgg_source, tmp_path):
+    split = prepare("lgg", lgg_source, tmp_path / "out", seed=0)
+    for name in ("val", "test"):
+        for patient in split["patients"][name]:
+            tumour = {i for p, i in _images(split, f"{name}/tumour") if p == patient}
+            good = {i for p, i in _images(split, f"{name}/good") if p == patient}
+            assert tumour == PATIENTS[patient][0]
+            assert good == set(SLICES) - PATIENTS[patient][0]
+
+
+def test_tumour_masks_and_images_are_the_source_pixels(lgg_source, tmp_path):
+    out = tmp_path / "out"
+    split = prepare("lgg", lgg_source, out, seed=0)
+    tumour_images = split["files"]["val/tumour"] + split["files"]["test/tumour"]
+    assert tumour_images
+    for file in tumour_images:
+        name = file.removesuffix(".png")
+        written = np.asarray(Image.open(out / "ground_truth" / "tumour" / f"{name}_mask.png"))
+        np.testing.assert_array_equal(written, np.asarray(Image.open(_source_file(lgg_source, name, mask=True))))
+        folder = "val" if file in split["files"]["val/tumour"] else "test"
+        image = np.asarray(Image.open(out / folder / "tumour" / file))
+        np.testing.assert_array_equal(image, np.asarray(Image.open(_source_file(lgg_source, name))))
+    assert not (out / "ground_truth" / "good").exists()
+
+
+def test_patient_of_every_image_is_recorded_for_the_grouped_bootstrap(lgg_source, tmp_path):
+    split = prepare("lgg", lgg_source, tmp_path / "out", seed=0)
+    written = [f"{folder}/{name}" for folder, names in split["files"].items() for name in names]
+    assert sorted(split["groups"]) == sorted(written)
+    for key, patient in split["groups"].items():
+        assert key.split("/")[-1].startswith(f"{patient}_")
+    assert "patient" in split["grouping"]
+    on_disk = json.loads((tmp_path / "out" / "split.json").read_text())
+    assert on_disk["groups"] == split["groups"]
+
+
+def test_same_seed_same_split_other_seed_another(lgg_source, tmp_path):
+    first = prepare("lgg", lgg_source, tmp_path / "a", seed=3)
+    again = prepare("lgg", lgg_source, tmp_path / "b", seed=3)
+    other = prepare("lgg", lgg_source, tmp_path / "c", seed=4)
+    assert first["files"] == again["files"] and first["patients"] == again["patients"]
+    assert first["patients"] != other["patients"]
+
+
+def test_limit_counts_patients(lgg_source, tmp_path):
+    split = prepare("lgg", lgg_source, tmp_path / "out", seed=0, limit=4)
+    assert sum(len(patients) for patients in split["patients"].values()) == 4
+    assert len(set(split["groups"].values())) <= 4
+
+
+def test_licence_and_counts_are_recorded(lgg_source, tmp_path):
+    split = prepare("lgg", lgg_source, tmp_path / "out", seed=0)
+    assert all(words in split["licence"] for words in ("TCGA-LGG", "TCIA", "Buda et al. 2019", "research use", "cite"))
+    assert split["modality"] == "MR" and split["dataset"] == "lgg"
+    assert split["counts"] == {folder: len(names) for folder, names in split["files"].items()}
+
+
+def test_cli_takes_the_shared_data_folder_or_the_lgg_folder(lgg_source, tmp_path, capsys):
+    for source in (lgg_source.parent, lgg_source):
+        out = tmp_path / source.name
+        # The parser and the command alone: main() would import the whole app for its error handling.
+        args = build_parser().parse_args(["prepare", "lgg", "--source", str(source), "--out", str(out), "--seed", "1"])
+        assert args.run(args) == 0
+        assert json.loads(capsys.readouterr().out)["counts"]["train/good"] > 0
+    from_shared, from_lgg = (tmp_path / s.name / "split.json" for s in (lgg_source.parent, lgg_source))
+    assert from_shared.read_text() == from_lgg.read_text()
+
+
+def test_no_patient_folders_is_an_error_naming_the_folder(tmp_path):
+    empty = tmp_path / "lgg-flair"
+    (empty / "notes").mkdir(parents=True)
+    (empty / "data.csv").write_text("Patient\n")
+    with pytest.raises(PrepareError, match="no patient folders.*lgg-flair"):
+        prepare("lgg", empty, tmp_path / "out")
+
+
+def test_missing_mask_is_an_error_naming_the_folder_and_image(tmp_path):
+    source = _write_lgg(tmp_path / "lgg-flair")
+    patient = _patient(3)
+    (source / patient / f"{patient}_10_mask.png").unlink()
+    with pytest.raises(PrepareError, match=f"{patient}.*no mask {patient}_10_mask.png for {patient}_10.png"):
+        prepare("lgg", source, tmp_path / "out")
