@@ -183,8 +183,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     data = Path(args.data)
     images = load_test_split(data, "test", args.max_images, args.seed)
+    if args.anomalous_only:
+        images = [image for image in images if image.kind != "good"]
     if not images:
-        raise CommandError(f"{data}: no test images (expected test/good and test/<kind>)")
+        raise CommandError(
+            f"{data}: no test images (expected a prepared split's test/good and test/<kind>, or images with"
+            " X_mask.png beside each)"
+        )
+    if args.baseline and not (data / "val").is_dir():
+        raise CommandError(
+            f"{data}: a training-free reference is calibrated on a prepared split's val images, which this folder"
+            " lacks; calibrate one on your split with `anomascope train --method NAME` and pass it as --bundle"
+        )
     predictors = []
     for path in args.bundle:
         bundle = load_bundle(Path(path))
@@ -221,6 +231,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "split": "test",
         "seed": args.seed,
         "max_images": args.max_images,
+        "images": "anomalous test images only" if args.anomalous_only else "all test images",
         "results": {e.name: e.metrics for e in evaluations},
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
@@ -504,6 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="prepared dataset folder")
     p.add_argument("--out", required=True)
     p.add_argument("--max-images", type=int, help="evaluate a seeded random sample of this many test images")
+    p.add_argument(
+        "--anomalous-only",
+        action="store_true",
+        help="pool only the test images with an anomaly (the LGG tumour-slices protocol); pixel metrics only",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the standard deviations")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")

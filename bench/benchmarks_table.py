@@ -16,7 +16,7 @@ from pathlib import Path
 
 PIXEL = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "froc_10fp"]
 IMAGE = ["image_auroc", "image_ap"]
-REFERENCE = "median-distance"
+ALL_IMAGES = "all test images"
 
 
 def bundle_folder(name: str) -> str:
@@ -58,16 +58,26 @@ def table(report: dict, keys: list[str]) -> list[str]:
     return lines
 
 
+def references(report: dict) -> list[str]:
+    """The training-free references in a run: `eval --baseline` rows, named without a bundle."""
+    return [name for name in report["results"] if ":" not in name and not reduced(report["results"][name])]
+
+
 def verdicts(report: dict, key: str) -> list[str]:
-    reference = report["results"].get(REFERENCE, {}).get(key)
-    if reference is None:
+    scored = [(report["results"][name].get(key), name) for name in references(report)]
+    scored = [(value, name) for value, name in scored if value is not None]
+    if not scored:
         return []
+    reference, reference_name = max(scored)
     out = []
     for name, result in report["results"].items():
-        if name == REFERENCE or result.get(key) is None or reduced(result):
+        if ":" not in name or result.get(key) is None or reduced(result):
             continue
         verb = "beats" if result[key] > reference else "does **not** beat"
-        out.append(f"- `{name}` {verb} the training-free reference on {key} ({result[key]:.3f} vs {reference:.3f}).")
+        out.append(
+            f"- `{name}` {verb} the best training-free reference (`{reference_name}`) on {key} "
+            f"({result[key]:.3f} vs {reference:.3f})."
+        )
     return out
 
 
@@ -90,11 +100,12 @@ def merged_reports(runs: list[str]) -> list[tuple[str, dict]]:
     reports.sort(key=lambda item: any(reduced(r) for r in item[1]["results"].values()))
     for _, report in reports:
         report["results"] = with_precision(report["results"])
-        key = (report["data"].get("dataset"), report["seed"], report.get("max_images"))
+        images = report.get("images", ALL_IMAGES)
+        key = (report["data"].get("dataset"), report["seed"], report.get("max_images"), images)
         if key in merged:
             merged[key][1]["results"].update(report["results"])
         else:
-            merged[key] = (f"runs/eval-{key[0]}", report)
+            merged[key] = (f"runs/eval-{key[0]}" + ("" if images == ALL_IMAGES else "-anomalous"), report)
     return list(merged.values())
 
 
@@ -109,14 +120,17 @@ def main() -> None:
         "was measured. ± is the bootstrap standard deviation (1000 resamples of lesions, subjects or patients "
         "as the split groups them). Pixel metrics pool all test pixels; Dice/IoU use the bundle's calibrated "
         "max-F1 threshold from the validation split. `median-distance` is the training-free reference "
-        "(colour distance from the image's median, Gaussian-smoothed), calibrated the same way. The eval "
+        "(colour distance from the image's median, Gaussian-smoothed) and `flair-zscore` the brain MRI one "
+        "(per-slice z-score of FLAIR intensity over the brain), calibrated the same way. The eval "
         "tables' s/image were taken while other jobs shared the machine; the speed sections at the end come "
         "from `bench/run.py` on an otherwise idle machine.\n"
     )
     for run, report in merged_reports(args.runs):
         data = report["data"]
         pixel_level = any(r.get("pixel_auroc") is not None for r in report["results"].values())
-        print(f"## {data.get('dataset', Path(run).name)} — {'pixel' if pixel_level else 'image'} level\n")
+        images = report.get("images", ALL_IMAGES)
+        protocol = "" if images == ALL_IMAGES else f", {images}"
+        print(f"## {data.get('dataset', Path(run).name)} — {'pixel' if pixel_level else 'image'} level{protocol}\n")
         n_images = next(iter(report["results"].values()))["n_images"]
         sampled = report.get("max_images") and n_images >= report["max_images"]
         sample = (
@@ -128,25 +142,38 @@ def main() -> None:
             f"Test data: {sample} of `anomascope prepare {data.get('dataset')} --seed {data.get('seed')}` "
             f"(grouping: {data.get('grouping')}). Licence: {data.get('licence')}.\n"
         )
+        if images != ALL_IMAGES:
+            print(
+                "Only the test images with an anomaly are pooled here (`eval --anomalous-only`; for lgg the tumour "
+                "slices, the protocol of the reference figures in the LGG issue); the table that pools every test "
+                "image is the papers' protocol.\n"
+            )
         print("\n".join(table(report, (PIXEL + IMAGE) if pixel_level else IMAGE)) + "\n")
-        print("\n".join(verdicts(report, "pixel_auroc" if pixel_level else "image_auroc")) + "\n")
+        if not any(":" in name for name in report["results"]):
+            print("Only the training-free references have been evaluated here so far.\n")
+        keys = ["pixel_auroc", "pixel_ap"] if pixel_level else ["image_auroc"]
+        print("\n".join(line for key in keys for line in verdicts(report, key)) + "\n")
         bundles = list(dict.fromkeys(r.split(":")[0] for r in report["results"] if ":" in r))
         precisions = sorted({r["precision"] for r in report["results"].values() if reduced(r)})
         for bundle in bundles:
-            trained_on = json.loads((Path(bundle_folder(bundle)) / "manifest.json").read_text())["data"].get("dataset")
+            manifest = Path(bundle_folder(bundle)) / "manifest.json"
+            if not manifest.exists():  # a bundle trained for evaluation only, in a runs/ folder not kept here
+                continue
+            trained_on = json.loads(manifest.read_text())["data"].get("dataset")
             if trained_on != data.get("dataset"):
                 print(
                     f"`{bundle}` is the shipped bundle as it is, trained on {trained_on}: a domain-shift test here.\n"
                 )
         command = " ".join(["anomascope eval", *(f"--bundle {bundle_folder(b)}" for b in bundles)])
-        command += f" --baseline {REFERENCE} --data prepared/{data.get('dataset')} --out {run} --seed {report['seed']}"
+        baselines = "".join(f" --baseline {name}" for name in references(report))
+        command += f"{baselines} --data prepared/{data.get('dataset')} --out {run} --seed {report['seed']}"
         if report.get("max_images"):
             command += f" --max-images {report['max_images']}"
+        if images != ALL_IMAGES:
+            command += " --anomalous-only"
         print(f"Regenerate: `{command}`, and copy `{run}/metrics.json` into `bench/eval/`\n")
         for precision in precisions:
-            reduced_command = command.replace(f" --baseline {REFERENCE}", "").replace(
-                f"--out {run}", f"--out {run}-{precision}"
-            )
+            reduced_command = command.replace(baselines, "").replace(f"--out {run}", f"--out {run}-{precision}")
             print(f"The ({precision}) rows: `{reduced_command} --precision {precision}`\n")
     targets_told = False
     for path in args.bench:

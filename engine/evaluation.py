@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from . import metrics as m
-from .data import labelled_split, read_mask
+from .data import labelled_split, masked_images, read_mask
 from .inference import score_case
 from .io import load_case
 from .methods.base import Predictor
@@ -26,15 +26,15 @@ class TestImage:
 
 
 def load_test_split(root: Path, split: str = "test", max_images: int | None = None, seed: int = 0) -> list[TestImage]:
-    """The split's images with masks and groups (from split.json); a seeded sample when max_images is set."""
+    """The split's images with masks and groups (from split.json); a seeded sample when max_images is set.
+    A folder that is not a prepared split is read as images with `X_mask.png` beside each (`masked_folder`)."""
+    if not (root / split).is_dir() and not (root / "split.json").exists():
+        return _sample(masked_folder(root), max_images, seed)
     groups = {}
     split_file = root / "split.json"
     if split_file.exists():
         groups = json.loads(split_file.read_text()).get("groups", {})
-    items = labelled_split(root, split)
-    if max_images is not None and len(items) > max_images:
-        chosen = np.random.default_rng(seed).choice(len(items), size=max_images, replace=False)
-        items = [items[i] for i in sorted(chosen)]
+    items = _sample(labelled_split(root, split), max_images, seed)
     return [
         TestImage(
             i.path,
@@ -44,6 +44,26 @@ def load_test_split(root: Path, split: str = "test", max_images: int | None = No
         )
         for i in items
     ]
+
+
+def masked_folder(root: Path) -> list[TestImage]:
+    """A reader's own folder: every image X with X_mask.png beside it; an all-black mask marks a normal
+    image ("good", as in a prepared split), any other an anomalous one. Each image is its own group."""
+    images = []
+    for item in masked_images(root):
+        assert item.mask_path is not None  # a folder's images all have masks (masked_images checks)
+        mask = read_mask(item.mask_path)
+        images.append(
+            TestImage(item.path, "anomalous" if mask.any() else "good", mask if mask.any() else None, item.group)
+        )
+    return images
+
+
+def _sample(items: list, max_images: int | None, seed: int) -> list:
+    if max_images is None or len(items) <= max_images:
+        return items
+    chosen = np.random.default_rng(seed).choice(len(items), size=max_images, replace=False)
+    return [items[i] for i in sorted(chosen)]
 
 
 @dataclass

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "anomascope.methods"
 # The built-in methods, in the order the command line and the README list them: each is the
 # subpackage of engine/methods that defines METHOD.
-BUILT_IN = ("sano", "spr", "ppii", "cddpm", "dia", "median_distance")
+BUILT_IN = ("sano", "spr", "ppii", "cddpm", "dia", "median_distance", "flair_zscore")
 
 
 class UnknownMethodError(ValueError):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from anomascope.app.cli import main
 from anomascope.engine.evaluation import load_test_split
@@ -78,3 +81,50 @@ def test_eval_at_a_chosen_threshold_matches_a_direct_dice(tmp_path, capsys):
     capsys.readouterr()
     assert main([*arguments, "--out", str(tmp_path / "out3"), "--threshold", "site A"]) == 2
     assert "not a number, nor a threshold of this reference" in capsys.readouterr().err
+
+
+def test_eval_on_anomalous_images_only_pools_just_those(tmp_path):
+    data = make_blob_dataset(tmp_path / "data", n_train=4, n_val=6, n_test=6)
+    arguments = ["eval", "--baseline", "median-distance", "--data", str(data), "--bootstrap", "5", "--anomalous-only"]
+    assert main([*arguments, "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    result = report["results"]["median-distance"]
+    anomalous = [item for item in load_test_split(data, "test") if item.kind != "good"]
+    baseline = make_predictor(reference_bundle("median-distance"), torch.device("cpu"))
+    maps = [score_case(baseline, load_case(item.path)).heatmap[0] for item in anomalous]
+    scores = np.concatenate([h.ravel() for h in maps])
+    truth = np.concatenate([item.mask.ravel() for item in anomalous])
+    assert report["images"] == "anomalous test images only" and result["n_images"] == len(anomalous) == 6
+    assert result["pixel_auroc"] == pytest.approx(roc_auc_score(truth, scores), abs=1e-9)
+
+
+def test_eval_of_a_folder_of_images_with_masks_equals_eval_of_the_same_prepared_split(tmp_path):
+    """A reader's own folder (X.png with X_mask.png; all black for a normal image) needs no split."""
+    data = make_blob_dataset(tmp_path / "data", n_train=4, n_val=6, n_test=6)
+    bundle = tmp_path / "reference"
+    assert main(["train", "--method", "median-distance", "--data", str(data), "--out", str(bundle), "--quiet"]) == 0
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for item in load_test_split(data, "test"):
+        shutil.copy(item.path, folder / item.path.name)
+        mask = item.mask if item.mask is not None else np.zeros(Image.open(item.path).size[::-1], bool)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{item.path.stem}_mask.png")
+    results = {}
+    for name, source in (("split", data), ("folder", folder)):
+        arguments = ["eval", "--bundle", str(bundle), "--data", str(source), "--bootstrap", "5"]
+        assert main([*arguments, "--out", str(tmp_path / name)]) == 0
+        results[name] = json.loads((tmp_path / name / "metrics.json").read_text())["results"][
+            "reference:median-distance"
+        ]
+    for key in ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "image_ap", "froc_10fp"]:
+        assert results["folder"][key] == pytest.approx(results["split"][key], abs=1e-12), key
+    assert results["folder"]["n_images"] == results["split"]["n_images"] == 12
+
+
+def test_eval_of_a_folder_says_what_is_missing(tmp_path, capsys):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    assert main(["eval", "--bundle", "x", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "without an X_mask.png beside them, e.g. a.png" in capsys.readouterr().err
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a_mask.png")
+    assert main(["eval", "--baseline", "median-distance", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "calibrated on a prepared split's val images" in capsys.readouterr().err
