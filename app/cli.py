@@ -287,7 +287,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             readout=predictor.name,
             criterion=str(criterion),
             figure=tuning.figure,
-            n_cases=len(tuning.images),
+            n_cases=tuning.n_cases,
         )
         preset = {"name": saved.name, "version": saved.version, "id": saved.id}
     write_tuning(out, tuning, preset)
@@ -297,7 +297,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 "threshold": tuning.threshold,
                 "criterion": str(criterion),
                 "figure": tuning.figure,
-                "n_cases": len(tuning.images),
+                "n_cases": tuning.n_cases,
                 "preset": preset,
             }
         )

@@ -220,14 +220,18 @@ class ReviewApp:
 
     # --- running a method ------------------------------------------------------------------
 
-    def run(self, session: ReviewSession, label: str, reader: str = "") -> ReviewSession:
+    def run(
+        self, session: ReviewSession, label: str, reader: str = "", scored: CaseResult | None = None
+    ) -> ReviewSession:
+        """Run method `label` on the open case and store the run; `scored` is its result where it was
+        already computed (a tuning session scores the next cases in the background)."""
         if session.case is None:
             raise ReviewError("open an image first")
         if label not in self.catalogue.choices:
             raise ReviewError("pick a trained method first")
         predictor = self.catalogue.predictor(label, self.device)
         try:
-            result = score_case(predictor, session.case)
+            result = scored or score_case(predictor, session.case)
         except InputMismatchError as exc:
             raise ReviewError(str(exc)) from exc
         bundle = predictor.bundle
@@ -401,8 +405,10 @@ class ReviewApp:
         label: str = "",
         note: str = "",
         acknowledged: bool = False,
+        tuning: tuple[int, int] | None = None,
     ) -> tuple[ReviewSession, str]:
-        """Store the mask the viewer sent as the next version of this case's annotation, in one transaction."""
+        """Store the mask the viewer sent as the next version of this case's annotation, in one transaction;
+        with `tuning` (session id, worklist position) it is also that tuning session's entry for the case."""
         if session.case is None or session.token is None:
             raise ReviewError("open an image first")
         if session.run is None and session.saved is None:
@@ -429,6 +435,7 @@ class ReviewApp:
             corrects=session.saved.lineage if session.saved else None,
             threshold=sent.threshold,
             threshold_method=sent.threshold_method,
+            tuning=tuning,
         )
         # save_annotation has read the stored mask back as `sent.mask` in its transaction.
         version = MaskVersion(

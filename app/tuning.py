@@ -39,8 +39,18 @@ class Tuning:
     figure: float
     curves: Curves
     bands: dict[str, tuple[np.ndarray, np.ndarray]]
-    images: list[MaskedImage]
+    cases: list[TunedCase]
     resamples: int
+
+    @property
+    def n_cases(self) -> int:
+        return len(self.cases)
+
+
+@dataclass(frozen=True)
+class TunedCase:
+    name: str
+    group: str  # cases of one group (a patient) are resampled together
 
 
 def tune(predictor: Predictor, images: list[MaskedImage], criterion: Criterion, resamples: int, seed: int) -> Tuning:
@@ -62,17 +72,31 @@ def tune(predictor: Predictor, images: list[MaskedImage], criterion: Criterion, 
             )
         maps.append(result.heatmap[0])
         masks.append(truth)
+    cases = [TunedCase(image.path.name, image.group) for image in images]
+    return summarise(predictor, maps, masks, cases, criterion, resamples, seed)
+
+
+def summarise(
+    predictor: Predictor,
+    maps: list[np.ndarray],
+    masks: list[np.ndarray],
+    cases: list[TunedCase],
+    criterion: Criterion,
+    resamples: int,
+    seed: int,
+) -> Tuning:
+    """Compare each map with its mask at every threshold, propose one, and band the curves."""
     curves = case_curves(maps, masks, threshold_grid(maps))
     threshold, figure = propose(curves, criterion)
-    bands = bootstrap_bands(curves, [image.group for image in images], resamples, seed)
-    return Tuning(predictor, criterion, threshold, figure, curves, bands, images, resamples)
+    bands = bootstrap_bands(curves, [case.group for case in cases], resamples, seed)
+    return Tuning(predictor, criterion, threshold, figure, curves, bands, cases, resamples)
 
 
 def provenance(tuning: Tuning) -> str:
     findings = int(tuning.curves.has_finding.sum())
     return (
-        f"anomascope tune: {tuning.criterion} = {tuning.figure:.4g} on {len(tuning.images)} cases "
-        f"({findings} with findings, {len(tuning.images) - findings} normal)"
+        f"anomascope tune: {tuning.criterion} = {tuning.figure:.4g} on {tuning.n_cases} cases "
+        f"({findings} with findings, {tuning.n_cases - findings} normal)"
     )
 
 
@@ -86,9 +110,9 @@ def write_tuning(out: Path, tuning: Tuning, preset: dict | None) -> list[Path]:
         "criterion": str(tuning.criterion),
         "threshold": tuning.threshold,
         "figure": tuning.figure,
-        "n_cases": len(tuning.images),
+        "n_cases": tuning.n_cases,
         "n_with_findings": int(tuning.curves.has_finding.sum()),
-        "bootstrap": {"resamples": tuning.resamples, "groups": len({image.group for image in tuning.images})},
+        "bootstrap": {"resamples": tuning.resamples, "groups": len({case.group for case in tuning.cases})},
         "thresholds": tuning.curves.thresholds.tolist(),
         "curves": {name: _finite_or_none(values) for name, values in means.items()},
         "bands": {
@@ -96,15 +120,15 @@ def write_tuning(out: Path, tuning: Tuning, preset: dict | None) -> list[Path]:
             for name, (low, high) in tuning.bands.items()
         },
         "cases": [
-            {"file": image.path.name, "group": image.group, "has_finding": bool(found)}
-            for image, found in zip(tuning.images, tuning.curves.has_finding, strict=True)
+            {"file": case.name, "group": case.group, "has_finding": bool(found)}
+            for case, found in zip(tuning.cases, tuning.curves.has_finding, strict=True)
         ],
         "preset": preset,
     }
     json_path = out / "tuning.json"
     json_path.write_text(json.dumps(record, indent=2))
     html_path = out / "tuning.html"
-    html_path.write_text(_figure(tuning, means).to_html(include_plotlyjs=True, full_html=True))
+    html_path.write_text(curves_figure(tuning).to_html(include_plotlyjs=True, full_html=True))
     return [json_path, html_path]
 
 
@@ -113,7 +137,10 @@ def _finite_or_none(values: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else float(v) for v in values]
 
 
-def _figure(tuning: Tuning, means: dict[str, np.ndarray]) -> go.Figure:
+def curves_figure(tuning: Tuning, title: str | None = None) -> go.Figure:
+    """Mean Dice, sensitivity and false-positive rate against the threshold, with their bootstrap bands
+    and the proposed threshold."""
+    means = mean_curves(tuning.curves)
     t = tuning.curves.thresholds
     figure = make_subplots(rows=1, cols=3, subplot_titles=list(CURVES.values()))
     for column, (name, title) in enumerate(CURVES.items(), start=1):
@@ -137,8 +164,9 @@ def _figure(tuning: Tuning, means: dict[str, np.ndarray]) -> go.Figure:
         figure.add_trace(go.Scatter(x=t, y=means[name], name=title, mode="lines"), row=1, col=column)
         figure.add_vline(x=tuning.threshold, line_dash="dash", row=1, col=column)
     figure.update_layout(
-        title=f"{tuning.predictor.name} ({tuning.predictor.bundle.id}): proposed threshold {tuning.threshold:.4g} "
-        f"by {tuning.criterion} = {tuning.figure:.4g}, {len(tuning.images)} cases",
+        title=title
+        or f"{tuning.predictor.name} ({tuning.predictor.bundle.id}): proposed threshold {tuning.threshold:.4g} "
+        f"by {tuning.criterion} = {tuning.figure:.4g}, {tuning.n_cases} cases",
         height=420,
     )
     figure.update_xaxes(title_text="threshold")

@@ -17,8 +17,11 @@ import gradio as gr
 
 from anomascope.app.bundles import ASSETS, calibration_summary, discover, model_dirs
 from anomascope.app.review import ReviewApp, ReviewSession, friendly
+from anomascope.app.tuning import curves_figure
+from anomascope.app.tuning_session import DATABASE, SessionSummary, TuningService, TuningView
 from anomascope.app.viewer import STATIC, niivue_script_tags
 from anomascope.engine.io import SUPPORTED, ReadLimits, quiet_reader_libraries
+from anomascope.engine.tuning import Criterion
 from anomascope.storage import Database, authenticate, has_accounts
 
 SAMPLES = ASSETS / "samples"
@@ -111,12 +114,15 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
     for store in (app.volumes, app.exports):  # patient images never outlive the server
         atexit.register(store.remove)
     catalogue = app.catalogue
+    tuning_service = TuningService(app)
     gr.set_static_paths([STATIC, app.volumes.root])
     samples = sorted(str(p) for p in SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".png", ".dcm", ".nii", ".gz"))
 
     # Patient images uploaded through the page leave Gradio's cache after an hour, and when it stops.
     with gr.Blocks(title="Anomascope", delete_cache=(600, 3600)) as demo:
         session = gr.State(ReviewSession(), delete_callback=lambda s: app.volumes.drop(s.token))
+        tuning = gr.State(None)  # the reader's TuningView while a tuning session runs
+        summary_state = gr.State(None)  # the last SessionSummary, whose proposal "save" stores
         scene = gr.Textbox(visible="hidden", elem_id="scene")
         payload = gr.Textbox(visible="hidden", elem_id="payload")
         comparison = gr.Textbox(visible="hidden", elem_id="comparison")
@@ -144,6 +150,17 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 )
                 method_info = gr.Markdown(_method_info(catalogue, catalogue.best_choice()))
                 run = gr.Button("Run", variant="primary", elem_id="run")
+                with gr.Accordion("Threshold-tuning session", open=False):
+                    tuning_source = gr.Textbox(
+                        label=f"Worklist: a folder of images (X_mask.png beside an image is its ground truth), "
+                        f"a prepared split, or '{DATABASE}'",
+                        elem_id="tuning-source",
+                    )
+                    tuning_start = gr.Button("Start a session with the method above", elem_id="tuning-start")
+                    with gr.Row():
+                        tuning_previous = gr.Button("◀ Previous case", elem_id="tuning-previous")
+                        tuning_next = gr.Button("Next case ▶", elem_id="tuning-next")
+                    tuning_progress = gr.Markdown("", elem_id="tuning-progress")
                 with gr.Accordion("Worklist: cases in the database (click a row to open it)", open=True):
                     worklist = gr.Dataframe(
                         headers=WORKLIST_HEADERS, value=app.worklist(), interactive=False, elem_id="worklist"
@@ -176,6 +193,21 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                         note = gr.Textbox(label="Note")
                     save = gr.Button("Save annotation (the mask on screen)", variant="primary", elem_id="save")
                     save_status = gr.Markdown("", elem_id="save-status")
+                with gr.Tab("Tuning summary"):
+                    with gr.Row():
+                        criterion = gr.Textbox(
+                            value="dice",
+                            label="Criterion: dice (max mean Dice), sensitivity=S or fpr=F (on normal cases)",
+                            elem_id="criterion",
+                        )
+                        summarise = gr.Button("Summarise the session", elem_id="summarise")
+                    summary_text = gr.Markdown("", elem_id="summary")
+                    readers_plot = gr.Plot(label="Against the readers' saved masks", elem_id="readers-plot")
+                    truth_plot = gr.Plot(label="Against ground truth", visible=False, elem_id="truth-plot")
+                    with gr.Row():
+                        preset_name = gr.Textbox(label="Site threshold name", elem_id="preset-name")
+                        save_preset = gr.Button("Save the proposed site threshold", elem_id="save-preset")
+                    preset_status = gr.Markdown("", elem_id="preset-status")
                 with gr.Tab("History"):
                     history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, elem_id="history")
                 with gr.Tab("Export"):
@@ -311,9 +343,81 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             None, comparison, None, js=SHOW_COMPARISON
         )
 
-        def on_save(state: ReviewSession, sent, who, lab, text, acknowledged, request: gr.Request):
+        def on_tuning_start(source, choice, who, previous: ReviewSession, request: gr.Request):
             try:
-                state, said = app.save(state, sent, actor(who, request), lab, text, acknowledged)
+                view = tuning_service.start(source or "", choice, actor(who, request))
+                view, state = tuning_service.open(view, 0, actor(who, request))
+            except Exception as exc:
+                return {message: friendly(exc)}
+            said = f"Tuning session started: {view.progress}. Settle the threshold, correct the mask, save, then Next."
+            return {**shown(state, previous, said), tuning: view, tuning_progress: view.progress}
+
+        def tuning_stepper(delta: int):
+            def on_step(view: TuningView | None, who, previous: ReviewSession, request: gr.Request):
+                if view is None:
+                    return {message: "Start a tuning session first."}
+                try:
+                    view, state = tuning_service.step(view, delta, actor(who, request))
+                except Exception as exc:
+                    return {message: friendly(exc)}
+                return {
+                    **shown(state, previous, f"Tuning session: {view.progress}."),
+                    tuning: view,
+                    tuning_progress: view.progress,
+                }
+
+            return on_step
+
+        tuning_outputs = [*view_outputs, tuning, tuning_progress]
+        tuning_start.click(on_tuning_start, [tuning_source, method, reader, session], tuning_outputs).then(
+            None, scene, None, js=SHOW_SCENE
+        )
+        for button, delta in ((tuning_previous, -1), (tuning_next, +1)):
+            button.click(tuning_stepper(delta), [tuning, reader, session], tuning_outputs).then(
+                None, scene, None, js=SHOW_SCENE
+            )
+
+        def on_summarise(view: TuningView | None, text):
+            if view is None:
+                return {summary_text: "Start a tuning session and save some cases first."}
+            try:
+                summary = tuning_service.summary(view, Criterion.parse((text or "").strip()))
+            except Exception as exc:
+                return {summary_text: friendly(exc)}
+            return {
+                summary_state: summary,
+                summary_text: _summary_text(summary),
+                readers_plot: curves_figure(summary.readers, "Against the readers' saved masks"),
+                truth_plot: gr.update(
+                    value=curves_figure(summary.truth, "Against ground truth") if summary.truth else None,
+                    visible=summary.truth is not None,
+                ),
+            }
+
+        summarise.click(on_summarise, [tuning, criterion], [summary_state, summary_text, readers_plot, truth_plot])
+
+        def on_save_preset(view: TuningView | None, summary: SessionSummary | None, name, who, request: gr.Request):
+            if view is None or summary is None:
+                return {preset_status: "Summarise a tuning session first."}
+            try:
+                preset = tuning_service.save_threshold(view, summary, name, actor(who, request))
+            except Exception as exc:
+                return {preset_status: friendly(exc)}
+            return {
+                preset_status: f"Saved site threshold **{preset.name}** version {preset.version} = {preset.value:.4g} "
+                f"({preset.criterion} = {preset.figure:.4g} on {preset.n_cases} cases); the next run offers it."
+            }
+
+        save_preset.click(on_save_preset, [tuning, summary_state, preset_name, reader], [preset_status])
+
+        def on_save(
+            state: ReviewSession, sent, who, lab, text, acknowledged, view: TuningView | None, request: gr.Request
+        ):
+            try:
+                if view is not None and state.case_id == view.case_id:
+                    state, said = tuning_service.save(view, state, sent, actor(who, request), lab, text, acknowledged)
+                else:
+                    state, said = app.save(state, sent, actor(who, request), lab, text, acknowledged)
             except Exception as exc:
                 return {save_status: friendly(exc)}
             return {
@@ -330,7 +434,7 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
         # The mask is read from the viewer at the moment of the click, then saved as it was.
         save.click(None, None, payload, js=READ_MASK).then(
             on_save,
-            [session, payload, reader, label, note, acknowledge],
+            [session, payload, reader, label, note, acknowledge, tuning],
             [session, save_status, message, history, worklist, mask_source, versions, compare],
         )
 
@@ -379,6 +483,24 @@ def default_review_app() -> ReviewApp:
     folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return ReviewApp(Database(), discover(model_dirs()), folder / "cases")
+
+
+def _summary_text(summary: SessionSummary) -> str:
+    """The proposals in words: against the readers' masks (what "save" stores) and against ground truth."""
+    readers = summary.readers
+    findings = int(readers.curves.has_finding.sum())
+    text = (
+        f"Proposed site threshold **{readers.threshold:.4g}** by {readers.criterion} = {readers.figure:.4g}, "
+        f"against the readers' saved masks on {readers.n_cases} cases ({findings} with findings); "
+        f"bands are 95% bootstrap intervals over {readers.resamples} resamples of cases."
+    )
+    if summary.truth is not None:
+        truth = summary.truth
+        text += (
+            f"\n\nAgainst ground truth ({truth.n_cases} cases): {truth.threshold:.4g} by {truth.criterion} = "
+            f"{truth.figure:.4g}."
+        )
+    return text
 
 
 def _versions_update(state: ReviewSession) -> dict:

@@ -2,7 +2,17 @@
 
 from .db import Database, StorageError, default_url
 from .masks import decode_mask, encode_mask
-from .models import Annotation, AuditEvent, Case, ImmutableRowError, InferenceRun, ThresholdPreset, User
+from .models import (
+    Annotation,
+    AuditEvent,
+    Case,
+    ImmutableRowError,
+    InferenceRun,
+    ThresholdPreset,
+    TuningEntry,
+    TuningSession,
+    User,
+)
 from .records import (
     add_case,
     all_presets,
@@ -14,6 +24,8 @@ from .records import (
     record_run,
     save_annotation,
     save_preset,
+    start_tuning_session,
+    tuning_entries,
 )
 from .users import add_user, authenticate, disable_user, has_accounts, list_users
 
@@ -29,6 +41,8 @@ __all__ = [
     "ImmutableRowError",
     "InferenceRun",
     "ThresholdPreset",
+    "TuningEntry",
+    "TuningSession",
     "User",
     "add_case",
     "all_presets",
@@ -40,6 +54,8 @@ __all__ = [
     "record_run",
     "save_annotation",
     "save_preset",
+    "start_tuning_session",
+    "tuning_entries",
     "add_user",
     "authenticate",
     "disable_user",

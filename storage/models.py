@@ -123,6 +123,41 @@ class ThresholdPreset(Base):
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class TuningSession(Base):
+    """A threshold-tuning session: one reader stepping through a worklist with one bundle's read-out."""
+
+    __tablename__ = "tuning_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uuid)  # named by the presets it makes
+    bundle_id: Mapped[str] = mapped_column(String(128))
+    readout: Mapped[str] = mapped_column(String(32))
+    reader: Mapped[str] = mapped_column(String(128))
+    worklist: Mapped[dict] = mapped_column(JSON)  # where the cases came from, and their names in order
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    entries: Mapped[list[TuningEntry]] = relationship(back_populates="session", order_by="TuningEntry.id")
+
+
+class TuningEntry(Base):
+    """One save in a tuning session: the case at `position`, the mask version saved and its threshold.
+    Saved again, a case gets a new entry; the newest entry of a position is the reader's last word."""
+
+    __tablename__ = "tuning_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("tuning_sessions.id", ondelete="RESTRICT"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="RESTRICT"))
+    annotation_id: Mapped[int] = mapped_column(ForeignKey("annotations.id", ondelete="RESTRICT"))
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    session: Mapped[TuningSession] = relationship(back_populates="entries")
+    annotation: Mapped[Annotation] = relationship()
+
+
 class User(Base):
     """A reader who signs in to the page; disabled, never deleted (the audit trail names them)."""
 
@@ -170,6 +205,6 @@ def _refuse_change(mapper, connection, target):
     raise ImmutableRowError(f"{type(target).__name__} rows are never changed or deleted; add a new one instead")
 
 
-for _model in (AuditEvent, Annotation):
+for _model in (AuditEvent, Annotation, TuningSession, TuningEntry):
     event.listen(_model, "before_update", _refuse_change)
     event.listen(_model, "before_delete", _refuse_change)

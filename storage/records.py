@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .db import Database, StorageError
 from .masks import decode_mask, encode_mask
-from .models import Annotation, AuditEvent, Case, InferenceRun, ThresholdPreset
+from .models import Annotation, AuditEvent, Case, InferenceRun, ThresholdPreset, TuningEntry, TuningSession
 
 VERSION_RETRIES = 5
 
@@ -99,9 +99,12 @@ def save_annotation(
     corrects: str | None = None,
     threshold: float | None = None,
     threshold_method: str | None = None,
+    tuning: tuple[int, int] | None = None,
 ) -> Annotation:
     """Store a mask. With `corrects` (a lineage id) it becomes the next version of that annotation;
-    earlier versions stay as they were. Concurrent corrections each get their own version number."""
+    earlier versions stay as they were. Concurrent corrections each get their own version number.
+    With `tuning` (a tuning session's id and the case's position in its worklist) the save is also
+    that session's entry for the case, in the same transaction."""
     if not author or not author.strip():
         raise StorageError("an annotation needs the reader's name")
     mask = np.asarray(mask)
@@ -155,12 +158,61 @@ def save_annotation(
                     version=version,
                     case_id=case_id,
                 )
+                if tuning is not None:
+                    _add_tuning_entry(session, tuning, annotation, threshold, author.strip())
                 return annotation
         except StorageError as exc:
             # Another writer took this version number first (PostgreSQL); read the new latest and retry.
             if isinstance(exc.__cause__, IntegrityError) and corrects and attempt < VERSION_RETRIES:
                 continue
             raise
+
+
+def _add_tuning_entry(
+    session, tuning: tuple[int, int], annotation: Annotation, threshold: float | None, actor: str
+) -> None:
+    session_id, position = tuning
+    tuning_session = session.get(TuningSession, session_id)
+    if tuning_session is None:
+        raise StorageError(f"no tuning session {session_id}")
+    if not 0 <= position < len(tuning_session.worklist["cases"]):
+        raise StorageError(f"tuning session {session_id} has no case at position {position}")
+    entry = TuningEntry(
+        session_id=session_id,
+        position=position,
+        case_id=annotation.case_id,
+        annotation_id=annotation.id,
+        threshold=threshold,
+        actor=actor,
+    )
+    session.add(entry)
+    session.flush()
+    audit(session, actor, "tuning.entry", f"tuning:{session_id}", position=position, annotation_id=annotation.id)
+
+
+def start_tuning_session(db: Database, *, bundle_id: str, readout: str, reader: str, worklist: dict) -> TuningSession:
+    """Record a new tuning session; `worklist` says where its cases came from ("source") and names them in
+    order ("cases")."""
+    if not reader or not reader.strip():
+        raise StorageError("a tuning session needs the reader's name")
+    with db.transaction() as session:
+        tuning = TuningSession(bundle_id=bundle_id, readout=readout, reader=reader.strip(), worklist=worklist)
+        session.add(tuning)
+        session.flush()
+        audit(session, reader.strip(), "tuning.start", f"tuning:{tuning.id}", bundle_id=bundle_id, readout=readout)
+        return tuning
+
+
+def tuning_entries(db: Database, session_id: int) -> dict[int, tuple[TuningEntry, Annotation]]:
+    """Each position's newest entry in the session, with the annotation version it saved."""
+    with db.sessions() as session:
+        rows = session.execute(
+            select(TuningEntry, Annotation)
+            .join(Annotation, TuningEntry.annotation_id == Annotation.id)
+            .where(TuningEntry.session_id == session_id)
+            .order_by(TuningEntry.id)
+        )
+        return {entry.position: (entry, annotation) for entry, annotation in rows}
 
 
 def save_preset(

@@ -16,11 +16,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from sqlalchemy import func, select
 
 from anomascope.app.bundles import discover
 from anomascope.app.review import ReviewApp
 from anomascope.app.viewer import from_viewer
-from anomascope.storage import Database, case_history, decode_mask, list_cases
+from anomascope.storage import Database, TuningSession, case_history, decode_mask, list_cases, tuning_entries
 from tests.conftest import make_dicom, write_dicom
 
 ROOT = Path(__file__).parents[2]
@@ -376,3 +377,69 @@ def test_volume_stroke_lands_on_the_slice_on_screen(reader_page, tmp_path, name)
     annotation, saved = _latest(app, source)
     np.testing.assert_array_equal(saved, corrected)
     assert annotation.version == 3 and (corrected & ~erased).sum() > 0
+
+
+def _wait_text(page, selector: str, text: str) -> None:
+    page.wait_for_function(
+        "([selector, text]) => (document.querySelector(selector)?.innerText || '').includes(text)",
+        arg=[selector, text],
+        timeout=120_000,
+    )
+
+
+def test_a_three_case_tuning_session(reader_page, tmp_path):
+    """Step through three cases, correct one, save each, propose a site threshold and save it; the next
+    case offers it, and every stored mask is the one shown."""
+    reader, app, page = reader_page, reader_page.app, reader_page.page
+    worklist = tmp_path / "worklist"
+    worklist.mkdir()
+    for name in ("ISIC_0024311.jpg", "ISIC_0024318.jpg", "ISIC_0024320.jpg"):
+        shutil.copy(SAMPLES / name, worklist / name)
+    page.get_by_text("Threshold-tuning session").click()  # the accordion starts closed
+    page.locator("#tuning-source input, #tuning-source textarea").first.fill(str(worklist))
+    before = reader.shown()
+    page.locator("#tuning-start").click()
+    reader._await_scene(before)
+    _wait_text(page, "#tuning-progress", "case 1 of 3")
+
+    shown = []
+    for step in range(3):
+        if step:
+            before = reader.shown()
+            page.locator("#tuning-next").click()
+            reader._await_scene(before)
+            _wait_text(page, "#tuning-progress", f"case {step + 1} of 3")
+        page.wait_for_function("window.anomascope.viewer.scene && window.anomascope.viewer.scene.threshold")
+        if step == 1:
+            reader.stroke("brush", [(20, 20), (80, 20)])  # the reader's correction on the second case
+        shown.append(reader.mask())
+        reader.save("Recorded for the tuning session")
+
+    names = sorted(p.name for p in worklist.iterdir())
+    for name, mask in zip(names, shown, strict=True):
+        np.testing.assert_array_equal(_latest(app, name)[1], mask)
+    assert shown[1][0, 20, 30:70].all()  # the stroke is in what was saved
+    with app.db.sessions() as db_session:
+        session_id = db_session.scalar(select(func.max(TuningSession.id)))
+    entries = tuning_entries(app.db, session_id)
+    assert sorted(entries) == [0, 1, 2]  # every save is the session's entry for its case
+    for position, mask in enumerate(shown):
+        entry_mask = decode_mask(entries[position][1].mask_shape, entries[position][1].mask_data)
+        np.testing.assert_array_equal(entry_mask.reshape(mask.shape), mask)
+
+    page.get_by_role("tab", name="Tuning summary").click()
+    page.locator("#summarise").click()
+    _wait_text(page, "#summary", "Proposed site threshold")
+    proposed = float(re.search(r"Proposed site threshold ([-\d.e+]+)", page.locator("#summary").inner_text())[1])
+    page.locator("#preset-name input, #preset-name textarea").first.fill("site session")
+    page.locator("#save-preset").click()
+    _wait_text(page, "#preset-status", "Saved site threshold")
+
+    fresh = tmp_path / "fresh.png"
+    from PIL import Image
+
+    Image.open(SAMPLES / "ISIC_0024311.jpg").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(fresh)
+    reader.open(fresh)
+    reader.run()
+    presets = reader.scene()["threshold"]["presets"]
+    assert presets["site session (site, v1)"] == pytest.approx(proposed, rel=1e-3)

@@ -21,9 +21,13 @@ from anomascope.storage import (
     Case,
     Database,
     StorageError,
+    TuningEntry,
+    TuningSession,
     add_case,
     record_run,
     save_annotation,
+    start_tuning_session,
+    tuning_entries,
 )
 from anomascope.storage.db import head_revision
 from tests.conftest import POSTGRES_URL
@@ -221,3 +225,25 @@ def test_csv_cells_are_never_formulas(tmp_path):
     assert row["label"] == '\'=HYPERLINK("http://example.invalid","click")'
     assert row["note"] == "'+1 see -2" and row["author"] == "'@dr"
     assert row["threshold"] == "-0.5"  # a number stays a number
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        update(TuningEntry).values(threshold=0.0),
+        delete(TuningEntry),
+        update(TuningSession).values(reader="someone else"),
+        text("DELETE FROM tuning_sessions"),
+    ],
+)
+def test_tuning_sessions_and_their_entries_are_append_only(db_url, statement):
+    db = Database(db_url)
+    tuning = start_tuning_session(
+        db, bundle_id="b", readout="sano", reader="dr", worklist={"source": "x", "cases": ["a"]}
+    )
+    save_annotation(db, case_id=_case(db).id, mask=np.ones((2, 2)), author="dr", threshold=0.5, tuning=(tuning.id, 0))
+    with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as connection:
+        connection.execute(statement)
+    ((entry, _),) = tuning_entries(db, tuning.id).values()
+    assert entry.threshold == 0.5
+    db.dispose()

@@ -197,7 +197,7 @@ def test_two_processes_writing_at_once_lose_nothing(db_url):
 
 def test_migration_from_empty_and_from_older_schema(db_url):
     fresh = Database(db_url)
-    assert fresh.revision() == "0006"
+    assert fresh.revision() == "0007"
     fresh.dispose()
 
 
@@ -221,7 +221,7 @@ def test_older_database_is_upgraded_with_its_data(tmp_path):
         )
     old.dispose()
     db = Database(url)
-    assert db.revision() == "0006"
+    assert db.revision() == "0007"
     history = case_history(db, 1)
     assert history.annotations[0].author == "dr old" and history.annotations[0].label is None
     assert history.annotations[0].threshold is None  # 0003: older versions keep their run's threshold

@@ -1,0 +1,261 @@
+"""Threshold-tuning sessions on the review page, as plain functions (no Gradio here).
+
+A reader picks one method and a worklist (a folder, a prepared split or the database's cases) and steps
+through it: each case opens with the method already run, the reader settles the threshold, corrects the
+mask and saves it, and the save is recorded as the session's entry for that case. While the reader
+works, the next cases are scored in the background. The summary compares the maps with the masks the
+reader saved (and with ground truth where the worklist has it) at every threshold, proposes a site
+threshold by the criterion the reader picks, and saving it stores a versioned preset with its provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from anomascope.app.review import ReviewApp, ReviewError, ReviewSession
+from anomascope.app.tuning import TunedCase, Tuning, summarise
+from anomascope.engine.data import list_images, read_mask
+from anomascope.engine.inference import CaseResult, score_case
+from anomascope.engine.io import load_case
+from anomascope.engine.tuning import Criterion, TuningError
+from anomascope.storage import (
+    ThresholdPreset,
+    case_history,
+    decode_mask,
+    list_cases,
+    save_preset,
+    start_tuning_session,
+    tuning_entries,
+)
+
+DATABASE = "database"  # the worklist source that means "the cases already in the database"
+LOOKAHEAD = 2  # cases scored in the background ahead of the reader
+
+
+@dataclass(frozen=True)
+class WorklistCase:
+    """One case of a worklist: a file to open, or a case already in the database, and its ground-truth
+    mask where the worklist has one."""
+
+    name: str
+    group: str  # cases of one group (a patient) are resampled together in the summary's bands
+    path: Path | None = None
+    case_id: int | None = None
+    truth: Path | None = None
+
+
+@dataclass(frozen=True)
+class TuningView:
+    """A reader's tuning session as the page holds it: which session, which method, where in the worklist."""
+
+    session_id: int
+    uid: str
+    label: str  # the catalogue choice
+    readout: str
+    bundle_id: str
+    cases: tuple[WorklistCase, ...]
+    position: int = 0
+    case_id: int | None = None  # the database case open at `position`: a save of it is the session's entry
+
+    @property
+    def progress(self) -> str:
+        return f"case {self.position + 1} of {len(self.cases)}: {self.cases[self.position].name}"
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """The session's curves against the readers' saved masks and, where the cases have it, ground truth."""
+
+    readers: Tuning
+    truth: Tuning | None
+    n_saved: int
+
+
+def worklist(source: str, app: ReviewApp) -> list[WorklistCase]:
+    """The cases of `source`: "database", a prepared split (its test images, with their ground truth),
+    or a folder of images (with X_mask.png beside an image as its ground truth, where present)."""
+    if source.strip() == DATABASE:
+        cases = [WorklistCase(record.source_name, str(record.id), case_id=record.id) for record in list_cases(app.db)]
+    else:
+        cases = _files(Path(source.strip()))
+    if not cases:
+        raise ReviewError(f"{source}: no cases to tune on")
+    return cases
+
+
+def _files(root: Path) -> list[WorklistCase]:
+    if not root.is_dir():
+        raise ReviewError(f"{root}: no such folder (give a folder of images, a prepared split or '{DATABASE}')")
+    test = root / "test"
+    if test.is_dir():
+        split_file = root / "split.json"
+        groups = json.loads(split_file.read_text()).get("groups", {}) if split_file.exists() else {}
+        cases = []
+        for kind in sorted(p for p in test.iterdir() if p.is_dir()):
+            for path in list_images(kind):
+                truth = root / "ground_truth" / kind.name / f"{path.stem}_mask.png"
+                group = groups.get(f"test/{kind.name}/{path.name}", path.name)
+                cases.append(WorklistCase(path.name, group, path, truth=truth if truth.exists() else None))
+        return cases
+    images = [p for p in list_images(root) if not p.stem.endswith("_mask")]
+    return [
+        WorklistCase(p.name, p.stem, p, truth=mask if (mask := p.with_name(f"{p.stem}_mask.png")).exists() else None)
+        for p in images
+    ]
+
+
+class Prefetcher:
+    """Scores worklist cases in a background thread, so that stepping to the next case shows its map at
+    once; a result is handed out once and then forgotten."""
+
+    def __init__(self, app: ReviewApp):
+        self.app = app
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomascope-prefetch")
+        self.pending: dict[tuple[str, str], Future] = {}
+        self.lock = threading.Lock()
+
+    def ahead(self, view: TuningView) -> None:
+        for case in view.cases[view.position + 1 : view.position + 1 + LOOKAHEAD]:
+            key = (view.label, _key(case))
+            with self.lock:
+                if key not in self.pending:
+                    self.pending[key] = self.pool.submit(self._score, view.label, case)
+
+    def take(self, label: str, case: WorklistCase) -> CaseResult | None:
+        """The background result for the case, waiting for it if it is being computed; None if it was
+        never asked for or failed (the page then scores it, and says why it failed)."""
+        with self.lock:
+            future = self.pending.pop((label, _key(case)), None)
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except Exception:  # noqa: BLE001 - scored again in the foreground, where the error reaches the reader
+            return None
+
+    def _score(self, label: str, case: WorklistCase) -> CaseResult:
+        predictor = self.app.catalogue.predictor(label, self.app.device)
+        return score_case(predictor, load_case(case.path if case.path else _stored_path(self.app, case)))
+
+
+def _key(case: WorklistCase) -> str:
+    return str(case.path) if case.path else f"case:{case.case_id}"
+
+
+def _stored_path(app: ReviewApp, case: WorklistCase) -> str:
+    stored = case_history(app.db, case.case_id).case.metadata_json.get("stored_path")
+    if not stored:
+        raise ReviewError(f"case {case.case_id}: its image file is no longer in the data folder")
+    return stored
+
+
+class TuningService:
+    def __init__(self, app: ReviewApp):
+        self.app = app
+        self.prefetch = Prefetcher(app)
+
+    def start(self, source: str, label: str, reader: str) -> TuningView:
+        if label not in self.app.catalogue.choices:
+            raise ReviewError("pick a trained method first")
+        if not reader or not reader.strip():
+            raise ReviewError("enter the reader's name before starting a tuning session")
+        cases = worklist(source, self.app)
+        choice = self.app.catalogue.choices[label]
+        record = start_tuning_session(
+            self.app.db,
+            bundle_id=choice.bundle.id,
+            readout=choice.method,
+            reader=reader,
+            worklist={"source": source.strip(), "cases": [case.name for case in cases]},
+        )
+        return TuningView(record.id, record.uid, label, choice.method, choice.bundle.id, tuple(cases))
+
+    def open(self, view: TuningView, position: int, reader: str) -> tuple[TuningView, ReviewSession]:
+        """The case at `position`, opened with the session's method run on it; the next cases start
+        scoring in the background."""
+        if not 0 <= position < len(view.cases):
+            raise ReviewError(f"the worklist has cases 1 to {len(view.cases)}")
+        case = view.cases[position]
+        opened = self.app.open_file(case.path, reader) if case.path else self.app.open_saved(case.case_id)
+        ran = self.app.run(opened, view.label, reader, self.prefetch.take(view.label, case))
+        moved = replace(view, position=position, case_id=ran.case_id)
+        self.prefetch.ahead(moved)
+        return moved, ran
+
+    def step(self, view: TuningView, delta: int, reader: str) -> tuple[TuningView, ReviewSession]:
+        return self.open(view, min(max(view.position + delta, 0), len(view.cases) - 1), reader)
+
+    def save(
+        self,
+        view: TuningView,
+        session: ReviewSession,
+        payload: str,
+        reader: str,
+        label: str = "",
+        note: str = "",
+        acknowledged: bool = False,
+    ) -> tuple[ReviewSession, str]:
+        """Save the mask on screen as the session's entry for the current case."""
+        if session.case_id != view.case_id:
+            raise ReviewError("the case on screen is not the tuning session's current case; step back to it")
+        saved, said = self.app.save(
+            session, payload, reader, label, note, acknowledged, tuning=(view.session_id, view.position)
+        )
+        return saved, f"{said} Recorded for the tuning session ({view.progress})."
+
+    def summary(self, view: TuningView, criterion: Criterion, resamples: int = 200, seed: int = 0) -> SessionSummary:
+        """The curves over the saved cases against the readers' masks, and against ground truth where the
+        worklist has it, with the threshold each proposes by `criterion`."""
+        entries = tuning_entries(self.app.db, view.session_id)
+        if not entries:
+            raise TuningError("save at least one case of the session first")
+        predictor = self.app.catalogue.predictor(view.label, self.app.device)
+        maps, saved, truths, cases, truth_cases = [], [], [], [], []
+        for position, (_, annotation) in sorted(entries.items()):
+            case = view.cases[position]
+            result = score_case(predictor, load_case(case.path if case.path else _stored_path(self.app, case)))
+            if result.heatmap is None:
+                raise TuningError(f"{predictor.name} scores whole images and makes no map: there is no pixel threshold")
+            heatmap = result.heatmap
+            maps.append(heatmap)
+            saved.append(decode_mask(annotation.mask_shape, annotation.mask_data).reshape(heatmap.shape))
+            cases.append(TunedCase(case.name, case.group))
+            if case.truth is not None:
+                truths.append((heatmap, read_mask(case.truth).reshape(heatmap.shape)))
+                truth_cases.append(TunedCase(case.name, case.group))
+        readers = summarise(predictor, maps, saved, cases, criterion, resamples, seed)
+        truth = (
+            summarise(
+                predictor, [m for m, _ in truths], [t for _, t in truths], truth_cases, criterion, resamples, seed
+            )
+            if truths
+            else None
+        )
+        return SessionSummary(readers, truth, len(entries))
+
+    def save_threshold(self, view: TuningView, summary: SessionSummary, name: str, reader: str) -> ThresholdPreset:
+        """Store the threshold proposed against the readers' masks as the next version of preset `name`."""
+        if not name or not name.strip():
+            raise ReviewError("name the site threshold before saving it")
+        tuning = summary.readers
+        findings = int(tuning.curves.has_finding.sum())
+        return save_preset(
+            self.app.db,
+            bundle_id=view.bundle_id,
+            name=name.strip(),
+            value=tuning.threshold,
+            provenance=(
+                f"tuning session {view.uid}: {tuning.criterion} = {tuning.figure:.4g} against the readers' masks on "
+                f"{tuning.n_cases} cases ({findings} with findings)"
+            ),
+            actor=reader.strip(),
+            readout=view.readout,
+            criterion=str(tuning.criterion),
+            figure=tuning.figure,
+            n_cases=tuning.n_cases,
+            session_id=view.uid,
+        )

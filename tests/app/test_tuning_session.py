@@ -1,0 +1,128 @@
+"""Threshold-tuning sessions through the page's service functions: stepping a worklist with background
+scoring, saves recorded as the session's entries, the summary against the saved masks and ground truth,
+and the site threshold stored as a preset that the next case offers."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from anomascope.app.bundles import discover
+from anomascope.app.cli import main
+from anomascope.app.review import ReviewApp, ReviewError
+from anomascope.app.tuning_session import TuningService
+from anomascope.engine.evaluation import load_test_split
+from anomascope.engine.inference import score_case
+from anomascope.engine.tuning import Criterion
+from anomascope.storage import Database, StorageError, all_presets, decode_mask, tuning_entries
+from tests.app.test_ui import _payload
+from tests.synthetic import make_blob_dataset
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A calibrated training-free bundle (quick to make) and a folder of three cases with ground truth."""
+    root = tmp_path_factory.mktemp("tuning")
+    data = make_blob_dataset(root / "data", n_train=4, n_val=4, n_test=2)
+    models = root / "models"
+    assert (
+        main(["train", "--method", "median-distance", "--data", str(data), "--out", str(models / "md"), "--quiet"]) == 0
+    )
+    worklist = root / "worklist"
+    worklist.mkdir()
+    for item in load_test_split(data, "test")[:3]:
+        shutil.copy(item.path, worklist / item.path.name)
+        truth = item.mask if item.mask is not None else np.zeros(Image.open(item.path).size[::-1], bool)
+        Image.fromarray(truth.astype(np.uint8) * 255).save(worklist / f"{item.path.stem}_mask.png")
+    return models, worklist
+
+
+@pytest.fixture
+def service(reference, tmp_path) -> TuningService:
+    models, _ = reference
+    app = ReviewApp(
+        Database(f"sqlite:///{tmp_path}/db.sqlite"), discover([models]), tmp_path / "cases", torch.device("cpu")
+    )
+    return TuningService(app)
+
+
+def _save(service: TuningService, view, session, mask: np.ndarray, threshold: float):
+    session, _ = service.app.scene(session)
+    return service.save(view, session, _payload(session, mask[None], threshold), "dr lead")
+
+
+def test_a_three_case_session_records_each_save_and_proposes_a_site_threshold(service, reference):
+    _, worklist = reference
+    label = next(iter(service.app.catalogue.choices))
+    view = service.start(str(worklist), label, "dr lead")
+    assert view.progress.startswith("case 1 of 3")
+
+    view, first = service.open(view, 0, "dr lead")
+    assert len(service.prefetch.pending) == 2  # the next two cases score in the background
+    heatmap = first.run.result.heatmap[0]
+    corrected = heatmap >= np.quantile(heatmap, 0.9)
+    corrected[:2] = True  # the reader's correction: not what any threshold gives
+    _save(service, view, first, corrected, float(np.quantile(heatmap, 0.9)))
+
+    view, second = service.step(view, +1, "dr lead")
+    assert view.position == 1 and view.progress.startswith("case 2 of 3")
+    background = second.run.result.heatmap
+    assert np.array_equal(
+        background, score_case(service.app.catalogue.predictor(label, torch.device("cpu")), second.case).heatmap
+    )
+    second_mask = np.zeros(background.shape[1:], bool)
+    _save(service, view, second, second_mask, float(background.max()) + 1)
+    view, _ = service.step(view, +5, "dr lead")
+    assert view.position == 2  # stepping stops at the last case
+    view, again = service.step(view, -2, "dr lead")
+    assert view.position == 0 and again.saved.version == 1  # the saved mask is what reopens
+
+    entries = tuning_entries(service.app.db, view.session_id)
+    assert sorted(entries) == [0, 1]
+    stored = decode_mask(entries[0][1].mask_shape, entries[0][1].mask_data)
+    assert np.array_equal(stored, corrected) and entries[0][0].threshold == pytest.approx(np.quantile(heatmap, 0.9))
+
+    summary = service.summary(view, Criterion("dice"), resamples=20)
+    readers = summary.readers
+    assert readers.n_cases == 2 and summary.truth is not None and summary.truth.n_cases == 2
+    # The proposed threshold's mean Dice is the Dice of the first case's map against the saved mask there
+    # (the second case has no finding), computed directly.
+    flagged = heatmap >= readers.threshold
+    direct = 2 * (flagged & corrected).sum() / (flagged.sum() + corrected.sum())
+    assert readers.figure == pytest.approx(direct)
+
+    preset = service.save_threshold(view, summary, "site A", "dr lead")
+    assert (preset.version, preset.session, preset.n_cases, preset.criterion) == (1, view.uid, 2, "dice")
+    assert [p.value for p in all_presets(service.app.db)] == [pytest.approx(readers.threshold)]
+    fresh = service.app.run(service.app.open_file(next(worklist.glob("*[0-9].png"))), label, "dr b")
+    assert fresh.run.presets["site A (site, v1)"] == pytest.approx(readers.threshold)
+
+
+def test_a_session_needs_cases_a_method_and_a_reader(service, tmp_path):
+    label = next(iter(service.app.catalogue.choices))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Exception, match="no images found"):
+        service.start(str(empty), label, "dr lead")
+    with pytest.raises(ReviewError, match="no such folder"):
+        service.start(str(tmp_path / "missing"), label, "dr lead")
+    with pytest.raises(ReviewError, match="pick a trained method"):
+        service.start(str(tmp_path), "no such method", "dr lead")
+    with pytest.raises(ReviewError, match="reader's name"):
+        service.start(str(tmp_path), label, " ")
+
+
+def test_a_save_outside_the_worklist_is_refused_and_nothing_is_stored(service, reference):
+    _, worklist = reference
+    label = next(iter(service.app.catalogue.choices))
+    view, session = service.open(service.start(str(worklist), label, "dr lead"), 0, "dr lead")
+    session, _ = service.app.scene(session)
+    mask = np.zeros(session.case.shape[-2:], bool)
+    with pytest.raises(StorageError, match="no case at position 7"):
+        service.app.save(session, _payload(session, mask[None], 1.0), "dr lead", tuning=(view.session_id, 7))
+    assert tuning_entries(service.app.db, view.session_id) == {}
+    assert service.app.history(session) == [row for row in service.app.history(session) if row[0] == "run"]
