@@ -267,6 +267,19 @@ class ReviewApp:
             if preset.readout in (None, readout)
         }
 
+    def site_preset_notes(self, label: str) -> str:
+        """Markdown lines on where each site threshold offered with method `label` came from."""
+        if label not in self.catalogue.choices:
+            return ""
+        choice = self.catalogue.choices[label]
+        lines = [
+            f"- site threshold **{p.name}** (v{p.version}): {p.value:.4g}, {p.provenance}; saved by "
+            f"{p.actor or 'unknown'} on {p.created:%Y-%m-%d}"
+            for p in latest_presets(self.db, choice.bundle.id)
+            if p.readout in (None, choice.method)
+        ]
+        return "\n".join(lines)
+
     def score_text(self, session: ReviewSession) -> str:
         run = session.run
         predictor = self.catalogue.predictor(run.label, self.device)

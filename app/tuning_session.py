@@ -16,6 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from anomascope.app.review import ReviewApp, ReviewError, ReviewSession
 from anomascope.app.tuning import TunedCase, Tuning, summarise
 from anomascope.engine.data import list_images, read_mask
@@ -27,6 +29,7 @@ from anomascope.storage import (
     case_history,
     decode_mask,
     list_cases,
+    readers_entries,
     save_preset,
     start_tuning_session,
     tuning_entries,
@@ -67,6 +70,22 @@ class TuningView:
 
 
 @dataclass(frozen=True)
+class CaseAgreement:
+    """Readers against each other on one case: their latest masks with this read-out, across sessions."""
+
+    case_id: int
+    name: str
+    readers: tuple[str, ...]
+    dice: float  # mean Dice over pairs of readers (two empty masks agree: 1)
+    thresholds: tuple[float | None, ...]  # each reader's threshold, in the order of `readers`
+
+    @property
+    def threshold_spread(self) -> float | None:
+        values = [t for t in self.thresholds if t is not None]
+        return max(values) - min(values) if len(values) > 1 else None
+
+
+@dataclass(frozen=True)
 class SessionSummary:
     """The session's curves against the readers' saved masks and, where the cases have it, ground truth."""
 
@@ -79,7 +98,10 @@ def worklist(source: str, app: ReviewApp) -> list[WorklistCase]:
     """The cases of `source`: "database", a prepared split (its test images, with their ground truth),
     or a folder of images (with X_mask.png beside an image as its ground truth, where present)."""
     if source.strip() == DATABASE:
-        cases = [WorklistCase(record.source_name, str(record.id), case_id=record.id) for record in list_cases(app.db)]
+        cases = [
+            WorklistCase(record.source_name, str(record.id), case_id=record.id)
+            for record in list_cases(app.db, limit=None)
+        ]
     else:
         cases = _files(Path(source.strip()))
     if not cases:
@@ -140,6 +162,11 @@ class Prefetcher:
     def _score(self, label: str, case: WorklistCase) -> CaseResult:
         predictor = self.app.catalogue.predictor(label, self.app.device)
         return score_case(predictor, load_case(case.path if case.path else _stored_path(self.app, case)))
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
 
 
 def _key(case: WorklistCase) -> str:
@@ -236,6 +263,26 @@ class TuningService:
             else None
         )
         return SessionSummary(readers, truth, len(entries))
+
+    def readers_agreement(self, view: TuningView) -> list[CaseAgreement]:
+        """Each case that two or more readers saved in tuning sessions with this bundle's read-out: the Dice
+        between their latest masks and the spread of their thresholds, the yardstick for a method's error."""
+        latest: dict[int, dict[str, tuple]] = {}
+        for entry, annotation, reader in readers_entries(self.app.db, view.bundle_id, view.readout):
+            latest.setdefault(entry.case_id, {})[reader] = (entry, annotation)
+        names = {record.id: record.source_name for record in list_cases(self.app.db, limit=None)}
+        agreements = []
+        for case_id, by_reader in sorted(latest.items()):
+            if len(by_reader) < 2:
+                continue
+            readers = tuple(sorted(by_reader))
+            masks = [decode_mask(by_reader[r][1].mask_shape, by_reader[r][1].mask_data) for r in readers]
+            dice = [_dice(a, b) for i, a in enumerate(masks) for b in masks[i + 1 :]]
+            thresholds = tuple(by_reader[r][0].threshold for r in readers)
+            agreements.append(
+                CaseAgreement(case_id, names.get(case_id, str(case_id)), readers, float(np.mean(dice)), thresholds)
+            )
+        return agreements
 
     def save_threshold(self, view: TuningView, summary: SessionSummary, name: str, reader: str) -> ThresholdPreset:
         """Store the threshold proposed against the readers' masks as the next version of preset `name`."""

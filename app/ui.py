@@ -14,11 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from anomascope.app.bundles import ASSETS, calibration_summary, discover, model_dirs
 from anomascope.app.review import ReviewApp, ReviewSession, friendly
 from anomascope.app.tuning import curves_figure
-from anomascope.app.tuning_session import DATABASE, SessionSummary, TuningService, TuningView
+from anomascope.app.tuning_session import DATABASE, CaseAgreement, SessionSummary, TuningService, TuningView
 from anomascope.app.viewer import STATIC, niivue_script_tags
 from anomascope.engine.io import SUPPORTED, ReadLimits, quiet_reader_libraries
 from anomascope.engine.tuning import Criterion
@@ -32,10 +33,22 @@ SINGLE_USER = (
 SIGNED_IN = "Readers sign in; every run and annotation is saved under the signed-in reader's name."
 NO_COMPARISON = 0  # the comparison menu's "none" (saved versions count from 1)
 HISTORY_HEADERS = ["what", "id", "when", "who / method", "details", "label · note"]
+AGREEMENT_HEADERS = ["case", "readers", "Dice between readers", "thresholds", "threshold spread"]
 WORKLIST_HEADERS = ["case", "file", "modality", "shape", "runs", "annotations", "opened"]
 COLOURMAPS = ["inferno", "viridis", "hot", "jet", "plasma", "turbo"]
 SHOW_SCENE = "(scene) => { window.anomascope.show(scene ? JSON.parse(scene) : null); }"
 READ_MASK = "() => window.anomascope.payload()"
+# Alt+→ and Alt+← step a tuning session (the viewer keeps the plain arrows for slices).
+TUNING_KEYS = """() => {
+  document.addEventListener("keydown", (event) => {
+    if (!event.altKey || !["ArrowRight", "ArrowLeft"].includes(event.key)) return;
+    const button = document.querySelector(event.key === "ArrowRight" ? "#tuning-next" : "#tuning-previous");
+    if (!button) return;
+    event.preventDefault();
+    event.stopPropagation();
+    button.click();
+  }, true);
+}"""
 SHOW_COMPARISON = "(spec) => { window.anomascope.compare(spec ? JSON.parse(spec) : null); }"
 
 VIEWER_HTML = """
@@ -115,6 +128,12 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
         atexit.register(store.remove)
     catalogue = app.catalogue
     tuning_service = TuningService(app)
+
+    def method_text(choice) -> str:
+        """The bundle's calibration, and where each site threshold it offers came from."""
+        notes = app.site_preset_notes(choice) if choice else ""
+        return _method_info(catalogue, choice) + (f"\n{notes}" if notes else "")
+
     gr.set_static_paths([STATIC, app.volumes.root])
     samples = sorted(str(p) for p in SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".png", ".dcm", ".nii", ".gz"))
 
@@ -148,7 +167,7 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                     value=catalogue.best_choice(),
                     elem_id="method",
                 )
-                method_info = gr.Markdown(_method_info(catalogue, catalogue.best_choice()))
+                method_info = gr.Markdown(method_text(catalogue.best_choice()), elem_id="method-info")
                 run = gr.Button("Run", variant="primary", elem_id="run")
                 with gr.Accordion("Threshold-tuning session", open=False):
                     tuning_source = gr.Textbox(
@@ -158,8 +177,8 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                     )
                     tuning_start = gr.Button("Start a session with the method above", elem_id="tuning-start")
                     with gr.Row():
-                        tuning_previous = gr.Button("◀ Previous case", elem_id="tuning-previous")
-                        tuning_next = gr.Button("Next case ▶", elem_id="tuning-next")
+                        tuning_previous = gr.Button("◀ Previous case (Alt+←)", elem_id="tuning-previous")
+                        tuning_next = gr.Button("Next case ▶ (Alt+→)", elem_id="tuning-next")
                     tuning_progress = gr.Markdown("", elem_id="tuning-progress")
                 with gr.Accordion("Worklist: cases in the database (click a row to open it)", open=True):
                     worklist = gr.Dataframe(
@@ -204,6 +223,12 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                     summary_text = gr.Markdown("", elem_id="summary")
                     readers_plot = gr.Plot(label="Against the readers' saved masks", elem_id="readers-plot")
                     truth_plot = gr.Plot(label="Against ground truth", visible=False, elem_id="truth-plot")
+                    agreement = gr.Dataframe(
+                        headers=AGREEMENT_HEADERS,
+                        label="Readers against each other (latest masks of every tuning session with this method)",
+                        interactive=False,
+                        elem_id="agreement",
+                    )
                     with gr.Row():
                         preset_name = gr.Textbox(label="Site threshold name", elem_id="preset-name")
                         save_preset = gr.Button("Save the proposed site threshold", elem_id="save-preset")
@@ -312,7 +337,7 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
         run.click(on_run, [session, method, reader], view_outputs).then(None, scene, None, js=SHOW_SCENE)
 
         def on_method(state: ReviewSession, choice):
-            info = _method_info(catalogue, choice)
+            info = method_text(choice)
             if state.run is None or state.run.label == choice:
                 return {method_info: info}
             # The old result must not stay on screen under the new method's name.
@@ -382,11 +407,13 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 return {summary_text: "Start a tuning session and save some cases first."}
             try:
                 summary = tuning_service.summary(view, Criterion.parse((text or "").strip()))
+                agreements = tuning_service.readers_agreement(view)
             except Exception as exc:
                 return {summary_text: friendly(exc)}
             return {
                 summary_state: summary,
-                summary_text: _summary_text(summary),
+                summary_text: _summary_text(summary) + _agreement_text(agreements),
+                agreement: _agreement_rows(agreements),
                 readers_plot: curves_figure(summary.readers, "Against the readers' saved masks"),
                 truth_plot: gr.update(
                     value=curves_figure(summary.truth, "Against ground truth") if summary.truth else None,
@@ -394,7 +421,9 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 ),
             }
 
-        summarise.click(on_summarise, [tuning, criterion], [summary_state, summary_text, readers_plot, truth_plot])
+        summarise.click(
+            on_summarise, [tuning, criterion], [summary_state, summary_text, readers_plot, truth_plot, agreement]
+        )
 
         def on_save_preset(view: TuningView | None, summary: SessionSummary | None, name, who, request: gr.Request):
             if view is None or summary is None:
@@ -405,10 +434,11 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 return {preset_status: friendly(exc)}
             return {
                 preset_status: f"Saved site threshold **{preset.name}** version {preset.version} = {preset.value:.4g} "
-                f"({preset.criterion} = {preset.figure:.4g} on {preset.n_cases} cases); the next run offers it."
+                f"({preset.criterion} = {preset.figure:.4g} on {preset.n_cases} cases); the next run offers it.",
+                method_info: method_text(view.label),
             }
 
-        save_preset.click(on_save_preset, [tuning, summary_state, preset_name, reader], [preset_status])
+        save_preset.click(on_save_preset, [tuning, summary_state, preset_name, reader], [preset_status, method_info])
 
         def on_save(
             state: ReviewSession, sent, who, lab, text, acknowledged, view: TuningView | None, request: gr.Request
@@ -453,6 +483,7 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
         def signed_in(request: gr.Request) -> str:
             return request.username or ""
 
+        demo.load(None, None, None, js=TUNING_KEYS)
         if login:
             demo.load(signed_in, None, reader)
     return demo
@@ -501,6 +532,31 @@ def _summary_text(summary: SessionSummary) -> str:
             f"{truth.figure:.4g}."
         )
     return text
+
+
+def _agreement_text(agreements: list[CaseAgreement]) -> str:
+    if not agreements:
+        return "\n\nReaders against each other: no case has masks from two readers with this method yet."
+    dice = [a.dice for a in agreements]
+    spreads = [a.threshold_spread for a in agreements if a.threshold_spread is not None]
+    text = (
+        f"\n\nReaders against each other on {len(agreements)} cases: mean Dice between readers "
+        f"{np.mean(dice):.3f} (lowest {min(dice):.3f})"
+    )
+    return text + (f", median threshold spread {np.median(spreads):.4g}." if spreads else ".")
+
+
+def _agreement_rows(agreements: list[CaseAgreement]) -> list[list]:
+    return [
+        [
+            a.name,
+            ", ".join(a.readers),
+            round(a.dice, 4),
+            ", ".join("—" if t is None else f"{t:.4g}" for t in a.thresholds),
+            "—" if a.threshold_spread is None else f"{a.threshold_spread:.4g}",
+        ]
+        for a in agreements
+    ]
 
 
 def _versions_update(state: ReviewSession) -> dict:

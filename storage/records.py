@@ -215,6 +215,20 @@ def tuning_entries(db: Database, session_id: int) -> dict[int, tuple[TuningEntry
         return {entry.position: (entry, annotation) for entry, annotation in rows}
 
 
+def readers_entries(db: Database, bundle_id: str, readout: str) -> list[tuple[TuningEntry, Annotation, str]]:
+    """Every tuning entry of every session with this bundle's read-out, oldest first, with the annotation
+    version it saved and the session's reader."""
+    with db.sessions() as session:
+        rows = session.execute(
+            select(TuningEntry, Annotation, TuningSession.reader)
+            .join(Annotation, TuningEntry.annotation_id == Annotation.id)
+            .join(TuningSession, TuningEntry.session_id == TuningSession.id)
+            .where(TuningSession.bundle_id == bundle_id, TuningSession.readout == readout)
+            .order_by(TuningEntry.id)
+        )
+        return [(entry, annotation, reader) for entry, annotation, reader in rows]
+
+
 def save_preset(
     db: Database,
     *,
@@ -312,7 +326,8 @@ def case_history(db: Database, case_id: int) -> CaseHistory:
         return CaseHistory(case, runs, annotations)
 
 
-def list_cases(db: Database, limit: int = 200) -> list[Case]:
+def list_cases(db: Database, limit: int | None = 200) -> list[Case]:
+    """The newest `limit` cases (every case with None), newest first."""
     with db.sessions() as session:
         return list(session.scalars(select(Case).order_by(Case.created.desc()).limit(limit)))
 

@@ -406,7 +406,11 @@ def test_a_three_case_tuning_session(reader_page, tmp_path):
     for step in range(3):
         if step:
             before = reader.shown()
-            page.locator("#tuning-next").click()
+            if step == 1:
+                page.locator("#tuning-next").click()
+            else:
+                page.locator(".as-main canvas").hover()
+                page.keyboard.press("Alt+ArrowRight")  # the key steps on too
             reader._await_scene(before)
             _wait_text(page, "#tuning-progress", f"case {step + 1} of 3")
         page.wait_for_function("window.anomascope.viewer.scene && window.anomascope.viewer.scene.threshold")
@@ -443,3 +447,6 @@ def test_a_three_case_tuning_session(reader_page, tmp_path):
     reader.run()
     presets = reader.scene()["threshold"]["presets"]
     assert presets["site session (site, v1)"] == pytest.approx(proposed, rel=1e-3)
+    # Where the preset came from is shown beside the method: the session, its criterion and the reader.
+    _wait_text(page, "#method-info", "site threshold site session (v1)")
+    assert "tuning session" in page.locator("#method-info").inner_text()

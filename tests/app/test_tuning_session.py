@@ -126,3 +126,39 @@ def test_a_save_outside_the_worklist_is_refused_and_nothing_is_stored(service, r
         service.app.save(session, _payload(session, mask[None], 1.0), "dr lead", tuning=(view.session_id, 7))
     assert tuning_entries(service.app.db, view.session_id) == {}
     assert service.app.history(session) == [row for row in service.app.history(session) if row[0] == "run"]
+
+
+def test_readers_against_each_other_across_sessions(service, reference):
+    """Two readers' sessions with the same method: per case, the Dice between their latest masks and the
+    spread of their thresholds; a reader's later save replaces their earlier one."""
+    _, worklist = reference
+    label = next(iter(service.app.catalogue.choices))
+    shape = None
+    saved = {}
+    for reader, threshold in (("dr a", 0.2), ("dr b", 0.5)):
+        view = service.start(str(worklist), label, reader)
+        for position in (0, 1):
+            view, session = service.open(view, position, reader)
+            shape = session.case.shape[-2:]
+            mask = np.zeros(shape, bool)
+            mask[: 4 + 4 * position + (2 if reader == "dr b" else 0)] = True
+            session, _ = service.app.scene(session)
+            service.save(view, session, _payload(session, mask[None], threshold), reader)
+            saved[(reader, position)] = mask
+    view, session = service.open(service.start(str(worklist), label, "dr a"), 0, "dr a")
+    session, _ = service.app.scene(session)
+    later = np.zeros(shape, bool)
+    later[:6] = True
+    service.save(view, session, _payload(session, later[None], 0.3), "dr a")  # dr a changes their mind
+    saved[("dr a", 0)] = later
+
+    agreements = {a.name: a for a in service.readers_agreement(view)}
+    assert len(agreements) == 2
+    names = sorted(p.name for p in worklist.iterdir() if not p.stem.endswith("_mask"))
+    for position, name in enumerate(names[:2]):
+        a, b = saved[("dr a", position)], saved[("dr b", position)]
+        found = agreements[name]
+        assert found.readers == ("dr a", "dr b")
+        assert found.dice == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()))
+    assert agreements[names[0]].thresholds == (pytest.approx(0.3), pytest.approx(0.5))
+    assert agreements[names[0]].threshold_spread == pytest.approx(0.2)
