@@ -42,8 +42,13 @@ class PreprocessConfig:
     """How an image becomes model input.
 
     mode "resize": every image is resized to image_size x image_size (SANO and SPR resize).
-    mode "native": images keep their pixel scale (models trained on crops, e.g. HAM10000 skin
-    patches) and are padded to a multiple of the U-Net's stride; they must lie in [min_side, max_side].
+    mode "native": models trained on crops (e.g. HAM10000 skin patches) score whole images at the pixel
+    scale of the images the crops came from. With `scale_side` set (that scale, as the longer side of those
+    source images), every input is resampled so that its longer side is `scale_side` before scoring and the
+    maps are mapped back to its own grid: a photo of unknown scale is assumed to frame its subject as the
+    training images did (the same field of view). Without it, inputs are scored at their own pixel scale
+    and must lie in [min_side, max_side]. Either way the result is padded to a multiple of the network's
+    stride.
     """
 
     image_size: int = 256
@@ -51,6 +56,7 @@ class PreprocessConfig:
     mode: str = "resize"
     min_side: int = 16
     max_side: int = 1024
+    scale_side: int | None = None  # native mode: the longer side of the training data's source images
 
 
 @dataclass

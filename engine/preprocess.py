@@ -27,6 +27,7 @@ class Geometry:
     model_hw: tuple[int, int]
     padding: tuple[int, int]  # rows, columns added at the bottom/right ("native" mode)
     resized: bool
+    scaled_hw: tuple[int, int] | None = None  # "native" mode at the training scale: the size before padding
 
 
 def window_to_unit(pixels: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -58,6 +59,8 @@ def to_model_input(
         return x, Geometry((height, width), (config.image_size, config.image_size), (0, 0), True)
     if config.mode != "native":
         raise ValueError(f"unknown preprocessing mode {config.mode!r}")
+    if config.scale_side:
+        return _at_training_scale(x, config.scale_side, stride)
     if max(height, width) > config.max_side:
         raise InputMismatchError(
             source,
@@ -71,9 +74,27 @@ def to_model_input(
     return x, Geometry((height, width), (height + pad_h, width + pad_w), (pad_h, pad_w), False)
 
 
+def _at_training_scale(x: torch.Tensor, scale_side: int, stride: int) -> tuple[torch.Tensor, Geometry]:
+    """(C, H, W) resampled so that its longer side is `scale_side` (antialiased when shrinking), then
+    padded to the stride."""
+    height, width = x.shape[-2:]
+    factor = scale_side / max(height, width)
+    scaled = (max(1, round(height * factor)), max(1, round(width * factor)))
+    if scaled != (height, width):
+        x = F.interpolate(x[None], size=scaled, mode="bilinear", antialias=factor < 1, align_corners=False)[0]
+    pad_h, pad_w = (-scaled[0]) % stride, (-scaled[1]) % stride
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < scaled[0] and pad_w < scaled[1] else "replicate"
+        x = F.pad(x[None], (0, pad_w, 0, pad_h), mode=mode)[0]
+    model_hw = (scaled[0] + pad_h, scaled[1] + pad_w)
+    return x, Geometry((height, width), model_hw, (pad_h, pad_w), scaled != (height, width), scaled)
+
+
 def to_original_grid(maps: np.ndarray, geometry: Geometry) -> np.ndarray:
     """(..., h, w) model-grid maps back to (..., H, W) on the original pixel grid."""
     height, width = geometry.original_hw
+    if geometry.scaled_hw is not None:
+        maps = maps[..., : geometry.scaled_hw[0], : geometry.scaled_hw[1]]  # the padding is not the image's
     if not geometry.resized:
         return np.ascontiguousarray(maps[..., :height, :width])
     lead = maps.shape[:-2]
