@@ -10,7 +10,7 @@ import torch
 
 from ..bundle import ModelBundle
 from ..calibration import Calibration
-from ..config import PreprocessConfig
+from ..config import PreprocessConfig, from_dict
 from ..nets.precision import in_precision, resolve_precision
 
 
@@ -67,3 +67,28 @@ class MapPredictor(Predictor):
     @abstractmethod
     def reduce(self, heatmap: np.ndarray) -> float:
         """Image score from one (H, W) map on the original grid."""
+
+
+class TrainingFreeMap(MapPredictor):
+    """A map computed from the image alone, in float32 with no network: the config (`config_class`) comes
+    from the bundle, the read-out's section holds its settings, and the image score is the map's max."""
+
+    stride = 1
+    config_class: type
+
+    def __init__(self, bundle: ModelBundle, device: torch.device, precision: str = "auto"):
+        super().__init__(bundle, device, "fp32")  # no network to run in reduced precision
+        config = from_dict(self.config_class, bundle.manifest["config"])
+        self.config, self.preprocess = getattr(config, self.config_section or self.name), config.preprocess
+
+    @abstractmethod
+    def score_map(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) maps of (N, C, H, W) float32 images in [-1, 1] on this predictor's device."""
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor) -> AnomalyResult:
+        maps = self.score_map(images.to(self.device).float()).cpu().numpy()
+        return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), None, None)
+
+    def reduce(self, heatmap: np.ndarray) -> float:
+        return float(heatmap.max())

@@ -49,3 +49,9 @@ class TrainingPlan:
     networks: list[Trainable]
     readouts: list[str]
     finish: Callable[[Trained], dict] = lambda trained: {}  # returns extra manifest entries
+
+
+def no_training(config: Any, inputs: TrainingInputs) -> TrainingPlan:
+    """A training-free method's plan: nothing to train; its bundle holds the config and the calibration
+    on the validation split."""
+    return TrainingPlan([], [config.method])

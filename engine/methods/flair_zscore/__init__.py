@@ -11,6 +11,6 @@ METHOD = Method(
     paper="the brain MRI benchmark's reference (no paper): hyperintensity on FLAIR",
     defaults=FlairZscoreMethodConfig,
     predictor=f"{__name__}.readout:FlairZscore",
-    plan=f"{__name__}.readout:no_training",
+    plan="anomascope.engine.methods.training_plan:no_training",
     reference=True,
 )

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ...bundle import ModelBundle
-from ...config import from_dict
 from ...filters import gaussian_blur
-from ..base import AnomalyResult, MapPredictor
-from ..training_plan import TrainingInputs, TrainingPlan
+from ..base import TrainingFreeMap
 from .config import FlairZscoreMethodConfig
 
 
@@ -26,28 +22,12 @@ def zscore_map(images: torch.Tensor, brain_level: float) -> torch.Tensor:
     return torch.where((brain.sum(dim=(1, 2)) > 1)[:, None, None], z, torch.zeros_like(z))
 
 
-class FlairZscore(MapPredictor):
+class FlairZscore(TrainingFreeMap):
     """Image score = max of the map."""
 
     name = "flair-zscore"
     config_section = "flair_zscore"
-    stride = 1
+    config_class = FlairZscoreMethodConfig
 
-    def __init__(self, bundle: ModelBundle, device: torch.device, precision: str = "auto"):
-        super().__init__(bundle, device, "fp32")  # no network: plain float32 arithmetic
-        config = from_dict(FlairZscoreMethodConfig, bundle.manifest["config"])
-        self.config, self.preprocess = config.flair_zscore, config.preprocess
-
-    @torch.inference_mode()
-    def predict(self, images: torch.Tensor) -> AnomalyResult:
-        z = zscore_map(images.to(self.device), self.config.brain_level)
-        maps = gaussian_blur(z, self.config.sigma).cpu().numpy()
-        return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), None, None)
-
-    def reduce(self, heatmap: np.ndarray) -> float:
-        return float(heatmap.max())
-
-
-def no_training(config: FlairZscoreMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
-    """Nothing to train: the bundle holds the config and the calibration on the validation split."""
-    return TrainingPlan([], [FlairZscore.name])
+    def score_map(self, images: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(zscore_map(images, self.config.brain_level), self.config.sigma)

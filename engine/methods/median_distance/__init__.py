@@ -11,6 +11,6 @@ METHOD = Method(
     paper="the project's reference (no paper): a method must beat it to earn its place",
     defaults=MedianDistanceMethodConfig,
     predictor=f"{__name__}.readout:MedianDistance",
-    plan=f"{__name__}.readout:no_training",
+    plan="anomascope.engine.methods.training_plan:no_training",
     reference=True,
 )
