@@ -34,8 +34,12 @@ SAMPLES = {3: ROOT / "assets" / "samples" / "ISIC_0024311.jpg", 1: ROOT / "asset
 
 
 def small_case(channels: int) -> Case:
-    """The centre 128 x 128 of the sample case with that channel count (a lesion for the skin models)."""
+    """The sample case with that channel count: the skin models' 200 x 150 photo whole (it is their training
+    scale, so a crop would be resampled as a whole photo of another field of view), the chest X-ray's
+    centre 128 x 128."""
     case = load_case(SAMPLES[channels])
+    if channels == 3:
+        return case
     h, w = case.pixels.shape[-2:]
     top, left = (h - 128) // 2, (w - 128) // 2
     return dataclasses.replace(case, pixels=case.pixels[..., top : top + 128, left : left + 128])
