@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 
 from anomascope.engine.bundle import BundleError, ModelBundle, load_bundle
 from anomascope.engine.calibration import Calibration
+from anomascope.engine.io import Case
 from anomascope.engine.methods import make_predictor, registry
 from anomascope.engine.methods.base import Predictor
 
@@ -38,9 +40,20 @@ class Catalogue:
     precision: str = "auto"  # what the predictors' networks run in (engine.config.PRECISIONS)
     _predictors: dict[str, Predictor] = field(default_factory=dict)
 
-    def best_choice(self) -> str | None:
-        """The method offered first: a method with heatmaps before an image-level one, then the best
-        validation AUROC (pixel, else image)."""
+    def takes(self, label: str, channels: int) -> bool:
+        """Whether method `label`'s bundle takes images of `channels` channels (a bundle of 0 takes any)."""
+        preprocess = self.choices[label].bundle.manifest.get("config", {}).get("preprocess", {})
+        return int(preprocess.get("channels", 0)) in (0, channels)
+
+    def reads(self, label: str, case: Case) -> bool:
+        """Whether method `label` can score `case`; a greyscale bundle also takes greyscale stored as RGB."""
+        grey_rgb = case.shape[1] == 3 and bool((case.pixels == case.pixels[:, :1]).all())
+        return self.takes(label, case.shape[1]) or (grey_rgb and self.takes(label, 1))
+
+    def best_choice(self, suits: Callable[[str], bool] | None = None) -> str | None:
+        """The method offered first (among those that `suits`, when given): a method with heatmaps before
+        an image-level one, then the best validation AUROC (pixel, else image)."""
+        suited = [label for label in self.choices if suits is None or suits(label)]
 
         def merit(label: str) -> tuple[bool, float]:
             choice = self.choices[label]
@@ -48,7 +61,7 @@ class Catalogue:
             pixel = metrics.get("pixel_auroc")
             return pixel is not None, pixel or metrics.get("image_auroc") or 0.0
 
-        return max(self.choices, key=merit) if self.choices else None
+        return max(suited, key=merit) if suited else None
 
     def predictor(self, label: str, device: torch.device) -> Predictor:
         if label not in self._predictors:

@@ -562,13 +562,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="export saved annotations: CSV/JSON tables, PNG or NIfTI masks",
+        help="export saved annotations: CSV/JSON tables, PNG or NIfTI masks, DICOM Segmentations",
         description="csv/json: one row per annotation version with case, run, model, threshold and "
         "provenance. png: one mask per slice. nifti: one mask volume per annotation, aligned "
-        "to the source geometry.",
+        "to the source geometry. dicom-seg: one DICOM Segmentation per annotation version of a DICOM case, "
+        "referring to its source series, with the reader and the method; annotations of photos and NIfTI "
+        "volumes are listed with the reason in dicom-seg-not-exported.csv.",
     )
     add_db_argument(p)
-    p.add_argument("--format", required=True, choices=["csv", "json", "png", "nifti"])
+    p.add_argument("--format", required=True, choices=["csv", "json", "png", "nifti", "dicom-seg"])
     p.add_argument("--out", required=True)
     p.add_argument("--since", help="only annotations saved on or after this date (YYYY-MM-DD, UTC)")
     p.add_argument("--author", help="only annotations by this reader")

@@ -11,11 +11,12 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
+from anomascope.app.dicom_export import write_segmentations
 from anomascope.engine.io.geometry import mask_volume
 from anomascope.storage import Database, ThresholdPreset, all_presets, annotations_for_export, decode_mask
 from anomascope.storage.records import ExportRow
 
-FORMATS = ("csv", "json", "png", "nifti")
+FORMATS = ("csv", "json", "png", "nifti", "dicom-seg")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS = [
     "annotation_id",
@@ -57,6 +58,8 @@ def export(
         path = out / "annotations.json"
         path.write_text(json.dumps([annotation_record(r) for r in rows], indent=2))
         return [path, *_write_presets(out, fmt, all_presets(db))]
+    if fmt == "dicom-seg":
+        return write_segmentations(rows, out)
     return [p for r in rows for p in (_write_png(out, r) if fmt == "png" else [_write_nifti(out, r)])]
 
 

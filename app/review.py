@@ -27,12 +27,14 @@ from anomascope.app.viewer import (
     mask_outline,
     pack_mask,
     read_payload,
+    read_thresholds,
     write_volume,
 )
 from anomascope.engine.calibration import Calibration
 from anomascope.engine.inference import CaseResult, NonFiniteResultError, score_case
 from anomascope.engine.io import Case, ImageReadError, load_case
 from anomascope.engine.io.limits import LimitsError
+from anomascope.engine.methods import registry
 from anomascope.engine.preprocess import InputMismatchError
 from anomascope.storage import (
     Database,
@@ -93,6 +95,7 @@ class ReviewSession:
     run: RunView | None = None
     saved: MaskVersion | None = None  # the version on screen, or the last one saved in this view
     versions: list[MaskVersion] = field(default_factory=list)  # every version of that lineage, oldest first
+    second: RunView | None = None  # a second method's result, shown beside the first (the compare view)
     token: str | None = None  # the viewer scene on screen
     warnings: list[str] = field(default_factory=list)  # bundle / image mismatches the reader must acknowledge
 
@@ -224,7 +227,55 @@ class ReviewApp:
         self, session: ReviewSession, label: str, reader: str = "", scored: CaseResult | None = None
     ) -> ReviewSession:
         """Run method `label` on the open case and store the run; `scored` is its result where it was
-        already computed (a tuning session scores the next cases in the background)."""
+        already computed (a tuning session scores the next cases in the background). A second method on
+        screen stays beside it unless it is the same one."""
+        view = self._scored_run(session, label, reader, scored)
+        return replace(
+            session,
+            run=view,
+            second=session.second if session.second and session.second.label != label else None,
+            token=None,
+            warnings=mismatch_warnings(self.catalogue.choices[label].bundle.manifest, session.case),
+        )
+
+    def run_second(self, session: ReviewSession, label: str, reader: str = "") -> tuple[ReviewSession, dict]:
+        """Score the open case with a second method and describe it for the pane beside the first: the
+        same case, its own map and threshold. The first method's mask on screen is left as it is."""
+        if session.run is None or session.token is None:
+            raise ReviewError("run a method first; the second method is shown beside it")
+        if session.run.image_level:
+            raise ReviewError(f"{session.run.label} makes no map; run a method with maps to compare another with it")
+        if label == session.run.label:
+            raise ReviewError(f"{label} is already on screen; pick another method to compare with")
+        if label in self.catalogue.choices and not registry().get(self.catalogue.choices[label].method).maps:
+            raise ReviewError(f"{label} scores whole images and makes no map; compare two methods with maps")
+        compared = replace(session, second=self._scored_run(session, label, reader))
+        return compared, self._second_scene(compared, self._scene_folder(compared))
+
+    def swap_sides(self, session: ReviewSession, sent: str) -> ReviewSession:
+        """Make the second method the one the reader corrects and saves, each method keeping the threshold
+        its pane showed (`sent`, from the viewer); a save then records the second method's run."""
+        if session.run is None or session.second is None:
+            raise ReviewError("compare two methods first")
+        try:
+            shown = read_thresholds(sent, session.token or "")
+        except MaskPayloadError as exc:
+            raise ReviewError(str(exc)) from exc
+        first = replace(session.run, threshold=shown.first[0], threshold_method=shown.first[1])
+        second = replace(session.second, threshold=shown.second[0], threshold_method=shown.second[1])
+        return replace(
+            session,
+            run=second,
+            second=first,
+            token=None,
+            warnings=mismatch_warnings(self.catalogue.choices[second.label].bundle.manifest, session.case),
+        )
+
+    @staticmethod
+    def close_second(session: ReviewSession) -> ReviewSession:
+        return replace(session, second=None)
+
+    def _scored_run(self, session: ReviewSession, label: str, reader: str, scored: CaseResult | None = None) -> RunView:
         if session.case is None:
             raise ReviewError("open an image first")
         if label not in self.catalogue.choices:
@@ -251,13 +302,7 @@ class ReviewApp:
             device=self.device.type,
             actor=reader.strip() or "anonymous",
         )
-        view = RunView(label, predictor.name, record.id, result, presets, threshold, how, result.heatmap is None)
-        return replace(
-            session,
-            run=view,
-            token=None,
-            warnings=mismatch_warnings(self.catalogue.choices[label].bundle.manifest, session.case),
-        )
+        return RunView(label, predictor.name, record.id, result, presets, threshold, how, result.heatmap is None)
 
     def site_presets(self, bundle_id: str, readout: str) -> dict[str, float]:
         """The newest version of each site threshold stored by `anomascope tune` for this read-out."""
@@ -298,11 +343,10 @@ class ReviewApp:
             )
         return text
 
-    def threshold_range(self, session: ReviewSession) -> tuple[float, float]:
+    def threshold_range(self, run: RunView) -> tuple[float, float]:
         """The threshold slider's range: the map's values (score_case guarantees they are finite), or for
         image-level methods the image scores of the normal validation images, this image and the calibrated
         thresholds."""
-        run = session.run
         if not run.image_level:
             return float(run.result.heatmap.min()), float(run.result.heatmap.max())
         predictor = self.catalogue.predictor(run.label, self.device)
@@ -347,7 +391,9 @@ class ReviewApp:
             "mask": None,
         }
         if session.run is not None:
-            scene.update(self._run_scene(session, folder, spacing))
+            scene.update(self._run_scene(session.run, folder, spacing))
+        if session.second is not None:
+            scene["second"] = self._second_scene(session, folder)
         if _shows_saved(session):
             saved = session.saved
             scene["mask"] = pack_mask(saved.mask)
@@ -371,11 +417,22 @@ class ReviewApp:
             f"and saving makes version {latest + 1}."
         )
 
-    def _run_scene(self, session: ReviewSession, folder: Path, spacing) -> dict:
-        run = session.run
+    def _scene_folder(self, session: ReviewSession) -> Path:
+        try:
+            return self.volumes.folder(session.token or "")
+        except MaskPayloadError as exc:
+            raise ReviewError(str(exc)) from exc
+
+    def _second_scene(self, session: ReviewSession, folder: Path) -> dict:
+        """The second method's pane: its map (written beside the scene's own files) and its threshold."""
+        second = session.second
+        part = self._run_scene(second, folder, viewer_spacing(session.case), prefix="second-")
+        return {"token": session.token, "label": second.label, "run_id": second.run_id, **part}
+
+    def _run_scene(self, run: RunView, folder: Path, spacing, prefix: str = "") -> dict:
         result = run.result
         predictor = self.catalogue.predictor(run.label, self.device)
-        low, high = self.threshold_range(session)
+        low, high = self.threshold_range(run)
         part = {
             "threshold": {
                 "value": run.threshold,
@@ -390,10 +447,12 @@ class ReviewApp:
         if result.heatmap is not None:
             shown = display_range(predictor, result.heatmap)
             part["heatmap"] = {
-                "url": self.volumes.url(write_volume(folder / "heatmap.nii.gz", result.heatmap, spacing)),
+                "url": self.volumes.url(write_volume(folder / f"{prefix}heatmap.nii.gz", result.heatmap, spacing)),
                 "window": list(shown),
                 "colormap": HEATMAP_COLOURMAP,
             }
+        if prefix:  # the second pane shows the map and its mask only
+            return part
         if result.restoration is not None:
             restoration = result.restoration * 255.0 if result.restoration.shape[1] == 3 else result.restoration[:, 0]
             path = write_volume(folder / "restoration.nii.gz", restoration, spacing)
@@ -466,6 +525,7 @@ class ReviewApp:
             f"Saved annotation {annotation.id} (version {annotation.version}) by {reader.strip()}: "
             f"{area}, threshold {sent.threshold:.4g} ({sent.threshold_method})"
             + (", with edits" if sent.edited else "")
+            + (f"; the mask came from {session.run.label}" if session.second is not None else "")
             + "."
         )
 

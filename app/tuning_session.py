@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from anomascope.app.casestore import content_hash
 from anomascope.app.review import ReviewApp, ReviewError, ReviewSession
 from anomascope.app.tuning import TunedCase, Tuning, summarise
 from anomascope.engine.data import list_images, read_mask
 from anomascope.engine.inference import CaseResult, score_case
-from anomascope.engine.io import load_case
+from anomascope.engine.io import Case, load_case
 from anomascope.engine.tuning import Criterion, TuningError
 from anomascope.storage import (
     ThresholdPreset,
@@ -37,6 +39,7 @@ from anomascope.storage import (
 
 DATABASE = "database"  # the worklist source that means "the cases already in the database"
 LOOKAHEAD = 2  # cases scored in the background ahead of the reader
+MAP_CACHE_BYTES = 512 * 2**20  # the session maps kept for the summary
 
 
 @dataclass(frozen=True)
@@ -180,10 +183,33 @@ def _stored_path(app: ReviewApp, case: WorklistCase) -> str:
     return stored
 
 
+class SessionMaps:
+    """The maps shown in tuning sessions, by method and case content, so that the summary does not score
+    every saved case again (seconds a case with cddpm); the oldest go first past `budget` bytes."""
+
+    def __init__(self, budget: int = MAP_CACHE_BYTES):
+        self.budget = budget
+        self.maps: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def put(self, label: str, case: Case, heatmap: np.ndarray | None) -> None:
+        if heatmap is None or heatmap.nbytes > self.budget:
+            return
+        with self.lock:
+            self.maps[(label, content_hash(case))] = heatmap
+            while sum(m.nbytes for m in self.maps.values()) > self.budget:
+                self.maps.popitem(last=False)
+
+    def get(self, label: str, case: Case) -> np.ndarray | None:
+        with self.lock:
+            return self.maps.get((label, content_hash(case)))
+
+
 class TuningService:
     def __init__(self, app: ReviewApp):
         self.app = app
         self.prefetch = Prefetcher(app)
+        self.shown = SessionMaps()
 
     def start(self, source: str, label: str, reader: str) -> TuningView:
         if label not in self.app.catalogue.choices:
@@ -209,6 +235,7 @@ class TuningService:
         case = view.cases[position]
         opened = self.app.open_file(case.path, reader) if case.path else self.app.open_saved(case.case_id)
         ran = self.app.run(opened, view.label, reader, self.prefetch.take(view.label, case))
+        self.shown.put(view.label, ran.case, ran.run.result.heatmap)
         moved = replace(view, position=position, case_id=ran.case_id)
         self.prefetch.ahead(moved)
         return moved, ran
@@ -244,10 +271,7 @@ class TuningService:
         maps, saved, truths, cases, truth_cases = [], [], [], [], []
         for position, (_, annotation) in sorted(entries.items()):
             case = view.cases[position]
-            result = score_case(predictor, load_case(case.path if case.path else _stored_path(self.app, case)))
-            if result.heatmap is None:
-                raise TuningError(f"{predictor.name} scores whole images and makes no map: there is no pixel threshold")
-            heatmap = result.heatmap
+            heatmap = self._map(view.label, load_case(case.path if case.path else _stored_path(self.app, case)))
             maps.append(heatmap)
             saved.append(decode_mask(annotation.mask_shape, annotation.mask_data).reshape(heatmap.shape))
             cases.append(TunedCase(case.name, case.group))
@@ -263,6 +287,17 @@ class TuningService:
             else None
         )
         return SessionSummary(readers, truth, len(entries))
+
+    def _map(self, label: str, case: Case) -> np.ndarray:
+        """The method's map of the case: the one the session showed, or scored now."""
+        heatmap = self.shown.get(label, case)
+        if heatmap is None:
+            predictor = self.app.catalogue.predictor(label, self.app.device)
+            heatmap = score_case(predictor, case).heatmap
+            if heatmap is None:
+                raise TuningError(f"{predictor.name} scores whole images and makes no map: there is no pixel threshold")
+            self.shown.put(label, case, heatmap)
+        return heatmap
 
     def readers_agreement(self, view: TuningView) -> list[CaseAgreement]:
         """Each case that two or more readers saved in tuning sessions with this bundle's read-out: the Dice

@@ -50,6 +50,8 @@ TUNING_KEYS = """() => {
   }, true);
 }"""
 SHOW_COMPARISON = "(spec) => { window.anomascope.compare(spec ? JSON.parse(spec) : null); }"
+SHOW_SECOND = "(spec) => { window.anomascope.showSecond(spec ? JSON.parse(spec) : null); }"
+READ_PANES = "() => window.anomascope.panes()"
 
 VIEWER_HTML = """
 <div class="as-viewer" tabindex="0">
@@ -75,6 +77,13 @@ middle or Ctrl+left drag: pan; wheel or arrow keys: slices; Ctrl+wheel: zoom">Na
       <span>chosen by <b class="as-threshold-method"></b></span>
       <span class="as-presets"></span>
     </div>
+    <div class="as-row as-second-row" hidden>
+      <label>Threshold of <b class="as-second-label"></b> (right pane)
+        <input class="as-second-threshold" type="range"></label>
+      <input class="as-second-threshold-number" type="number" step="any">
+      <span>chosen by <b class="as-second-threshold-method"></b></span>
+      <span class="as-second-presets"></span>
+    </div>
     <div class="as-row as-heatmap-row">
       <label>Heatmap opacity <input class="as-opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label>
       <label>colour map <select class="as-colormap">COLOURMAP_OPTIONS</select></label>
@@ -86,6 +95,7 @@ middle or Ctrl+left drag: pan; wheel or arrow keys: slices; Ctrl+wheel: zoom">Na
   </div>
   <div class="as-views">
     <div class="as-main"><canvas></canvas></div>
+    <div class="as-second-box" hidden><div class="as-caption as-second-title"></div><canvas></canvas></div>
     <div class="as-side" hidden>
       <div class="as-restoration-box"><div class="as-caption">Pseudo-healthy restoration (DIA: dissolved image)</div>
         <canvas></canvas></div>
@@ -109,9 +119,11 @@ VIEWER_CSS = """
 .as-views { display: flex; gap: 8px; height: 68vh; min-height: 360px; }
 .as-main { flex: 2; min-width: 0; overflow: hidden; }
 .as-side { flex: 1; min-width: 0; display: flex; flex-direction: column; gap: 6px; overflow: hidden; }
+.as-second-box { flex: 2; min-width: 0; position: relative; overflow: hidden; }
 .as-restoration-box, .as-uncertainty-box { flex: 1; min-height: 0; position: relative; overflow: hidden; }
 .as-caption { position: absolute; top: 2px; left: 6px; z-index: 1; color: #ddd; font-size: 12px; }
-.as-restoration-box canvas, .as-uncertainty-box canvas { position: absolute; inset: 0; width: 100%; height: 100%; }
+.as-restoration-box canvas, .as-uncertainty-box canvas,
+.as-second-box canvas { position: absolute; inset: 0; width: 100%; height: 100%; }
 .as-main canvas { width: 100%; height: 100%; }
 """
 
@@ -145,6 +157,8 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
         scene = gr.Textbox(visible="hidden", elem_id="scene")
         payload = gr.Textbox(visible="hidden", elem_id="payload")
         comparison = gr.Textbox(visible="hidden", elem_id="comparison")
+        second_scene = gr.Textbox(visible="hidden", elem_id="second-scene")
+        panes = gr.Textbox(visible="hidden", elem_id="panes")
         gr.Markdown("# Anomascope — anomaly map review")
         gr.Markdown(SIGNED_IN if login else SINGLE_USER, elem_id="mode")
         with gr.Row():
@@ -161,14 +175,26 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 reader = gr.Textbox(
                     label="Reader (signed in)" if login else "Reader", elem_id="reader", interactive=not login
                 )
+                # Until a case is open, the method offered is the best for colour photos, what most readers
+                # open first; opening a case the picked method cannot score picks one that can.
+                first_choice = catalogue.best_choice(lambda label: catalogue.takes(label, 3)) or catalogue.best_choice()
                 method = gr.Dropdown(
                     list(catalogue.choices),
                     label="Method (trained bundle)",
-                    value=catalogue.best_choice(),
+                    value=first_choice,
                     elem_id="method",
                 )
-                method_info = gr.Markdown(method_text(catalogue.best_choice()), elem_id="method-info")
+                method_info = gr.Markdown(method_text(first_choice), elem_id="method-info")
                 run = gr.Button("Run", variant="primary", elem_id="run")
+                with gr.Accordion("Compare two methods side by side", open=False):
+                    second_method = gr.Dropdown(
+                        list(catalogue.choices),
+                        label="Second method (shown right of the first)",
+                        elem_id="second-method",
+                    )
+                    second_run = gr.Button("Run it beside the first", elem_id="second-run")
+                    second_swap = gr.Button("Correct and save the second method's mask instead", elem_id="second-swap")
+                    second_close = gr.Button("Close the second pane", elem_id="second-close")
                 with gr.Accordion("Threshold-tuning session", open=False):
                     tuning_source = gr.Textbox(
                         label=f"Worklist: a folder of images (X_mask.png beside an image is its ground truth), "
@@ -298,34 +324,43 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             """Who acts: the signed-in reader, never a typed name, when accounts exist."""
             return (request.username or "") if login else (typed or "")
 
-        def on_upload(path, who, previous: ReviewSession, request: gr.Request):
+        def opened_view(state: ReviewSession, previous: ReviewSession, choice) -> dict:
+            """The opened case, and a method that can score it when the one picked cannot."""
+            view = shown(state, previous, opened(state))
+            if choice in catalogue.choices and catalogue.reads(choice, state.case):
+                return view
+            suited = catalogue.best_choice(lambda label: catalogue.reads(label, state.case))
+            if suited is None:
+                return view
+            said = f"{view[message]} {choice} cannot score this image, so **{suited}** is picked; choose another above."
+            return {**view, message: said, method: suited, method_info: method_text(suited)}
+
+        def on_upload(path, who, previous: ReviewSession, choice, request: gr.Request):
             if not path:
                 return {message: gr.update()}
             try:
-                state = app.open_file(path, actor(who, request))
-                return shown(state, previous, opened(state))
+                return opened_view(app.open_file(path, actor(who, request)), previous, choice)
             except Exception as exc:  # every failure becomes a sentence on the page
                 return failed(previous, exc)
 
-        def on_folder(paths, who, previous: ReviewSession, request: gr.Request):
+        def on_folder(paths, who, previous: ReviewSession, choice, request: gr.Request):
             if not paths:
                 return {message: gr.update()}
             try:
-                state = app.open_folder(paths, actor(who, request))
-                return shown(state, previous, opened(state))
+                return opened_view(app.open_folder(paths, actor(who, request)), previous, choice)
             except Exception as exc:
                 return failed(previous, exc)
 
-        def on_worklist(previous: ReviewSession, event: gr.SelectData):
+        def on_worklist(previous: ReviewSession, choice, event: gr.SelectData):
             try:
-                state = app.open_saved(int(event.row_value[0]))
-                return shown(state, previous, opened(state))
+                return opened_view(app.open_saved(int(event.row_value[0])), previous, choice)
             except Exception as exc:
                 return failed(previous, exc)
 
-        upload.change(on_upload, [upload, reader, session], view_outputs).then(None, scene, None, js=SHOW_SCENE)
-        folder.change(on_folder, [folder, reader, session], view_outputs).then(None, scene, None, js=SHOW_SCENE)
-        worklist.select(on_worklist, session, view_outputs).then(None, scene, None, js=SHOW_SCENE)
+        open_outputs = [*view_outputs, method, method_info]
+        upload.change(on_upload, [upload, reader, session, method], open_outputs).then(None, scene, None, js=SHOW_SCENE)
+        folder.change(on_folder, [folder, reader, session, method], open_outputs).then(None, scene, None, js=SHOW_SCENE)
+        worklist.select(on_worklist, [session, method], open_outputs).then(None, scene, None, js=SHOW_SCENE)
 
         def on_run(state: ReviewSession, choice, who, request: gr.Request):
             try:
@@ -341,7 +376,7 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             if state.run is None or state.run.label == choice:
                 return {method_info: info}
             # The old result must not stay on screen under the new method's name.
-            cleared = replace(state, run=None, token=None, warnings=[])
+            cleared = replace(state, run=None, second=None, token=None, warnings=[])
             return {**shown(cleared, state, f"Press **Run** to score this image with {choice}."), method_info: info}
 
         method.change(on_method, [session, method], [*view_outputs, method_info]).then(None, scene, None, js=SHOW_SCENE)
@@ -366,6 +401,44 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
 
         compare.input(on_compare, [session, compare], [message, comparison]).then(
             None, comparison, None, js=SHOW_COMPARISON
+        )
+
+        def on_second_run(state: ReviewSession, choice, who, request: gr.Request):
+            try:
+                state, spec = app.run_second(state, choice, actor(who, request))
+            except Exception as exc:
+                return {message: friendly(exc), second_scene: ""}
+            return {
+                session: state,
+                second_scene: json.dumps(spec),
+                message: f"**{choice}** is on the right, at the same slice, zoom, pan and window; the mask you "
+                f"correct and save is {state.run.label}'s (on the left) until you swap them.",
+                history: app.history(state),
+            }
+
+        second_outputs = [session, second_scene, message, history]
+        second_run.click(on_second_run, [session, second_method, reader], second_outputs).then(
+            None, second_scene, None, js=SHOW_SECOND
+        )
+
+        def on_swap(state: ReviewSession, sent):
+            if not sent:
+                return {message: "Nothing swapped: compare two methods first (or keep the edits on screen)."}
+            try:
+                swapped = app.swap_sides(state, sent)
+            except Exception as exc:
+                return {message: friendly(exc)}
+            return shown(swapped, state, f"Correcting **{swapped.run.label}** now; saving records its run.")
+
+        second_swap.click(None, None, panes, js=READ_PANES).then(on_swap, [session, panes], view_outputs).then(
+            None, scene, None, js=SHOW_SCENE
+        )
+
+        def on_second_close(state: ReviewSession):
+            return {session: app.close_second(state), second_scene: ""}
+
+        second_close.click(on_second_close, session, [session, second_scene]).then(
+            None, second_scene, None, js=SHOW_SECOND
         )
 
         def on_tuning_start(source, choice, who, previous: ReviewSession, request: gr.Request):

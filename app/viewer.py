@@ -100,6 +100,32 @@ def read_payload(text: str, token: str, shape: tuple[int, int, int]) -> MaskPayl
     )
 
 
+@dataclass(frozen=True)
+class PaneThresholds:
+    """The threshold each pane of the compare view shows: (value, how it was chosen)."""
+
+    first: tuple[float, str]
+    second: tuple[float, str]
+
+
+def read_thresholds(text: str, token: str) -> PaneThresholds:
+    """Decode the viewer's thresholds of both panes (what swapping the methods keeps) for scene `token`."""
+    try:
+        data = json.loads(text) if text else None
+    except json.JSONDecodeError as exc:
+        raise MaskPayloadError("the viewer's message is not valid JSON") from exc
+    if not isinstance(data, dict) or data.get("token") != token:
+        raise MaskPayloadError("the image on screen has changed; open it again")
+    panes = []
+    for pane in ("first", "second"):
+        shown = data.get(pane) or {}
+        value = shown.get("threshold")
+        if not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise MaskPayloadError(f"the viewer sent no threshold for the {pane} method")
+        panes.append((float(value), str(shown.get("method") or "manual")))
+    return PaneThresholds(*panes)
+
+
 class VolumeStore:
     """Short-lived folders of files the page serves: a viewer scene's NIfTI volumes (dropped when the
     reader's view moves on) or an export (swept as it ages); all of them go when the app starts or stops."""

@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from peaks import gpu_peak  # bench/peaks.py, beside this script
+
 PIXEL = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "froc_10fp"]
 IMAGE = ["image_auroc", "image_ap"]
 ALL_IMAGES = "all test images"
@@ -27,6 +29,26 @@ def bundle_folder(name: str) -> str:
 
 def milliseconds(seconds: float | None) -> str:
     return "— (image level)" if seconds is None else f"{1000 * seconds:.1f}"
+
+
+def threshold_change(result: dict) -> str:
+    """Older runs timed the server-side overlay; the page now thresholds in the browser."""
+    if "threshold_change_seconds" not in result:
+        return "in the browser: `bench/threshold_browser.py`"
+    return milliseconds(result["threshold_change_seconds"])
+
+
+def training_line(t: dict) -> str:
+    line = f"{t['steps_per_second']:.2f} steps/s at batch {t['batch_size']}"
+    if "images_per_second" not in t:
+        return line + "."
+    line += f" = {t['images_per_second']:.0f} images/s at {t['resolution']} px"
+    if t.get("fraction_of_peak") is not None:
+        line += (
+            f"; {t['model_flops_per_image'] / 1e9:.2f} GFLOP per training image, "
+            f"{100 * t['fraction_of_peak']:.2f} % of {t['peak_name']} ({t['peak_flops'] / 1e12:.3g} TFLOP/s)"
+        )
+    return line + "."
 
 
 def cell(result: dict, key: str) -> str:
@@ -79,6 +101,51 @@ def verdicts(report: dict, key: str) -> list[str]:
             f"({result[key]:.3f} vs {reference:.3f})."
         )
     return out
+
+
+def training_budget(manifest: dict) -> str:
+    """What a bundle's training got, from its manifest: steps at the batch size, time and device, per network."""
+    training = manifest.get("training") or {}
+    batch = manifest["config"]["train"]["batch_size"]
+    parts = []
+    for part in training.get("components", [training]):
+        name = f"{part['component']}: " if "component" in part and "components" in training else ""
+        device = {"cuda": "GPU", "cpu": "CPU"}.get(part["device"], part["device"])
+        parts.append(f"{name}{part['steps']:,} steps at batch {batch}, {part['seconds'] / 60:.0f} min on {device}")
+    return "; ".join(parts) or "not recorded"
+
+
+def where_measured(machine: dict) -> str:
+    return machine.get("gpu") or (
+        f"{machine['cpu_count']}-core CPU ({machine['processor']}), {machine['torch_threads']} torch threads"
+    )
+
+
+def training_section(path: str, results: dict, others: list[tuple[str, dict]]) -> None:
+    """A `bench/run.py --training-only` run: training throughput and the fraction of the device's peak;
+    GPU runs in `others` that timed the same bundle (before FLOPs were counted) are set against the same peak
+    with these FLOPs, which do not depend on the device."""
+    machine = results["machine"]
+    print(f"## Training throughput on {where_measured(machine)} (`{path}`, torch {machine['torch']})\n")
+    print(
+        "Images per second of each bundle's training step (its config, random data of its shape, 5 steps after a "
+        "warm-up), the model FLOPs of one training image (forward and backward, as torch's FlopCounterMode counts "
+        "matrix products and convolutions) and the fraction of the named peak they reach.\n"
+    )
+    for name, t in results["training"].items():
+        print(f"- `{name}`: {training_line(t)}")
+        for gpu_path, gpu in others:
+            measured = gpu["training"].get(name)
+            if gpu["machine"]["device"] != "cuda" or not measured or measured.get("batch_size") != t["batch_size"]:
+                continue
+            peak_name, peak = gpu_peak(gpu["machine"]["gpu"])
+            images = measured["steps_per_second"] * measured["batch_size"]
+            if peak:
+                print(
+                    f"  - on the {gpu['machine']['gpu']} (`{gpu_path}`): {images:.0f} images/s at the same model and "
+                    f"batch, {100 * t['model_flops_per_image'] * images / peak:.2f} % of {peak_name}."
+                )
+    print(f"\nRegenerate: `python bench/run.py --device {machine['device']} --training-only --out {path}`\n")
 
 
 def reduced(result: dict) -> bool:
@@ -159,7 +226,9 @@ def main() -> None:
             manifest = Path(bundle_folder(bundle)) / "manifest.json"
             if not manifest.exists():  # a bundle trained for evaluation only, in a runs/ folder not kept here
                 continue
-            trained_on = json.loads(manifest.read_text())["data"].get("dataset")
+            recorded = json.loads(manifest.read_text())
+            trained_on = recorded["data"].get("dataset")
+            print(f"`{bundle}` training budget: {training_budget(recorded)}.\n")
             if trained_on != data.get("dataset"):
                 print(
                     f"`{bundle}` is the shipped bundle as it is, trained on {trained_on}: a domain-shift test here.\n"
@@ -176,13 +245,13 @@ def main() -> None:
             reduced_command = command.replace(baselines, "").replace(f"--out {run}", f"--out {run}-{precision}")
             print(f"The ({precision}) rows: `{reduced_command} --precision {precision}`\n")
     targets_told = False
-    for path in args.bench:
-        results = json.loads(Path(path).read_text())
+    benches = [(path, json.loads(Path(path).read_text())) for path in args.bench]
+    for path, results in benches:
+        if not results["methods"]:
+            training_section(path, results, benches)
+            continue
         machine = results["machine"]
-        where = (
-            machine.get("gpu")
-            or f"{machine['cpu_count']}-core CPU ({machine['processor']}), {machine['torch_threads']} torch threads"
-        )
+        where = where_measured(machine)
         precision = next(iter(results["methods"].values())).get("precision", "fp32")
         print(f"## Speed on {where}, inference in {precision} (`{path}`, torch {machine['torch']})\n")
         if machine["device"] == "cpu" and not targets_told:
@@ -202,14 +271,14 @@ def main() -> None:
                 f"| `{name}` | {r['seconds_per_image_at_bundle_resolution']:.3f} ({r['bundle_resolution']} px) | "
                 f"{r['seconds_per_whole_demo_case']:.3f} ({'×'.join(map(str, r['demo_case_shape'][-2:][::-1]))}) | "
                 f"{r['images_per_second_batch']:.1f} | {r['peak_memory_mb']:.0f} | "
-                f"{milliseconds(r['threshold_change_seconds'])} |"
+                f"{threshold_change(r)} |"
             )
         print(
             "\nTraining runs in float32 on the CPU and in the config's `mixed_precision` on CUDA, whatever "
             "`--precision` says; each figure times 5 steps after a warm-up, so repeated runs differ by tens of percent."
         )
         for name, t in results["training"].items():
-            print(f"\nTraining `{name}`: {t['steps_per_second']:.2f} steps/s at batch {t['batch_size']}.")
+            print(f"\nTraining `{name}`: {training_line(t)}")
         print(
             f"\nRegenerate: `python bench/run.py --device {machine['device']} --precision {precision} --out {path}`\n"
         )

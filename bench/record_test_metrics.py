@@ -4,7 +4,9 @@ re-evaluating a shipped bundle and copying its metrics.json into bench/eval).
     python bench/record_test_metrics.py bench/eval/*.json
 
 Each manifest's `test_metrics[dataset][read-out]` gets the float32 result of that read-out, with the
-split, seed and sample size it was measured on. Bundles that are not in assets/models are skipped.
+split, seed and sample size it was measured on; a run that pooled only some test images (`eval
+--anomalous-only`) goes under `test_metrics["dataset (which images)"]`. Bundles that are not in
+assets/models are skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from anomascope.engine.bundle import load_bundle, update_manifest
 
 MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
+ALL_IMAGES = "all test images"  # what `eval` records as `images` when it pools every test image
 
 
 def shipped_results(report: dict):
@@ -35,6 +38,8 @@ def main() -> None:
     for path in args.reports:
         report = json.loads(Path(path).read_text())
         dataset = report["data"].get("dataset")
+        if report.get("images", ALL_IMAGES) != ALL_IMAGES:  # another protocol (e.g. tumour slices only)
+            dataset = f"{dataset} ({report['images']})"
         for folder, readout, result in shipped_results(report):
             bundle = load_bundle(folder)
             metrics = dict(bundle.manifest.get("test_metrics", {}))

@@ -3,8 +3,10 @@
     python bench/run.py [--device cpu|cuda] [--precision auto|fp32|bf16|fp16] [--out bench/results.json]
 
 For each bundle read-out: seconds per image at the bundle's resolution and on a whole demo case,
-images per second in a batch, peak memory, training steps per second; and the time a threshold
-change takes on the review page. Writes JSON with the machine description. `--precision` is what the
+images per second in a batch and peak memory; for each bundle, training steps and images per second,
+model FLOPs per training image and the fraction of the device's named peak FLOP/s that reaches
+(model FLOPs per image x images/s / peak). The time a threshold change takes on the page is measured
+in the browser by bench/threshold_browser.py. Writes JSON with the machine description. `--precision` is what the
 networks run in (auto: bf16 on CUDA, fp32 on the CPU); run once per precision to compare.
 """
 
@@ -20,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from peaks import gpu_peak  # bench/peaks.py, beside this script
 
 from anomascope.engine.config import PRECISIONS
 
@@ -86,8 +88,31 @@ def bench_readout(predictor, case, device: torch.device, repeats: int, batch: in
     }
 
 
-def bench_training(bundle, device: torch.device, steps: int) -> float:
-    """Training steps per second of the bundle's method and config, on random data of its shape."""
+def device_peak(device: torch.device) -> tuple[str, float | None]:
+    """The named peak FLOP/s that training throughput is set against. On the CPU no datasheet figure is
+    known here, so the peak is measured: float32 matrix products of 2048 x 2048, all threads."""
+    if device.type == "cuda":
+        return gpu_peak(torch.cuda.get_device_name())
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    seconds = timed(lambda: a @ b, 5, device)
+    return f"measured float32 matmul peak, {torch.get_num_threads()} threads", 2 * 2048**3 / seconds
+
+
+def training_flops_per_image(spec, data: torch.Tensor, device: torch.device) -> float:
+    """Model FLOPs of one training step (forward and backward, as torch's FlopCounterMode counts them:
+    matrix products and convolutions) per image of the batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = spec.model.to(device).train()
+    generator = torch.Generator(device=device).manual_seed(0)
+    with FlopCounterMode(display=False) as counter:
+        spec.loss(model, data.to(device), generator).backward()
+    return counter.get_total_flops() / len(data)
+
+
+def bench_training(bundle, device: torch.device, steps: int, peak: tuple[str, float | None]) -> dict:
+    """Training throughput of the bundle's method and config, on random data of its shape: steps and
+    images per second, model FLOPs per image and the fraction of the device's named peak reached."""
     from anomascope.engine.config import from_dict, merge
     from anomascope.engine.methods import default_config, registry
     from anomascope.engine.methods.training_plan import TrainingInputs
@@ -95,7 +120,8 @@ def bench_training(bundle, device: torch.device, steps: int) -> float:
 
     config = from_dict(type(default_config(bundle.method)), bundle.manifest["config"])
     size, channels = config.preprocess.image_size, config.preprocess.channels
-    data = torch.rand(256, channels, size, size) * 2 - 1
+    batch = config.train.batch_size
+    data = torch.rand(max(256, batch), channels, size, size) * 2 - 1
     # A DIA bundle's plan takes the dissolver the bundle carries; other plans ignore the option.
     inputs = TrainingInputs(bundle.path, device, {"denoiser": bundle})
     plan = registry().get(bundle.method).training_plan()
@@ -109,32 +135,20 @@ def bench_training(bundle, device: torch.device, steps: int) -> float:
         train(spec.model, spec.loss, data, run, Path(workdir) / "timed", device, show_progress=False)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return steps / (time.perf_counter() - started)
-
-
-def bench_threshold_change(device: torch.device, label: str, catalogue, case_path: Path, repeats: int) -> float | None:
-    """Seconds for what the page does when the threshold moves: overlay, outline and area (None for
-    image-level methods, which have no map to threshold)."""
-    from anomascope.app.review import ReviewApp
-    from anomascope.storage import Database
-
-    with tempfile.TemporaryDirectory() as folder:
-        app = ReviewApp(Database(f"sqlite:///{folder}/bench.sqlite"), catalogue, Path(folder) / "cases", device)
-        review = app.run(app.open_file(case_path), label)
-        heatmap = review.result.heatmap
-        if heatmap is None:
-            app.db.dispose()
-            return None
-        levels = iter(np.linspace(heatmap.min(), heatmap.max(), 1000))
-
-        def change():
-            level = float(next(levels))
-            app.overlay(review, 0, review.case.window, level, 0.5, "Inferno")
-            app.area_text(review, app.mask(review, 0, level))
-
-        seconds = timed(change, repeats, device)
-        app.db.dispose()
-        return seconds
+        steps_per_second = steps / (time.perf_counter() - started)
+    flops = training_flops_per_image(plan(config, inputs).networks[0], data[:batch], device)
+    images_per_second = steps_per_second * batch
+    peak_name, peak_flops = peak
+    return {
+        "steps_per_second": steps_per_second,
+        "batch_size": batch,
+        "resolution": size,
+        "images_per_second": images_per_second,
+        "model_flops_per_image": flops,
+        "peak_name": peak_name,
+        "peak_flops": peak_flops,
+        "fraction_of_peak": flops * images_per_second / peak_flops if peak_flops else None,
+    }
 
 
 def main() -> None:
@@ -145,6 +159,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--training-only", action="store_true", help="measure training throughput only")
     args = parser.parse_args()
     from anomascope.app.bundles import discover
     from anomascope.engine.io import load_case
@@ -153,23 +168,19 @@ def main() -> None:
     device = pick_device(args.device)
     catalogue = discover([ROOT / "assets" / "models"], args.precision)
     results = {"machine": machine(device), "methods": {}, "training": {}}
+    peak = device_peak(device)
     for label, choice in catalogue.choices.items():
-        predictor = catalogue.predictor(label, device)  # the review page below reuses it
-        sample = SAMPLES[predictor.preprocess.channels]
-        name = f"{choice.bundle.path.name}:{choice.method}"
-        results["methods"][name] = {
-            "precision": predictor.precision,
-            **bench_readout(predictor, load_case(sample), device, args.repeats, args.batch),
-        }
-        results["methods"][name]["threshold_change_seconds"] = bench_threshold_change(
-            device, label, catalogue, sample, args.repeats
-        )
-        print(json.dumps({name: results["methods"][name]}))
-        if choice.bundle.path.name not in results["training"]:
-            results["training"][choice.bundle.path.name] = {
-                "steps_per_second": bench_training(choice.bundle, device, args.train_steps),
-                "batch_size": choice.bundle.manifest["config"]["train"]["batch_size"],
+        if not args.training_only:
+            predictor = catalogue.predictor(label, device)
+            sample = SAMPLES[predictor.preprocess.channels]
+            name = f"{choice.bundle.path.name}:{choice.method}"
+            results["methods"][name] = {
+                "precision": predictor.precision,
+                **bench_readout(predictor, load_case(sample), device, args.repeats, args.batch),
             }
+            print(json.dumps({name: results["methods"][name]}))
+        if choice.bundle.path.name not in results["training"]:
+            results["training"][choice.bundle.path.name] = bench_training(choice.bundle, device, args.train_steps, peak)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results["training"]))
 

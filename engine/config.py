@@ -57,6 +57,10 @@ class PreprocessConfig:
     min_side: int = 16
     max_side: int = 1024
     scale_side: int | None = None  # native mode: the longer side of the training data's source images
+    # Pixels at or below this intensity (after the display window, in [0, 1]) in every channel are background,
+    # such as the air around a head in MRI: maps are zeroed there (the image-conditioned paper's one
+    # post-processing: predictions outside the brain are set to zero) and histogram equalisation ignores them.
+    foreground_above: float | None = None
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 
 from .io import Case
 from .methods.base import MapPredictor, Predictor
-from .preprocess import InputMismatchError, to_model_input, to_original_grid
+from .preprocess import InputMismatchError, foreground, to_model_input, to_original_grid, window_to_unit
 
 
 class NonFiniteResultError(RuntimeError):
@@ -58,6 +58,9 @@ def score_case(predictor: Predictor, case: Case, batch_size: int = 8) -> CaseRes
                 if not isinstance(predictor, MapPredictor):
                     raise TypeError(f"{predictor.name} returns maps, so it must be a MapPredictor (with reduce)")
                 heatmap = to_original_grid(predicted.heatmap[offset], geometry)
+                if predictor.preprocess.foreground_above is not None:
+                    unit = window_to_unit(case.pixels[start + offset], case.window)
+                    heatmap = np.where(foreground(unit, predictor.preprocess.foreground_above), heatmap, 0.0)
                 heatmaps.append(heatmap)
                 scores.append(predictor.reduce(heatmap))
             else:

@@ -108,13 +108,26 @@ def from_model_range(x: torch.Tensor) -> np.ndarray:
     return ((x.float().clamp(-1, 1) + 1.0) / 2.0).cpu().numpy()
 
 
-def equalize_histogram(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
+def foreground(unit: np.ndarray, above: float) -> np.ndarray:
+    """(..., C, H, W) images in [0, 1] to (..., H, W) masks of the pixels brighter than `above` in any channel."""
+    return np.any(np.asarray(unit) > above, axis=-3, keepdims=False).astype(bool)
+
+
+def equalize_histogram(x: torch.Tensor, bins: int = 256, foreground_above: float | None = None) -> torch.Tensor:
     """Per image and channel histogram equalisation of (N, C, H, W) images in [0, 1] (values mapped
-    through their own cumulative histogram, as skimage.exposure.equalize_hist), batched on any device."""
+    through their own cumulative histogram, as skimage.exposure.equalize_hist), batched on any device.
+
+    With `foreground_above`, only foreground pixels make the histogram and background stays 0: a head
+    fills half of an MRI slice, and counting the air would lift it to mid-grey and stretch its noise.
+    """
     n, c = x.shape[:2]
     flat = x.reshape(n * c, -1).clamp(0, 1)
     index = (flat * (bins - 1)).round().long()
-    counts = torch.zeros(n * c, bins, device=x.device, dtype=flat.dtype).scatter_add_(1, index, torch.ones_like(flat))
+    weights = torch.ones_like(flat)
+    if foreground_above is not None:
+        body = (x.clamp(0, 1) > foreground_above).any(dim=1, keepdim=True)  # as `foreground`, on the device
+        weights = body.expand(-1, c, -1, -1).reshape(n * c, -1).to(flat.dtype)
+    counts = torch.zeros(n * c, bins, device=x.device, dtype=flat.dtype).scatter_add_(1, index, weights)
     cdf = counts.cumsum(dim=1)
-    cdf = cdf / cdf[:, -1:]
-    return cdf.gather(1, index).reshape(x.shape)
+    cdf = cdf / cdf[:, -1:].clamp(min=1.0)
+    return (cdf.gather(1, index) * weights if foreground_above is not None else cdf.gather(1, index)).reshape(x.shape)

@@ -17,6 +17,9 @@
     scene: null, heat: null, history: [], cursor: 0, threshold: null, thresholdMethod: "manual",
     sceneKey: null, lastThresholdMs: null, tool: "navigate", shown: 0, // scenes shown so far (tests wait on it)
     heatVolume: null, compared: null, compareVolume: null, comparisons: 0, // comparisons shown (tests wait on it)
+    // The compare view: a second method's map and thresholded mask beside the first, linked to it.
+    second: null, secondSpec: null, secondHeat: null, secondThreshold: null, secondThresholdMethod: "manual",
+    seconds: 0, // second panes shown (tests wait on it)
   };
 
   function $(selector) { return viewer.root.querySelector(selector); }
@@ -165,8 +168,7 @@
 
   // --- threshold ------------------------------------------------------------------------------------
 
-  function thresholdMask(value) {
-    const heat = viewer.heat;
+  function thresholdMask(value, heat = viewer.heat) {
     const cut = Math.fround(value); // the map is float32: compare as numpy does
     const out = new Uint8Array(heat.length);
     for (let i = 0; i < heat.length; i++) if (heat[i] >= cut) out[i] = MASK;
@@ -207,10 +209,10 @@
     $(".as-threshold-method").textContent = viewer.thresholdMethod;
   }
 
-  function setupThreshold(t) {
-    const slider = $(".as-threshold");
+  function setupThreshold(t, pane = "", apply = applyThreshold) {
+    const slider = $(`.as${pane}-threshold`);
     slider.min = t.min; slider.max = t.max; slider.step = (t.max - t.min) / 1000 || 1e-6;
-    const presets = $(".as-presets");
+    const presets = $(`.as${pane}-presets`);
     presets.replaceChildren();
     for (const [name, value] of Object.entries(t.presets)) {
       const button = document.createElement("button");
@@ -218,7 +220,7 @@
       button.textContent = name.replace("_", " ");
       button.title = `${name}: ${value}`;
       button.dataset.preset = name;
-      button.addEventListener("click", () => applyThreshold(value, name));
+      button.addEventListener("click", () => apply(value, name));
       presets.appendChild(button);
     }
   }
@@ -252,11 +254,12 @@
     $(".as-area").textContent = "";
     $(".as-controls").hidden = true;
     viewer.nv.broadcastTo([], { "2d": true, "3d": true });
-    for (const nv of [viewer.nv, viewer.restoration, viewer.uncertainty]) {
+    for (const nv of [viewer.nv, viewer.restoration, viewer.uncertainty, viewer.second]) {
       if (nv.drawBitmap) nv.closeDrawing();
       await clear(nv);
     }
     $(".as-side").hidden = true;
+    hideSecond();
     if (!scene || !scene.image) { viewer.shown += 1; return; }
 
     const nv = viewer.nv;
@@ -281,9 +284,7 @@
     await showSide(viewer.restoration, scene.restoration, "gray", ".as-restoration-box");
     await showSide(viewer.uncertainty, scene.uncertainty, "viridis", ".as-uncertainty-box");
 
-    // The side views follow the main view's slice, zoom and pan (only views holding an image:
-    // NiiVue cannot describe a location in an empty one).
-    nv.broadcastTo([viewer.restoration, viewer.uncertainty].filter((side) => side.volumes.length), { "2d": true, "3d": true });
+    broadcast();
     setupWindowPresets(scene);
     $(".as-controls").hidden = false;
     $(".as-threshold-row").hidden = !scene.threshold;
@@ -306,7 +307,114 @@
       resetHistory();
     }
     nv.drawScene();
+    if (scene.second) await showSecond(scene.second);
     viewer.shown += 1;
+  }
+
+  // The other views follow the main view's slice, zoom and pan (only views holding an image:
+  // NiiVue cannot describe a location in an empty one).
+  function linked() {
+    return [viewer.restoration, viewer.uncertainty, viewer.second].filter((view) => view.volumes.length);
+  }
+
+  function broadcast() {
+    viewer.nv.broadcastTo(linked(), { "2d": true, "3d": true });
+  }
+
+  // --- a second method beside the first (the compare view) ---------------------------------------
+
+  function hideSecond() {
+    viewer.secondSpec = null;
+    viewer.secondHeat = null;
+    $(".as-second-box").hidden = true;
+    $(".as-second-row").hidden = true;
+  }
+
+  async function showSecond(spec) {
+    const nv = viewer.second;
+    if (nv.drawBitmap) nv.closeDrawing();
+    await clear(nv);
+    hideSecond();
+    // A pane made for another scene (the reader has moved on) is not shown.
+    if (spec && spec.heatmap && viewer.scene && spec.token === viewer.scene.token) {
+      $(".as-second-box").hidden = false;
+      $(".as-second-row").hidden = false;
+      nv.resizeListener();
+      await nv.loadVolumes([
+        volumeOptions(viewer.scene.image, "image.nii.gz", "gray", { colorbarVisible: false }),
+        volumeOptions(spec.heatmap, "second-heatmap.nii.gz", spec.heatmap.colormap,
+          { opacity: Number($(".as-opacity").value), colorbarVisible: true }),
+      ]);
+      viewer.secondHeat = nv.volumes[1].img;
+      nv.setDrawColormap(MASK_LUT);
+      nv.setDrawOpacity(0.2);
+      nv.drawRimOpacity = 1.0;
+      nv.createEmptyDrawing();
+      viewer.secondSpec = spec;
+      $(".as-second-title").textContent = `${spec.label} (run ${spec.run_id})`;
+      $(".as-second-label").textContent = spec.label;
+      setupThreshold(spec.threshold, "-second", applySecondThreshold);
+      applySecondThreshold(spec.threshold.value, spec.threshold.method);
+    }
+    broadcast();
+    linkSides();
+    viewer.seconds += 1;
+  }
+
+  // The second pane's mask is its map at its own threshold; corrections are made in the main pane
+  // (swapping the methods brings the second one there).
+  function applySecondThreshold(value, method) {
+    if (!viewer.secondHeat) return;
+    viewer.secondThreshold = value;
+    viewer.secondThresholdMethod = method;
+    viewer.second.drawBitmap.set(thresholdMask(value, viewer.secondHeat));
+    viewer.second.refreshDrawing(true);
+    $(".as-second-threshold").value = value;
+    $(".as-second-threshold-number").value = Number(value).toPrecision(6);
+    $(".as-second-threshold-method").textContent = method;
+  }
+
+  // Both panes' thresholds, for swapping which method is corrected and saved ("" when the reader keeps
+  // the edits on screen instead).
+  function panes() {
+    if (!viewer.scene || !viewer.secondSpec) return "";
+    if (edited() && !window.confirm("Switching methods replaces the mask with the other method's thresholded map and discards your edits. Continue?")) {
+      return "";
+    }
+    return JSON.stringify({
+      token: viewer.scene.token,
+      first: { threshold: viewer.threshold, method: viewer.thresholdMethod },
+      second: { threshold: viewer.secondThreshold, method: viewer.secondThresholdMethod },
+    });
+  }
+
+  // Slice, zoom, pan and window moved in the second pane move the main one (and so every other view).
+  // NiiVue's broadcast from the main view reports a location change in the second one: following it
+  // again from there would recurse, so a change already being followed is not followed twice.
+  let following = false;
+
+  function followSecond() {
+    const [main, second] = [viewer.nv, viewer.second];
+    if (following || !viewer.secondSpec || !second.volumes.length) return;
+    following = true;
+    try {
+      moveMainToSecond(main, second);
+    } finally {
+      following = false;
+    }
+  }
+
+  function moveMainToSecond(main, second) {
+    main.scene.crosshairPos = second.scene.crosshairPos.slice();
+    main.scene.pan2Dxyzmm = second.scene.pan2Dxyzmm.slice();
+    const [mine, theirs] = [main.volumes[0], second.volumes[0]];
+    if (mine.cal_min !== theirs.cal_min || mine.cal_max !== theirs.cal_max) {
+      mine.cal_min = theirs.cal_min;
+      mine.cal_max = theirs.cal_max;
+      main.updateGLVolume();
+    }
+    main.drawScene();
+    linkSides();
   }
 
   async function showSide(nv, spec, colormap, box) {
@@ -337,6 +445,7 @@
     image.cal_min = range[0];
     image.cal_max = range[1];
     viewer.nv.updateGLVolume();
+    linkSides();
   }
 
   // --- tools ---------------------------------------------------------------------------------------
@@ -364,11 +473,19 @@
   // brought to the main view's slice, zoom and pan after every change made here.
   function linkSides() {
     const main = viewer.nv;
-    for (const side of [viewer.restoration, viewer.uncertainty]) {
-      if (!side.volumes.length) continue;
+    for (const side of linked()) {
       side.scene.crosshairPos = main.scene.crosshairPos.slice();
       side.scene.pan2Dxyzmm = main.scene.pan2Dxyzmm.slice();
       side.drawScene();
+    }
+    const second = viewer.second;
+    if (second.volumes.length && main.volumes.length) { // the second pane shows the image in the same window
+      const [mine, theirs] = [main.volumes[0], second.volumes[0]];
+      if (mine.cal_min !== theirs.cal_min || mine.cal_max !== theirs.cal_max) {
+        theirs.cal_min = mine.cal_min;
+        theirs.cal_max = mine.cal_max;
+        second.updateGLVolume();
+      }
     }
   }
 
@@ -439,19 +556,27 @@
     $(".as-window").addEventListener("change", (e) => setWindow(JSON.parse(e.target.value)));
     $(".as-opacity").addEventListener("input", (e) => {
       if (viewer.heatVolume) viewer.nv.setOpacity(viewer.nv.volumes.indexOf(viewer.heatVolume), Number(e.target.value));
+      if (viewer.secondHeat) viewer.second.setOpacity(1, Number(e.target.value));
     });
+    $(".as-second-threshold").addEventListener("input", (e) => applySecondThreshold(Number(e.target.value), "manual"));
+    $(".as-second-threshold-number").addEventListener("change", (e) => applySecondThreshold(Number(e.target.value), "manual"));
     $(".as-colormap").addEventListener("change", (e) => {
       if (viewer.heatVolume) viewer.nv.setColormap(viewer.heatVolume.id, e.target.value);
+      if (viewer.secondHeat) viewer.second.setColormap(viewer.second.volumes[1].id, e.target.value);
     });
     const main = $(".as-main");
     // A stroke ends on pointer up; NiiVue has written the bitmap by the next task.
     main.addEventListener("pointerup", () => setTimeout(() => { recordStroke(); linkSides(); }, 0));
-    main.addEventListener("wheel", (e) => {
-      if (!e.ctrlKey) return; // plain wheel: NiiVue scrolls slices
-      e.preventDefault();
-      e.stopImmediatePropagation();
-      zoom(e.deltaY < 0 ? 1.1 : 1 / 1.1);
-    }, { capture: true, passive: false });
+    const secondBox = $(".as-second-box");
+    secondBox.addEventListener("pointerup", () => setTimeout(followSecond, 0));
+    for (const box of [main, secondBox]) {
+      box.addEventListener("wheel", (e) => {
+        if (!e.ctrlKey) return; // plain wheel: NiiVue scrolls slices
+        e.preventDefault();
+        e.stopImmediatePropagation();
+        zoom(e.deltaY < 0 ? 1.1 : 1 / 1.1);
+      }, { capture: true, passive: false });
+    }
     document.addEventListener("keydown", (e) => {
       if (!viewer.scene || /^(INPUT|TEXTAREA|SELECT)$/.test(e.target.tagName)) return;
       const key = e.key.toLowerCase();
@@ -461,7 +586,8 @@
       else if (key === "arrowdown" || key === "pagedown") { e.preventDefault(); moveSlice(-1); }
     });
     viewer.nv.onLocationChange = onLocation;
-    new ResizeObserver(() => [viewer.nv, viewer.restoration, viewer.uncertainty]
+    viewer.second.onLocationChange = followSecond;
+    new ResizeObserver(() => [viewer.nv, viewer.restoration, viewer.uncertainty, viewer.second]
       .filter((nv) => nv.volumes.length).forEach((nv) => nv.resizeListener()))
       .observe(viewer.root);
   }
@@ -472,13 +598,15 @@
     viewer.nv.addColormap(COMPARE_LUT, { R: [0, 255], G: [0, 0], B: [0, 255], A: [0, 255], I: [0, 255] });
     viewer.restoration = newViewer(root.querySelector(".as-restoration-box canvas"), false);
     viewer.uncertainty = newViewer(root.querySelector(".as-uncertainty-box canvas"), true);
+    viewer.second = newViewer(root.querySelector(".as-second-box canvas"), true);
     wire();
     setTool("navigate");
   }
 
   window.anomascope = {
-    mount, show, compare, payload, undo, redo, setTool, applyThreshold, currentSlice,
-    moveSlice, screenPoint, viewer, pack, unpack,
+    mount, show, compare, showSecond, panes, payload, undo, redo, setTool, applyThreshold, applySecondThreshold,
+    currentSlice, moveSlice, zoom, screenPoint, viewer, pack, unpack,
     mask: () => (bitmap() ? Array.from(bitmap(), (v) => (v ? 1 : 0)) : []),
+    secondMask: () => (viewer.second.drawBitmap ? Array.from(viewer.second.drawBitmap, (v) => (v ? 1 : 0)) : []),
   };
 })();

@@ -2,7 +2,7 @@
 
 from .case import Case, ImageReadError
 from .limits import ReadLimits
-from .load import SUPPORTED, load_bytes, load_case, quiet_reader_libraries
+from .load import SUPPORTED, load_bytes, load_case, load_dicom_sources, quiet_reader_libraries
 from .nifti import nifti_slices, volume_from_slices
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "ReadLimits",
     "load_bytes",
     "load_case",
+    "load_dicom_sources",
     "nifti_slices",
     "quiet_reader_libraries",
     "volume_from_slices",

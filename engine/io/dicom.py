@@ -153,31 +153,7 @@ class SeriesFile:
 def read_dicom_series(source: str | Path, files: list[SeriesFile], limits: ReadLimits) -> Case:
     """One series from the DICOM files among `files`, sorted by position along the slice normal.
     Files that do not start like DICOM are skipped unread; the others share the byte budget."""
-    slices, skipped = [], []
-    budget = limits.max_bytes
-    for file in files:
-        name = file.name
-        if not looks_like_dicom(file.head):
-            skipped.append(name)
-            continue
-        data = file.read(budget)
-        budget -= len(data)
-        try:
-            ds = parse_dicom(name, data, limits)
-        except ImageReadError as exc:  # it starts like DICOM: a damaged slice refuses the series
-            raise _in_series(source, exc) from exc
-        if "PixelData" not in ds:  # DICOMDIR and other non-image objects ride along in exports
-            skipped.append(name)
-            continue
-        slices.append(_Slice(name, ds))
-    if not slices:
-        raise ImageReadError(source, f"no DICOM image slices found among {len(files)} file(s)")
-    series = {str(s.ds.get("SeriesInstanceUID", "")) for s in slices}
-    if len(series) > 1:
-        raise ImageReadError(
-            source, f"mixed series: {len(series)} different SeriesInstanceUIDs in one folder; give one series at a time"
-        )
-    slices, slice_spacing = _sort_slices(slices)
+    slices, skipped, slice_spacing = _series_slices(source, files, limits)
     limits.check_voxels(source, sum(_voxels(s.ds) for s in slices))
     try:
         stacks = [_decode_frames(s.name, s.ds, limits) for s in slices]
@@ -204,6 +180,43 @@ def read_dicom_series(source: str | Path, files: list[SeriesFile], limits: ReadL
         slice_spacing=slice_spacing,
         metadata=metadata,
     )
+
+
+def series_datasets(source: str | Path, files: list[SeriesFile], limits: ReadLimits) -> list[pydicom.Dataset]:
+    """The datasets of the series among `files`, in the order `read_dicom_series` gives its slices."""
+    return [s.ds for s in _series_slices(source, files, limits)[0]]
+
+
+def _series_slices(
+    source: str | Path, files: list[SeriesFile], limits: ReadLimits
+) -> tuple[list[_Slice], list[str], float | None]:
+    """The image slices of one series among `files`, sorted, the files skipped, and the slice spacing."""
+    slices, skipped = [], []
+    budget = limits.max_bytes
+    for file in files:
+        name = file.name
+        if not looks_like_dicom(file.head):
+            skipped.append(name)
+            continue
+        data = file.read(budget)
+        budget -= len(data)
+        try:
+            ds = parse_dicom(name, data, limits)
+        except ImageReadError as exc:  # it starts like DICOM: a damaged slice refuses the series
+            raise _in_series(source, exc) from exc
+        if "PixelData" not in ds:  # DICOMDIR and other non-image objects ride along in exports
+            skipped.append(name)
+            continue
+        slices.append(_Slice(name, ds))
+    if not slices:
+        raise ImageReadError(source, f"no DICOM image slices found among {len(files)} file(s)")
+    series = {str(s.ds.get("SeriesInstanceUID", "")) for s in slices}
+    if len(series) > 1:
+        raise ImageReadError(
+            source, f"mixed series: {len(series)} different SeriesInstanceUIDs in one folder; give one series at a time"
+        )
+    sorted_slices, spacing = _sort_slices(slices)
+    return sorted_slices, skipped, spacing
 
 
 def _in_series(source: str | Path, exc: ImageReadError) -> ImageReadError:

@@ -14,7 +14,16 @@ import numpy as np
 import pydicom
 
 from .case import Case, ImageReadError
-from .dicom import HEAD_BYTES, SeriesFile, is_dicom_bytes, looks_like_dicom, read_dicom_file, read_dicom_series
+from .dicom import (
+    HEAD_BYTES,
+    SeriesFile,
+    is_dicom_bytes,
+    looks_like_dicom,
+    parse_dicom,
+    read_dicom_file,
+    read_dicom_series,
+    series_datasets,
+)
 from .limits import ReadLimits, read_file, read_head
 from .nifti import read_nifti
 from .photo import read_photo
@@ -47,6 +56,26 @@ def load_case(path: str | Path, limits: ReadLimits | None = None) -> Case:
         return _finite(path, read_dicom_series(path, _folder_files(path, limits), limits))
     kind = _kind(path, read_head(path, HEAD_BYTES))  # refused before a byte more is read
     return _read(path, read_file(path, limits.max_bytes), kind, limits)
+
+
+def load_dicom_sources(path: str | Path, limits: ReadLimits | None = None) -> list[pydicom.Dataset]:
+    """The DICOM datasets behind the case `load_case(path)` reads, in the order of its slices: one
+    dataset for a single or multi-frame file, the series' files sorted as its slices are for a folder
+    or zip. Anything that is not DICOM is refused with the reason."""
+    limits = limits or ReadLimits.from_env()
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(path, "no such file or folder")
+    if path.is_dir():
+        return series_datasets(path, _folder_files(path, limits), limits)
+    kind = _kind(path, read_head(path, HEAD_BYTES))
+    data = read_file(path, limits.max_bytes)
+    if kind == "dicom":
+        return [parse_dicom(path, data, limits)]
+    if kind == "zip":
+        return series_datasets(path, _zip_files(path, data, limits), limits)
+    named = {"png": "PNG", "jpeg": "JPEG", "nifti": "NIfTI"}.get(kind, kind)
+    raise ImageReadError(path, f"a {named} image, not DICOM: it has no DICOM study or series to refer to")
 
 
 def load_bytes(source: str | Path, data: bytes, limits: ReadLimits | None = None) -> Case:

@@ -41,7 +41,9 @@ class Method:
       the read-outs the bundle offers and what follows training. A plan with no networks makes a
       training-free method: its bundle holds only the config and the calibration.
     - `reference`: a training-free reference that `anomascope eval --baseline` calibrates on the split
-      it evaluates, so that every table has it."""
+      it evaluates, so that every table has it.
+    - `maps`: whether its predictor makes per-pixel maps (a MapPredictor); False for image-level methods,
+      whose masks are what the reader draws."""
 
     name: str
     summary: str  # what its map is, one line (README's method table)
@@ -51,6 +53,7 @@ class Method:
     plan: str
     options: tuple[Option, ...] = ()
     reference: bool = False
+    maps: bool = True
     source: str = field(default="anomascope", compare=False)  # the distribution that registered it
 
     def predictor_class(self) -> type:

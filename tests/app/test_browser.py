@@ -450,3 +450,72 @@ def test_a_three_case_tuning_session(reader_page, tmp_path):
     # Where the preset came from is shown beside the method: the session, its criterion and the reader.
     _wait_text(page, "#method-info", "site threshold site session (v1)")
     assert "tuning session" in page.locator("#method-info").inner_text()
+
+
+def _pick(page, dropdown: str, method: str) -> None:
+    page.locator(f"{dropdown} input").first.click()
+    page.get_by_role("option", name=method, exact=False).first.click()
+
+
+def test_two_methods_side_by_side_in_linked_viewers(reader_page):
+    """A second method beside the first: the same zoom and pan in both, each pane with its own threshold and
+    mask, and after swapping the methods the saved mask is the second method's, recorded with its run."""
+    reader, app, page = reader_page, reader_page.app, reader_page.page
+    reader.open(SAMPLES / "ISIC_0024320.jpg")
+    _pick(page, "#method", "SPR")
+    reader.run()
+    first_mask = reader.mask()
+    page.get_by_text("Compare two methods side by side").click()  # the accordion starts closed
+    _pick(page, "#second-method", "PPII")
+    before = page.evaluate("window.anomascope.viewer.seconds")
+    page.locator("#second-run").click()
+    page.wait_for_function(f"window.anomascope.viewer.seconds > {before} && window.anomascope.viewer.secondSpec")
+    token = reader.scene()["token"]
+    second_map = from_viewer(np.asarray(nib.load(app.volumes.root / token / "second-heatmap.nii.gz").dataobj))
+    width, height, slices = reader.scene()["dims"]
+
+    def second_mask() -> np.ndarray:
+        flat = np.array(page.evaluate("window.anomascope.secondMask()"), dtype=bool)
+        return from_viewer(flat.reshape((width, height, slices), order="F"))
+
+    start = page.evaluate("window.anomascope.viewer.secondThreshold")
+    np.testing.assert_array_equal(second_mask(), second_map >= np.float32(start))
+    np.testing.assert_array_equal(reader.mask(), first_mask)  # the first pane's mask is left alone
+
+    # Linked: zoom with the buttons, and with Ctrl+wheel over the second pane.
+    page.locator(".as-zoom-in").click()
+    page.locator(".as-second-box canvas").hover()
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -100)
+    page.keyboard.up("Control")
+    views = "window.anomascope.viewer"
+    main_pan = page.evaluate(f"{views}.nv.scene.pan2Dxyzmm")
+    assert main_pan[3] == pytest.approx(1.25 * 1.1)
+    assert page.evaluate(f"{views}.second.scene.pan2Dxyzmm") == pytest.approx(main_pan)
+    assert page.evaluate(f"{views}.second.scene.crosshairPos") == pytest.approx(
+        page.evaluate(f"{views}.nv.scene.crosshairPos")
+    )
+
+    # The second pane's own threshold moves its mask only.
+    chosen = float(f"{np.quantile(second_map, 0.97):.6g}")
+    box = page.locator(".as-second-threshold-number")
+    box.fill(f"{chosen:.6g}")
+    box.dispatch_event("change")
+    np.testing.assert_array_equal(second_mask(), second_map >= np.float32(chosen))
+    np.testing.assert_array_equal(reader.mask(), first_mask)
+
+    # Swap: the second method's mask, at its threshold, is what the reader corrects and saves.
+    before = reader.shown()
+    page.locator("#second-swap").click()
+    reader._await_scene(before)
+    page.wait_for_function("window.anomascope.viewer.secondSpec")
+    shown = reader.mask()
+    np.testing.assert_array_equal(shown, second_map >= np.float32(chosen))
+    reader.stroke("brush", [(20, 20), (60, 20)])
+    corrected = reader.mask()
+    reader.save()
+    assert "the mask came from PPII" in reader.status()
+    annotation, saved = _latest(app, "ISIC_0024320.jpg")
+    np.testing.assert_array_equal(saved, corrected)
+    runs = {run.id: run.method for run in case_history(app.db, annotation.case_id).runs}
+    assert runs[annotation.run_id] == "ppii" and annotation.threshold == pytest.approx(chosen)

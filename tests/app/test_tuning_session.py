@@ -162,3 +162,28 @@ def test_readers_against_each_other_across_sessions(service, reference):
         assert found.dice == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()))
     assert agreements[names[0]].thresholds == (pytest.approx(0.3), pytest.approx(0.5))
     assert agreements[names[0]].threshold_spread == pytest.approx(0.2)
+
+
+def test_the_summary_uses_the_maps_the_session_showed(service, reference, monkeypatch):
+    _, worklist = reference
+    label = next(iter(service.app.catalogue.choices))
+    view = service.start(str(worklist), label, "dr lead")
+    for position in range(3):
+        view, session = service.open(view, position, "dr lead")
+        heatmap = session.run.result.heatmap[0]
+        _save(service, view, session, heatmap >= np.quantile(heatmap, 0.8), float(np.quantile(heatmap, 0.8)))
+    scored = TuningService(service.app).summary(view, Criterion("dice"), resamples=20)  # no maps kept: scores
+
+    def never(*_):
+        raise AssertionError("the summary scored a case the session had shown")
+
+    monkeypatch.setattr("anomascope.app.tuning_session.score_case", never)
+    kept = service.summary(view, Criterion("dice"), resamples=20)
+    assert (kept.readers.threshold, kept.readers.figure) == (scored.readers.threshold, scored.readers.figure)
+    assert (kept.truth.threshold, kept.truth.figure) == (scored.truth.threshold, scored.truth.figure)
+    # Past its budget the oldest map goes.
+    small = TuningService(service.app).shown
+    small.budget = heatmap.nbytes
+    small.put(label, session.case, session.run.result.heatmap)
+    small.put("other", session.case, session.run.result.heatmap)
+    assert small.get(label, session.case) is None and small.get("other", session.case) is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -292,3 +293,74 @@ def test_site_presets_from_tune_are_offered_beside_the_calibrated_ones(app):
     assert presets["site A (site, v2)"] == 0.75 and "sano only (site, v1)" not in presets
     assert {"max_f1", "target_fpr", "k_sigma"} <= set(presets)  # the calibrated ones stay
     assert session.run.threshold_method == "max_f1"  # the calibrated default is unchanged
+
+
+def _panes(session: ReviewSession, first: tuple[float, str], second: tuple[float, str]) -> str:
+    """What the viewer sends on swapping the compare view's methods (app/static/viewer.js `panes`)."""
+    return json.dumps(
+        {
+            "token": session.token,
+            "first": {"threshold": first[0], "method": first[1]},
+            "second": {"threshold": second[0], "method": second[1]},
+        }
+    )
+
+
+def test_two_methods_side_by_side_and_the_saved_run_names_the_method_the_mask_came_from(app):
+    session, scene = app.scene(app.run(app.open_file(SAMPLE, "dr"), _label(app, "spr"), "dr"))
+    session, spec = app.run_second(session, _label(app, "ppii"), "dr")
+    # The second pane: the same scene, the second method's own map and its own threshold.
+    folder = app.volumes.root / scene["token"]
+    second_map = from_viewer(np.asarray(nib.load(folder / "second-heatmap.nii.gz").dataobj))
+    np.testing.assert_allclose(second_map, session.second.result.heatmap, rtol=1e-6)
+    assert spec["token"] == scene["token"] and spec["label"] == _label(app, "ppii")
+    assert spec["threshold"]["value"] == pytest.approx(session.second.threshold)
+    assert spec["threshold"]["max"] == pytest.approx(float(session.second.result.heatmap.max()))
+    assert (folder / "heatmap.nii.gz").exists()  # the first method's scene is left as it was
+    runs = case_history(app.db, session.case_id).runs
+    assert [r.method for r in runs] == ["spr", "ppii"] and spec["run_id"] == runs[1].id
+
+    # Swap: ppii is corrected and saved at the threshold its pane showed; spr moves to the right.
+    chosen = float(np.quantile(session.second.result.heatmap, 0.97))
+    swapped = app.swap_sides(session, _panes(session, (0.5, "manual"), (chosen, "manual")))
+    assert swapped.run.method == "ppii" and swapped.second.method == "spr" and swapped.second.threshold == 0.5
+    swapped, scene = app.scene(swapped, session.token)
+    assert scene["threshold"]["value"] == chosen and scene["second"]["label"] == _label(app, "spr")
+    mask = swapped.run.result.heatmap >= np.float32(chosen)
+    swapped, said = app.save(swapped, _payload(swapped, mask, chosen), "dr")
+    assert f"the mask came from {_label(app, 'ppii')}" in said
+    [annotation] = case_history(app.db, session.case_id).annotations
+    assert annotation.run_id == runs[1].id  # the ppii run
+    np.testing.assert_array_equal(decode_mask(annotation.mask_shape, annotation.mask_data), mask[0])
+
+    # A pane for another method only; the same method, an image-level one and a stale viewer are refused.
+    with pytest.raises(ReviewError, match="already on screen"):
+        app.run_second(swapped, _label(app, "ppii"))
+    with pytest.raises(ReviewError, match="makes no map"):
+        app.run_second(swapped, _label(app, "dia"))
+    with pytest.raises(ReviewError, match="image on screen has changed"):
+        app.swap_sides(swapped, _panes(session, (0.5, "manual"), (chosen, "manual")))
+    assert app.close_second(swapped).second is None
+    # Running the first pane's method again keeps the second pane; running the second's method drops it.
+    assert app.run(swapped, _label(app, "sano")).second.method == "spr"
+    assert app.run(swapped, _label(app, "spr")).second is None
+
+
+def test_the_method_offered_for_a_case_is_one_that_can_score_it():
+    catalogue = discover([ROOT / "assets" / "models"])
+    samples = ROOT / "assets" / "samples"
+    photo, brain = load_case(SAMPLE), load_case(samples / "anatomical.nii")
+    grey_as_rgb = replace(brain, pixels=np.repeat(brain.pixels, 3, axis=1))
+
+    def channels(label: str) -> int:
+        return catalogue.choices[label].bundle.manifest["config"]["preprocess"]["channels"]
+
+    for case, wanted in ((photo, 3), (brain, 1), (grey_as_rgb, 1)):
+        best = catalogue.best_choice(lambda label, case=case: catalogue.reads(label, case))
+        assert catalogue.reads(best, case) and channels(best) == wanted
+    # A photo model cannot score the greyscale brain volume; it can score a greyscale image stored as RGB,
+    # as the greyscale models can.
+    spr = next(label for label, choice in catalogue.choices.items() if choice.method == "spr")
+    assert not catalogue.reads(spr, brain) and catalogue.reads(spr, grey_as_rgb)
+    readers = {choice.bundle.path.name for label, choice in catalogue.choices.items() if catalogue.reads(label, brain)}
+    assert readers == {"chest-xray-dia", "lgg-ppii"}

@@ -23,6 +23,7 @@ from anomascope.engine.evaluation import load_test_split
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
 from anomascope.engine.methods import ENTRY_POINT_GROUP, default_config, make_predictor, registry
+from anomascope.engine.methods.base import MapPredictor
 from anomascope.engine.methods.registry import BUILT_IN
 from tests.synthetic import make_blob_dataset
 
@@ -205,6 +206,7 @@ def test_every_built_in_method_loads_its_read_out_and_plan():
         assert method.predictor_class().name == name
         assert callable(method.training_plan())
         assert method.defaults().method == name
+        assert method.maps == issubclass(method.predictor_class(), MapPredictor)  # DIA alone scores whole images
 
 
 def test_the_readme_method_table_is_the_registry():

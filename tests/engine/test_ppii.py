@@ -72,6 +72,19 @@ def test_histogram_equalisation_matches_scikit_image():
     assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.999
 
 
+def test_equalisation_over_a_foreground_matches_scikit_image_with_that_mask():
+    rng = np.random.default_rng(1)
+    image = rng.beta(2, 5, (2, 1, 24, 24)).astype(np.float32) * 0.9 + 0.1
+    image[:, :, :, :10] = rng.uniform(0, 0.03, (2, 1, 24, 10))  # a dark background strip, noise in it
+    ours = equalize_histogram(torch.from_numpy(image), foreground_above=0.04).numpy()
+    body = image[:, 0] > 0.04
+    theirs = np.stack([equalize_hist(img[0], nbins=256, mask=fg) for img, fg in zip(image, body, strict=True)])
+    assert (ours[:, 0][~body] == 0).all()  # the background stays black, its noise is not stretched
+    assert np.abs(ours[:, 0][body] - theirs[body]).max() < 2 / 256 + 0.02
+    # Without the foreground the background's share lifts the body: its darkest pixel sits near 10/24.
+    assert equalize_histogram(torch.from_numpy(image)).numpy()[:, 0][body].min() > 0.35
+
+
 def test_short_training_finds_planted_anomalies(trained, untrained):
     metrics = trained.manifest["validation_metrics"]["ppii"]
     assert metrics["pixel_auroc"] > 0.75

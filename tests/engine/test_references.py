@@ -4,6 +4,7 @@ computation of its definition, and as a calibrated `eval` baseline."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -51,6 +52,20 @@ def test_the_reference_finds_the_lesion_on_a_greyscale_slice(tmp_path):
     heatmap = score_case(predictor, load_case(tmp_path / "slice.png")).heatmap[0]
     assert heatmap.shape == image.shape
     assert heatmap[mask].mean() > heatmap[~mask & (image > 10)].mean() + 3  # z-scores: the lesion stands out
+
+
+def test_a_bundle_with_a_foreground_zeroes_its_maps_outside_it_and_nowhere_else(tmp_path):
+    image, _ = brain_slice(np.random.default_rng(3))
+    Image.fromarray(image).save(tmp_path / "slice.png")
+    case = load_case(tmp_path / "slice.png")
+    predictor = make_predictor(reference_bundle("median-distance"), torch.device("cpu"))
+    whole = score_case(predictor, case).heatmap[0]
+    predictor.preprocess = replace(predictor.preprocess, foreground_above=0.04)
+    masked = score_case(predictor, case).heatmap[0]
+    brain = image > 10  # 0.04 of the 0-255 window
+    assert brain.any() and (~brain).any() and whole[~brain].max() > 0
+    assert (masked[~brain] == 0).all()
+    np.testing.assert_array_equal(masked[brain], whole[brain])
 
 
 def test_eval_calibrates_the_reference_on_the_split_it_evaluates(tmp_path):

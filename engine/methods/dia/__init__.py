@@ -13,6 +13,7 @@ METHOD = Method(
     defaults=DiaMethodConfig,
     predictor=f"{__name__}.model:DiaPredictor",
     plan=f"{__name__}.training:dia_plan",
+    maps=False,
     options=(
         Option(
             "denoiser",

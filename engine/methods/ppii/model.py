@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ...bundle import ModelBundle
-from ...config import PpiiGeneratorConfig, from_dict
+from ...config import PpiiGeneratorConfig, PreprocessConfig, from_dict
 from ...nets import build_segmentation_unet, enable_dropout, segmentation_stride
 from ...preprocess import equalize_histogram
 from ...synthetic import ppii_anomalies
@@ -17,17 +17,18 @@ from ..training_plan import Trainable, TrainingInputs, TrainingPlan
 from .config import PpiiMethodConfig
 
 
-def model_input(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] images to the network's input: [0, 1], histogram-equalised (the paper's pre-processing)."""
-    return equalize_histogram((images.float() + 1.0) / 2.0)
+def model_input(images: torch.Tensor, preprocess: PreprocessConfig) -> torch.Tensor:
+    """[-1, 1] images to the network's input: [0, 1], histogram-equalised (the paper's pre-processing)
+    over the foreground where the config defines one."""
+    return equalize_histogram((images.float() + 1.0) / 2.0, foreground_above=preprocess.foreground_above)
 
 
-def ppii_loss(config: PpiiGeneratorConfig):
+def ppii_loss(config: PpiiGeneratorConfig, preprocess: PreprocessConfig):
     """Binary cross-entropy between the predicted map and P-PII's soft label |target - mean result|,
     on images equalised before the anomalies are interpolated in."""
 
     def loss(model: torch.nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        sample = ppii_anomalies(model_input(batch), generator, config)
+        sample = ppii_anomalies(model_input(batch, preprocess), generator, config)
         logits = model(sample.image)
         return F.binary_cross_entropy_with_logits(logits.float(), sample.label.float())
 
@@ -39,7 +40,8 @@ def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
 
 
 def ppii_plan(config: PpiiMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
-    return TrainingPlan([Trainable("ppii", new_ppii_net(config), ppii_loss(config.generator))], ["ppii"])
+    loss = ppii_loss(config.generator, config.preprocess)
+    return TrainingPlan([Trainable("ppii", new_ppii_net(config), loss)], ["ppii"])
 
 
 class PpiiPredictor(MapPredictor):
@@ -59,7 +61,7 @@ class PpiiPredictor(MapPredictor):
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:
-        x = model_input(images.to(self.device))
+        x = model_input(images.to(self.device), self.preprocess)
         if not self.mc_dropout:
             maps = torch.sigmoid(self.model(x))[:, 0].cpu().numpy()
             return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), None, None)

@@ -1,0 +1,180 @@
+"""DICOM out: a saved annotation of a DICOM case as a DICOM Segmentation, read back with highdicom and
+compared voxel for voxel with the saved mask on the source geometry: a single CT slice, an oblique
+multi-slice series whose files are out of order, and a multi-frame object."""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from anomascope.app.cli import main
+from anomascope.app.dicom_export import NOT_EXPORTED
+from anomascope.app.export import export
+from anomascope.engine.io import ImageReadError, load_dicom_sources
+from tests.app.test_ui import SAMPLE, _payload, app  # noqa: F401 - the review app fixture
+from tests.conftest import make_dicom, shipped_dicom, write_dicom
+
+
+def oblique_series(folder: Path, slices: int = 5, complete: bool = True) -> Path:
+    """A CT series tilted 30 degrees about the x axis, its files written in shuffled order and numbered
+    against their position, so that only sorting along the slice normal puts them right. Not `complete`:
+    without the patient and study attributes that a Segmentation must copy."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0 if complete else 1)  # other pixels: another case
+    angle = np.deg2rad(30)
+    row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(angle), np.sin(angle)])
+    normal = np.cross(row, col)
+    series, study, frame = generate_uid(), generate_uid(), generate_uid()
+    order = list(range(slices))
+    random.Random(0).shuffle(order)
+    for k in order:
+        pixels = rng.normal(100, 20, (24, 32)).clip(0, 4000).astype(np.uint16)
+        ds = make_dicom(
+            pixels,
+            SeriesInstanceUID=series,
+            StudyInstanceUID=study,
+            FrameOfReferenceUID=frame,
+            ImageOrientationPatient=[*row, *col],
+            ImagePositionPatient=[float(v) for v in 2.5 * k * normal + np.array([10.0, -5.0, 3.0])],
+            PixelSpacing=[0.7, 0.7],
+            SliceThickness=2.5,
+            InstanceNumber=slices - k,
+            PatientName="Test^Patient",
+            StudyDate="20260101",
+            StudyTime="120000",
+            SeriesNumber=3,
+        )
+        if complete:
+            ds.update({"PatientBirthDate": "", "PatientSex": "O", "AccessionNumber": "", "StudyID": "1"})
+            ds.ReferringPhysicianName = ""
+        write_dicom(folder / f"file{order.index(k)}.dcm", ds)
+    return folder
+
+
+def multi_frame(folder: Path) -> Path:
+    """The oblique series converted by highdicom into one legacy-converted enhanced CT object."""
+    sources = load_dicom_sources(oblique_series(folder / "series"))
+    converted = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=sources,
+        series_instance_uid=hd.UID(),
+        series_number=4,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+    )
+    path = folder / "multi-frame.dcm"
+    converted.save_as(path)
+    return path
+
+
+def source_of(kind: str, tmp_path: Path) -> Path:
+    if kind == "ct-slice":
+        return Path(shipped_dicom("CT_small.dcm"))
+    if kind == "oblique-series":
+        return oblique_series(tmp_path / "series")
+    return multi_frame(tmp_path / "mf")
+
+
+def choice(app, bundle: str) -> str:  # noqa: F811
+    return next(label for label, picked in app.catalogue.choices.items() if picked.bundle.path.name == bundle)
+
+
+def saved_mask(app, path: Path, bundle: str, label: str = "lesion") -> np.ndarray:  # noqa: F811
+    """Open `path`, run the shipped `bundle`, save a mask of varied content on every slice (one slice
+    empty), and return it."""
+    session = app.open_file(path, "dr")
+    session, _ = app.scene(app.run(session, choice(app, bundle), "dr"))
+    slices, _, rows, cols = session.case.shape
+    mask = np.random.default_rng(1).random((slices, rows, cols)) > 0.7
+    mask[slices // 2] = False
+    app.save(session, _payload(session, mask, 0.25), "Dr Reader", label, acknowledged=True)
+    return mask
+
+
+def read_back(segmentation: hd.seg.Segmentation, sources: list[pydicom.Dataset], slices: int) -> np.ndarray:
+    """The Segmentation's mask on the source geometry, slice by slice in the sources' order."""
+    if len(sources) == 1 and int(sources[0].get("NumberOfFrames", 1) or 1) > 1:
+        pixels = segmentation.get_pixels_by_source_frame(
+            sources[0].SOPInstanceUID,
+            list(range(1, slices + 1)),
+            segment_numbers=[1],
+            assert_missing_frames_are_empty=True,
+        )
+    else:
+        pixels = segmentation.get_pixels_by_source_instance(
+            [ds.SOPInstanceUID for ds in sources], segment_numbers=[1], assert_missing_frames_are_empty=True
+        )
+    return pixels[..., 0].astype(bool)
+
+
+@pytest.mark.parametrize("kind", ["ct-slice", "oblique-series", "multi-frame"])
+def test_the_segmentation_holds_the_saved_mask_on_the_source_geometry(app, tmp_path, kind):  # noqa: F811
+    path = source_of(kind, tmp_path)
+    mask = saved_mask(app, path, "lgg-ppii")
+    [written] = export(app.db, tmp_path / "out", "dicom-seg")
+    segmentation = hd.seg.segread(written)
+    sources = load_dicom_sources(path)
+    np.testing.assert_array_equal(read_back(segmentation, sources, len(mask)), mask)
+
+    # It refers to the source study, series and frame of reference, and says who and what made it.
+    first = sources[0]
+    assert segmentation.StudyInstanceUID == first.StudyInstanceUID
+    assert segmentation.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
+    assert segmentation.FrameOfReferenceUID == first.FrameOfReferenceUID
+    assert str(segmentation.ContentCreatorName) == "Dr Reader"
+    segment = segmentation.SegmentSequence[0]
+    assert segment.SegmentLabel == "lesion" and segment.SegmentAlgorithmType == "SEMIAUTOMATIC"
+    algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
+    bundle = app.catalogue.choices[choice(app, "lgg-ppii")].bundle
+    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("anomascope ppii", bundle.id)
+
+
+def test_a_drawn_mask_is_manual_and_a_photo_is_listed_with_the_reason(app, tmp_path):  # noqa: F811
+    # DIA makes no map: the mask is the reader's drawing.
+    saved_mask(app, Path(shipped_dicom("CT_small.dcm")), "chest-xray-dia", label="")
+    saved_mask(app, SAMPLE, "ham10000-denoiser")
+    written = export(app.db, tmp_path / "out", "dicom-seg")
+    assert [p.name for p in written] == ["annotation-1-v1-seg.dcm", NOT_EXPORTED]
+    segment = hd.seg.segread(written[0]).SegmentSequence[0]
+    assert segment.SegmentAlgorithmType == "MANUAL" and segment.SegmentLabel == "anomaly"
+    assert "SegmentationAlgorithmIdentificationSequence" not in segment
+    with written[1].open() as f:
+        [refused] = list(csv.DictReader(f))
+    assert refused["source_name"] == SAMPLE.name
+    assert "has no DICOM study or series to refer to" in refused["reason"]
+    with pytest.raises(ImageReadError, match="a JPEG image, not DICOM"):
+        load_dicom_sources(SAMPLE)
+
+
+def test_the_command_line_writes_the_segmentations(app, tmp_path, capsys):  # noqa: F811
+    saved_mask(app, Path(shipped_dicom("CT_small.dcm")), "lgg-ppii")
+    out = tmp_path / "out"
+    assert main(["export", "--format", "dicom-seg", "--db", app.db.url, "--out", str(out)]) == 0
+    assert '"files": 1' in capsys.readouterr().out
+    assert hd.seg.segread(out / "annotation-1-v1-seg.dcm").SegmentSequence[0].SegmentLabel == "lesion"
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools' dciodvfy is not installed")
+def test_dciodvfy_finds_no_errors(app, tmp_path):  # noqa: F811
+    saved_mask(app, oblique_series(tmp_path / "series"), "lgg-ppii")
+    [written] = export(app.db, tmp_path / "out", "dicom-seg")
+    report = subprocess.run(["dciodvfy", str(written)], capture_output=True, text=True, check=False)
+    assert "Error" not in report.stdout + report.stderr
+
+
+def test_a_source_a_segmentation_cannot_copy_is_listed_and_the_others_are_written(app, tmp_path):  # noqa: F811
+    saved_mask(app, oblique_series(tmp_path / "incomplete", complete=False), "lgg-ppii")
+    saved_mask(app, oblique_series(tmp_path / "complete"), "lgg-ppii")
+    written = export(app.db, tmp_path / "out", "dicom-seg")
+    assert [p.name for p in written] == ["annotation-2-v1-seg.dcm", NOT_EXPORTED]
+    with written[1].open() as f:
+        [refused] = list(csv.DictReader(f))
+    assert refused["annotation_id"] == "1" and "highdicom cannot make a Segmentation" in refused["reason"]
