@@ -1,7 +1,8 @@
 """Render docs/benchmarks.md from `anomascope eval` results and bench results (run on demand).
 
     python bench/benchmarks_table.py bench/eval/*.json \
-        --bench bench/results.json bench/results-cpu-bf16.json bench/results-h100.json > docs/benchmarks.md
+        --bench bench/results.json bench/results-cpu-bf16.json bench/results-h100.json bench/results-training-cpu.json \
+        > docs/benchmarks.md
 
 `bench/eval/*.json` are the `metrics.json` files of the `anomascope eval` runs behind the document,
 kept in the repository (runs/ is not) so that it can be rebuilt and compared later. Runs on the same
