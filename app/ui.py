@@ -17,6 +17,7 @@ import gradio as gr
 import numpy as np
 
 from anomascope.app.bundles import ASSETS, calibration_summary, discover, model_dirs
+from anomascope.app.export import FORMATS
 from anomascope.app.review import ReviewApp, ReviewSession, friendly
 from anomascope.app.tuning import curves_figure
 from anomascope.app.tuning_session import DATABASE, CaseAgreement, SessionSummary, TuningService, TuningView
@@ -264,7 +265,7 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 with gr.Tab("Export"):
                     with gr.Row():
                         export_buttons = {
-                            fmt: gr.Button(f"Export {fmt.upper()}") for fmt in ("csv", "json", "png", "nifti")
+                            fmt: gr.Button(f"Export {fmt.upper()}", elem_id=f"export-{fmt}") for fmt in FORMATS
                         }
                     download = gr.File(label="Download", interactive=False)
                 if catalogue.unavailable:

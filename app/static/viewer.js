@@ -605,7 +605,7 @@
 
   window.anomascope = {
     mount, show, compare, showSecond, panes, payload, undo, redo, setTool, applyThreshold, applySecondThreshold,
-    currentSlice, moveSlice, zoom, screenPoint, viewer, pack, unpack,
+    currentSlice, moveSlice, zoom, setWindow, screenPoint, viewer, pack, unpack,
     mask: () => (bitmap() ? Array.from(bitmap(), (v) => (v ? 1 : 0)) : []),
     secondMask: () => (viewer.second.drawBitmap ? Array.from(viewer.second.drawBitmap, (v) => (v ? 1 : 0)) : []),
   };

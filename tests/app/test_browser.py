@@ -495,6 +495,8 @@ def test_two_methods_side_by_side_in_linked_viewers(reader_page):
     assert page.evaluate(f"{views}.second.scene.crosshairPos") == pytest.approx(
         page.evaluate(f"{views}.nv.scene.crosshairPos")
     )
+    page.evaluate("window.anomascope.setWindow([20, 180])")  # what the Window menu does
+    assert page.evaluate(f"[{views}.second.volumes[0].cal_min, {views}.second.volumes[0].cal_max]") == [20, 180]
 
     # The second pane's own threshold moves its mask only.
     chosen = float(f"{np.quantile(second_map, 0.97):.6g}")
