@@ -254,7 +254,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         if since.tzinfo is None:
             since = since.replace(tzinfo=dt.timezone.utc)
     out = _output_folder(args.out)
-    paths = export(Database(args.db), out, args.format, since=since, author=args.author)
+    heatmap = None
+    if args.format == "dicom-pm":
+        from anomascope.app.bundles import discover, model_dirs
+        from anomascope.app.dicom_export import rescored
+        from anomascope.engine.training import pick_device
+
+        heatmap = rescored(discover(model_dirs()), pick_device(args.device))
+    paths = export(Database(args.db), out, args.format, since=since, author=args.author, heatmap=heatmap)
     print(json.dumps({"format": args.format, "out": str(args.out), "files": len(paths)}))
     return 0
 
@@ -567,10 +574,14 @@ def build_parser() -> argparse.ArgumentParser:
         "provenance. png: one mask per slice. nifti: one mask volume per annotation, aligned "
         "to the source geometry. dicom-seg: one DICOM Segmentation per annotation version of a DICOM case, "
         "referring to its source series, with the reader and the method; annotations of photos and NIfTI "
-        "volumes are listed with the reason in dicom-seg-not-exported.csv.",
+        "volumes are listed with the reason in dicom-seg-not-exported.csv. dicom-pm: the anomaly map of each run "
+        "those annotations came from, as a DICOM Parametric Map (float32, real-world value mapping) on the same "
+        "geometry, made again by the installed bundle that made the run (bundles from assets/models and "
+        "ANOMASCOPE_MODELS).",
     )
     add_db_argument(p)
-    p.add_argument("--format", required=True, choices=["csv", "json", "png", "nifti", "dicom-seg"])
+    p.add_argument("--format", required=True, choices=["csv", "json", "png", "nifti", "dicom-seg", "dicom-pm"])
+    p.add_argument("--device", help="dicom-pm: cpu or cuda, where the maps are made again (default: cuda if any)")
     p.add_argument("--out", required=True)
     p.add_argument("--since", help="only annotations saved on or after this date (YYYY-MM-DD, UTC)")
     p.add_argument("--author", help="only annotations by this reader")

@@ -1,7 +1,8 @@
 """DICOM out: each saved annotation version of a DICOM case as a DICOM Segmentation, made by highdicom,
 that refers to the source series (its study, series, instances and frame of reference) and carries the
 label, the reader and the algorithm, so that a PACS viewer (OHIF, 3D Slicer) shows it over the images it
-came from.
+came from; and the anomaly heatmap of the run each annotation came from as a Parametric Map, float32 with
+a real-world value mapping, on the same geometry.
 
 Only DICOM cases are exported this way. A photo (PNG/JPEG) or a NIfTI volume has no DICOM study to refer
 to: wrapping it in a Secondary Capture would invent a patient and a study that no PACS holds, and the
@@ -12,21 +13,28 @@ Segmentation would hang from images nobody else has. Those annotations are liste
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import torch
 from pydicom.sr.codedict import codes
 
-from anomascope.engine.io import ImageReadError, load_dicom_sources
+from anomascope.app.bundles import Catalogue
+from anomascope.engine.inference import score_case
+from anomascope.engine.io import ImageReadError, load_case, load_dicom_sources
 from anomascope.engine.methods import registry
 from anomascope.storage import decode_mask
 from anomascope.storage.records import ExportRow
 
-SEG_SERIES_NUMBER = 9901  # a series number no scanner uses, so the Segmentation sorts after the images
+SEG_SERIES_NUMBER = 9901  # series numbers no scanner uses, so the derived objects sort after the images
+PM_SERIES_NUMBER = 9902
 NOT_EXPORTED = "dicom-seg-not-exported.csv"
+PM_NOT_EXPORTED = "dicom-pm-not-exported.csv"
 DICOM_FORMATS = ("dicom", "dicom-series")
+HeatmapOf = Callable[[ExportRow], np.ndarray]  # the (S, H, W) map of the run an export row came from
 
 
 def write_segmentations(rows: list[ExportRow], out: Path) -> list[Path]:
@@ -38,14 +46,85 @@ def write_segmentations(rows: list[ExportRow], out: Path) -> list[Path]:
             written.append(write_segmentation(row, out))
         except SegmentationRefused as exc:
             refused.append((row.annotation.id, row.annotation.version, row.case.source_name, str(exc)))
-    if refused:
-        path = out / NOT_EXPORTED
-        with path.open("w", newline="") as f:
-            table = csv.writer(f)
-            table.writerow(["annotation_id", "version", "source_name", "reason"])
-            table.writerows(refused)
-        written.append(path)
-    return written
+    return written + _refusals(out / NOT_EXPORTED, ["annotation_id", "version", "source_name", "reason"], refused)
+
+
+def write_parametric_maps(rows: list[ExportRow], out: Path, heatmap: HeatmapOf) -> list[Path]:
+    """One Parametric Map per run that an exported annotation of a DICOM case came from, its map made again
+    by `heatmap` (runs keep no maps); the others, with the reason, in PM_NOT_EXPORTED."""
+    written, refused, done = [], [], set()
+    for row in rows:
+        if row.run is None or row.run.id in done:
+            continue
+        done.add(row.run.id)
+        try:
+            written.append(write_parametric_map(row, out, heatmap))
+        except SegmentationRefused as exc:
+            refused.append((row.run.id, row.run.method, row.case.source_name, str(exc)))
+    return written + _refusals(out / PM_NOT_EXPORTED, ["run_id", "method", "source_name", "reason"], refused)
+
+
+def _refusals(path: Path, header: list[str], refused: list[tuple]) -> list[Path]:
+    if not refused:
+        return []
+    with path.open("w", newline="") as f:
+        table = csv.writer(f)
+        table.writerow(header)
+        table.writerows(refused)
+    return [path]
+
+
+def write_parametric_map(row: ExportRow, out: Path, heatmap: HeatmapOf) -> Path:
+    run = row.run
+    sources = _sources(row)
+    method = registry().methods.get(run.method)
+    if method is None or not method.maps:
+        raise SegmentationRefused(f"{run.method} scores whole images and makes no map")
+    values = np.ascontiguousarray(heatmap(row), dtype=np.float32)
+    frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in sources)
+    if values.shape != (frames, *row.case.shape[-2:]):
+        raise SegmentationRefused(f"the map's shape {values.shape} is not the source's {frames} frames")
+    low, high = float(values.min()), float(values.max())
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label="ANOMALY",
+        lut_explanation=_text(f"{run.method} anomaly score"),
+        unit=codes.UCUM.NoUnits,
+        value_range=(low, high),
+        slope=1.0,
+        intercept=0.0,
+    )
+    try:
+        parametric_map = hd.pm.ParametricMap(
+            source_images=sources,
+            pixel_array=values,
+            series_instance_uid=hd.UID(),
+            series_number=PM_SERIES_NUMBER,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="Anomascope",
+            manufacturer_model_name="Anomascope",
+            software_versions=metadata.version("anomascope"),
+            device_serial_number="none",
+            contains_recognizable_visual_features=False,
+            real_world_value_mappings=[mapping],
+            voi_lut_transformations=[
+                hd.VOILUTTransformation(
+                    window_center=(low + high) / 2,
+                    window_width=max(high - low, 1e-6),
+                    voi_lut_function=hd.VOILUTFunctionValues.LINEAR_EXACT,  # a map's range may be under 1
+                )
+            ],
+            content_label="ANOMALYMAP",
+            content_description=_text(f"run {run.id}: {run.method}, bundle {run.bundle_id}"),
+        )
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise SegmentationRefused(f"highdicom cannot make a Parametric Map of its source DICOM: {exc}") from exc
+    # The General Series module asks for Laterality when no frame states it (type 2C); a map lies on the
+    # source's side, and an empty value says that it is not known.
+    parametric_map.Laterality = sources[0].get("Laterality", "")
+    path = out / f"run-{run.id}-pm.dcm"
+    parametric_map.save_as(path)
+    return path
 
 
 class SegmentationRefused(ValueError):
@@ -146,3 +225,30 @@ def _text(value: str) -> str:
 def _person(name: str) -> str:
     """A reader's name as a DICOM person name: the name as typed, as the family-name component."""
     return name.replace("\\", "/").replace("^", " ").replace("=", " ").strip()[:64] or "anonymous"
+
+
+def rescored(catalogue: Catalogue, device: torch.device) -> HeatmapOf:
+    """The map of an export row's run, made again on `device` by the installed bundle that made it (the
+    same bundle id, read-out and weights hash): the read-outs are seeded, so it is the map the reader saw,
+    up to the precision the networks run in."""
+
+    def heatmap(row: ExportRow) -> np.ndarray:
+        run = row.run
+        picked = next(
+            (c for c in catalogue.choices.values() if c.bundle.id == run.bundle_id and c.method == run.method), None
+        )
+        if picked is None:
+            raise SegmentationRefused(
+                f"the bundle {run.bundle_id} ({run.method}) that made run {run.id} is not installed"
+            )
+        if picked.bundle.manifest.get("weights_sha256") != run.weights_hash:
+            raise SegmentationRefused(
+                f"the installed bundle {run.bundle_id} has other weights than the ones run {run.id} used"
+            )
+        stored = (row.case.metadata_json or {}).get("stored_path")
+        result = score_case(catalogue.predictor(picked.label, device), load_case(stored))
+        if result.heatmap is None:
+            raise SegmentationRefused(f"{run.method} scores whole images and makes no map")
+        return result.heatmap
+
+    return heatmap

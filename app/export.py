@@ -11,12 +11,12 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from anomascope.app.dicom_export import write_segmentations
+from anomascope.app.dicom_export import HeatmapOf, write_parametric_maps, write_segmentations
 from anomascope.engine.io.geometry import mask_volume
 from anomascope.storage import Database, ThresholdPreset, all_presets, annotations_for_export, decode_mask
 from anomascope.storage.records import ExportRow
 
-FORMATS = ("csv", "json", "png", "nifti", "dicom-seg")
+FORMATS = ("csv", "json", "png", "nifti", "dicom-seg", "dicom-pm")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS = [
     "annotation_id",
@@ -46,8 +46,14 @@ COLUMNS = [
 
 
 def export(
-    db: Database, out: Path, fmt: str, since: dt.datetime | None = None, author: str | None = None
+    db: Database,
+    out: Path,
+    fmt: str,
+    since: dt.datetime | None = None,
+    author: str | None = None,
+    heatmap: HeatmapOf | None = None,
 ) -> list[Path]:
+    """The saved annotations in format `fmt`; "dicom-pm" also needs `heatmap`, which makes a run's map again."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     rows = annotations_for_export(db, since=since, author=author)
@@ -60,6 +66,10 @@ def export(
         return [path, *_write_presets(out, fmt, all_presets(db))]
     if fmt == "dicom-seg":
         return write_segmentations(rows, out)
+    if fmt == "dicom-pm":
+        if heatmap is None:
+            raise ValueError("a Parametric Map export needs the bundles that made the runs")
+        return write_parametric_maps(rows, out, heatmap)
     return [p for r in rows for p in (_write_png(out, r) if fmt == "png" else [_write_nifti(out, r)])]
 
 

@@ -19,6 +19,7 @@ import torch
 
 from anomascope.app.bundles import Catalogue
 from anomascope.app.casestore import content_hash, register_case
+from anomascope.app.dicom_export import rescored
 from anomascope.app.export import export
 from anomascope.app.inference_outputs import display_range
 from anomascope.app.viewer import (
@@ -562,7 +563,8 @@ class ReviewApp:
         """One file to download (a zip when there are several); exports older than EXPORT_KEEP_S go."""
         self.exports.sweep(EXPORT_KEEP_S)
         _, out = self.exports.new_scene()
-        paths = export(self.db, out / "files", fmt)
+        heatmap = rescored(self.catalogue, self.device) if fmt == "dicom-pm" else None
+        paths = export(self.db, out / "files", fmt, heatmap=heatmap)
         if not paths:
             raise ReviewError("nothing to export yet: no annotations are saved")
         if len(paths) == 1:

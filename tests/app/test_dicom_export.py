@@ -17,7 +17,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from anomascope.app.cli import main
-from anomascope.app.dicom_export import NOT_EXPORTED
+from anomascope.app.dicom_export import NOT_EXPORTED, PM_NOT_EXPORTED, rescored
 from anomascope.app.export import export
 from anomascope.engine.io import ImageReadError, load_dicom_sources
 from tests.app.test_ui import SAMPLE, _payload, app  # noqa: F401 - the review app fixture
@@ -94,13 +94,18 @@ def choice(app, bundle: str) -> str:  # noqa: F811
 def saved_mask(app, path: Path, bundle: str, label: str = "lesion") -> np.ndarray:  # noqa: F811
     """Open `path`, run the shipped `bundle`, save a mask of varied content on every slice (one slice
     empty), and return it."""
+    return saved_run(app, path, bundle, label)[0]
+
+
+def saved_run(app, path: Path, bundle: str, label: str = "lesion") -> tuple[np.ndarray, np.ndarray | None]:  # noqa: F811
+    """As `saved_mask`; also the map the reader saw."""
     session = app.open_file(path, "dr")
     session, _ = app.scene(app.run(session, choice(app, bundle), "dr"))
     slices, _, rows, cols = session.case.shape
     mask = np.random.default_rng(1).random((slices, rows, cols)) > 0.7
     mask[slices // 2] = False
     app.save(session, _payload(session, mask, 0.25), "Dr Reader", label, acknowledged=True)
-    return mask
+    return mask, session.run.result.heatmap
 
 
 def read_back(segmentation: hd.seg.Segmentation, sources: list[pydicom.Dataset], slices: int) -> np.ndarray:
@@ -139,6 +144,39 @@ def test_the_segmentation_holds_the_saved_mask_on_the_source_geometry(app, tmp_p
     algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
     bundle = app.catalogue.choices[choice(app, "lgg-ppii")].bundle
     assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("anomascope ppii", bundle.id)
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_the_parametric_map_holds_the_map_the_reader_saw(app, tmp_path, kind):  # noqa: F811
+    path = source_of(kind, tmp_path)
+    _, heatmap = saved_run(app, path, "lgg-ppii")
+    [written] = export(app.db, tmp_path / "out", "dicom-pm", heatmap=rescored(app.catalogue, app.device))
+    parametric_map = pydicom.dcmread(written)
+    sources = load_dicom_sources(path)
+    frames = parametric_map.pixel_array.reshape(-1, *heatmap.shape[-2:])
+    # Each frame names the source instance (and frame) it lies on: put the frames back in the sources' order.
+    order = [source_position(frame, sources) for frame in parametric_map.PerFrameFunctionalGroupsSequence]
+    values = np.empty_like(frames)
+    values[order] = frames
+    np.testing.assert_allclose(values, heatmap, rtol=0, atol=1e-6)
+    mapping = parametric_map.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+    assert (mapping.RealWorldValueSlope, mapping.RealWorldValueIntercept) == (1.0, 0.0)
+    assert mapping.DoubleFloatRealWorldValueLastValueMapped == pytest.approx(float(heatmap.max()))
+    first = sources[0]
+    assert parametric_map.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
+    assert parametric_map.FrameOfReferenceUID == first.FrameOfReferenceUID
+    if shutil.which("dciodvfy"):
+        said = subprocess.run(["dciodvfy", str(written)], capture_output=True, text=True, check=False).stderr
+        assert "ParametricMap" in said and "Error" not in said
+
+
+def source_position(frame: pydicom.Dataset, sources: list[pydicom.Dataset]) -> int:
+    """The slice of the case a derived object's frame lies on, from its source image reference."""
+    source = frame.DerivationImageSequence[0].SourceImageSequence[0]
+    instances = [ds.SOPInstanceUID for ds in sources]
+    if len(instances) == 1:  # a multi-frame source: the referenced frame number
+        return int(source.ReferencedFrameNumber) - 1 if "ReferencedFrameNumber" in source else 0
+    return instances.index(source.ReferencedSOPInstanceUID)
 
 
 def test_a_drawn_mask_is_manual_and_a_photo_is_listed_with_the_reason(app, tmp_path):  # noqa: F811
@@ -191,3 +229,24 @@ def test_a_source_a_segmentation_cannot_copy_is_listed_and_the_others_are_writte
     with written[1].open() as f:
         [refused] = list(csv.DictReader(f))
     assert refused["annotation_id"] == "1" and "highdicom cannot make a Segmentation" in refused["reason"]
+
+
+def test_maps_that_cannot_be_exported_are_listed_with_the_reason(app, tmp_path):  # noqa: F811
+    saved_mask(app, Path(shipped_dicom("CT_small.dcm")), "chest-xray-dia")  # image level: no map
+    saved_mask(app, SAMPLE, "ham10000-denoiser")  # a photo
+    written = export(app.db, tmp_path / "out", "dicom-pm", heatmap=rescored(app.catalogue, app.device))
+    assert [p.name for p in written] == [PM_NOT_EXPORTED]
+    with written[0].open() as f:
+        reasons = {row["run_id"]: row["reason"] for row in csv.DictReader(f)}
+    assert "makes no map" in reasons["1"] and "has no DICOM study or series" in reasons["2"]
+    with pytest.raises(ValueError, match="needs the bundles"):
+        export(app.db, tmp_path / "again", "dicom-pm")
+
+
+def test_the_command_line_writes_the_parametric_maps(app, tmp_path, capsys):  # noqa: F811
+    _, heatmap = saved_run(app, Path(shipped_dicom("CT_small.dcm")), "lgg-ppii")
+    out = tmp_path / "out"
+    command = ["export", "--format", "dicom-pm", "--device", "cpu", "--db", app.db.url, "--out", str(out)]
+    assert main(command) == 0
+    assert '"files": 1' in capsys.readouterr().out
+    np.testing.assert_allclose(pydicom.dcmread(out / "run-1-pm.dcm").pixel_array, heatmap[0], atol=1e-6)
