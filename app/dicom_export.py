@@ -81,7 +81,7 @@ def write_parametric_map(row: ExportRow, out: Path, heatmap: HeatmapOf) -> Path:
     if method is None or not method.maps:
         raise SegmentationRefused(f"{run.method} scores whole images and makes no map")
     values = np.ascontiguousarray(heatmap(row), dtype=np.float32)
-    frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in sources)
+    frames = _frames(sources)
     if values.shape != (frames, *row.case.shape[-2:]):
         raise SegmentationRefused(f"the map's shape {values.shape} is not the source's {frames} frames")
     low, high = float(values.min()), float(values.max())
@@ -134,7 +134,7 @@ class SegmentationRefused(ValueError):
 def write_segmentation(row: ExportRow, out: Path) -> Path:
     annotation, case = row.annotation, row.case
     sources = _sources(row)
-    frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in sources)
+    frames = _frames(sources)
     mask = decode_mask(annotation.mask_shape, annotation.mask_data)
     rows, cols = case.shape[-2:]
     if mask.size != frames * rows * cols:
@@ -215,6 +215,11 @@ def _sources(row: ExportRow) -> list:
         return load_dicom_sources(stored)
     except ImageReadError as exc:
         raise SegmentationRefused(str(exc)) from exc
+
+
+def _frames(sources: list) -> int:
+    """How many frames the source objects hold together (a multi-frame object counts each of its frames)."""
+    return sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in sources)
 
 
 def _text(value: str) -> str:

@@ -407,12 +407,7 @@
   function moveMainToSecond(main, second) {
     main.scene.crosshairPos = second.scene.crosshairPos.slice();
     main.scene.pan2Dxyzmm = second.scene.pan2Dxyzmm.slice();
-    const [mine, theirs] = [main.volumes[0], second.volumes[0]];
-    if (mine.cal_min !== theirs.cal_min || mine.cal_max !== theirs.cal_max) {
-      mine.cal_min = theirs.cal_min;
-      mine.cal_max = theirs.cal_max;
-      main.updateGLVolume();
-    }
+    copyWindow(second, main);
     main.drawScene();
     linkSides();
   }
@@ -478,15 +473,16 @@
       side.scene.pan2Dxyzmm = main.scene.pan2Dxyzmm.slice();
       side.drawScene();
     }
-    const second = viewer.second;
-    if (second.volumes.length && main.volumes.length) { // the second pane shows the image in the same window
-      const [mine, theirs] = [main.volumes[0], second.volumes[0]];
-      if (mine.cal_min !== theirs.cal_min || mine.cal_max !== theirs.cal_max) {
-        theirs.cal_min = mine.cal_min;
-        theirs.cal_max = mine.cal_max;
-        second.updateGLVolume();
-      }
-    }
+    if (viewer.second.volumes.length && main.volumes.length) copyWindow(main, viewer.second);
+  }
+
+  // The image's window (volume 0) of one pane onto the other, redrawn only when it changed.
+  function copyWindow(from, to) {
+    const [source, target] = [from.volumes[0], to.volumes[0]];
+    if (source.cal_min === target.cal_min && source.cal_max === target.cal_max) return;
+    target.cal_min = source.cal_min;
+    target.cal_max = source.cal_max;
+    to.updateGLVolume();
   }
 
   function zoom(factor) {
