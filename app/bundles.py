@@ -14,6 +14,7 @@ from anomascope.engine.calibration import Calibration
 from anomascope.engine.io import Case
 from anomascope.engine.methods import make_predictor, registry
 from anomascope.engine.methods.base import Predictor
+from anomascope.engine.preprocess import grey_as_rgb
 
 # The shipped bundles and demo cases, found from the installed project wherever the app is started.
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -47,8 +48,7 @@ class Catalogue:
 
     def reads(self, label: str, case: Case) -> bool:
         """Whether method `label` can score `case`; a greyscale bundle also takes greyscale stored as RGB."""
-        grey_rgb = case.shape[1] == 3 and bool((case.pixels == case.pixels[:, :1]).all())
-        return self.takes(label, case.shape[1]) or (grey_rgb and self.takes(label, 1))
+        return self.takes(label, case.shape[1]) or (self.takes(label, 1) and grey_as_rgb(case.pixels))
 
     def best_choice(self, suits: Callable[[str], bool] | None = None) -> str | None:
         """The method offered first (among those that `suits`, when given): a method with heatmaps before

@@ -208,13 +208,18 @@ def _sources(row: ExportRow) -> list:
         raise SegmentationRefused(
             f"a {case.format} case has no DICOM study or series to refer to; export it as PNG or NIfTI instead"
         )
-    stored = (case.metadata_json or {}).get("stored_path")
-    if not stored or not Path(stored).exists():
-        raise SegmentationRefused("its DICOM files are no longer in the data folder")
     try:
-        return load_dicom_sources(stored)
+        return load_dicom_sources(_stored_path(row))
     except ImageReadError as exc:
         raise SegmentationRefused(str(exc)) from exc
+
+
+def _stored_path(row: ExportRow) -> str:
+    """Where the page keeps the DICOM files of the row's case."""
+    stored = (row.case.metadata_json or {}).get("stored_path")
+    if not stored or not Path(stored).exists():
+        raise SegmentationRefused("its DICOM files are no longer in the data folder")
+    return stored
 
 
 def _frames(sources: list) -> int:
@@ -250,8 +255,7 @@ def rescored(catalogue: Catalogue, device: torch.device) -> HeatmapOf:
             raise SegmentationRefused(
                 f"the installed bundle {run.bundle_id} has other weights than the ones run {run.id} used"
             )
-        stored = (row.case.metadata_json or {}).get("stored_path")
-        result = score_case(catalogue.predictor(picked.label, device), load_case(stored))
+        result = score_case(catalogue.predictor(picked.label, device), load_case(_stored_path(row)))
         if result.heatmap is None:
             raise SegmentationRefused(f"{run.method} scores whole images and makes no map")
         return result.heatmap

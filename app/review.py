@@ -191,10 +191,7 @@ class ReviewApp:
         if session.case is None or session.token is None:
             raise ReviewError("open an image first")
         picked = _version_of(session, version)
-        try:
-            folder = self.volumes.folder(session.token)
-        except MaskPayloadError as exc:
-            raise ReviewError(str(exc)) from exc
+        folder = self._scene_folder(session)
         path = write_volume(
             folder / f"version-{version}.nii.gz",
             mask_outline(picked.mask).astype(np.float32),

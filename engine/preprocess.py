@@ -36,12 +36,17 @@ def window_to_unit(pixels: np.ndarray, window: tuple[float, float]) -> np.ndarra
     return np.clip((pixels - (centre - width / 2.0)) / max(width, 1e-6), 0.0, 1.0).astype(np.float32)
 
 
+def grey_as_rgb(pixels: np.ndarray) -> bool:
+    """Whether (..., C, H, W) pixels are a greyscale image stored as RGB: three equal channels."""
+    return pixels.shape[-3] == 3 and bool((pixels == pixels[..., :1, :, :]).all())
+
+
 def to_model_input(
     pixels: np.ndarray, window: tuple[float, float], config: PreprocessConfig, stride: int, source: str = "image"
 ) -> tuple[torch.Tensor, Geometry]:
     """(C, H, W) in modality units to a (C, h, w) tensor in [-1, 1] and its Geometry."""
     channels, height, width = pixels.shape
-    if config.channels == 1 and channels == 3 and (pixels == pixels[:1]).all():
+    if config.channels == 1 and grey_as_rgb(pixels):
         pixels, channels = pixels[:1], 1  # a greyscale image stored as RGB
     if config.channels and channels != config.channels:
         raise InputMismatchError(
