@@ -325,7 +325,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from anomascope.storage import has_accounts
 
     ReadLimits.from_env()  # a bad limit is one sentence here, not an error on every upload
-    app = default_review_app()
+    app = default_review_app(pacs=pacs_of(args.dicomweb))
     if not has_accounts(app.db) and not is_loopback(args.host) and not args.insecure:
         raise CommandError(
             f"--host {args.host} would let anyone on the network read and save every annotation "
@@ -334,6 +334,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     serve(app, args.host, args.port, args.concurrency)
     return 0
+
+
+def pacs_of(url: str | None):
+    """The PACS that --dicomweb or ANOMASCOPE_DICOMWEB_URL names, its credentials from the environment;
+    one that does not answer now is reported and the page starts anyway (the PACS may come back)."""
+    from anomascope.app.pacs import Pacs, PacsError
+
+    pacs = None
+    try:
+        pacs = Pacs.from_environment(url)
+        if pacs is not None:
+            pacs.studies(limit=1)
+    except PacsError as exc:
+        if pacs is None:
+            raise CommandError(str(exc)) from exc
+        print(f"warning: {exc}; the page starts, and its PACS search says so until the PACS answers", file=sys.stderr)
+    return pacs
 
 
 def is_loopback(host: str) -> bool:
@@ -606,6 +623,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure",
         action="store_true",
         help="allow a non-loopback --host without reader accounts (anyone who reaches it can read everything)",
+    )
+    p.add_argument(
+        "--dicomweb",
+        metavar="URL",
+        help="a PACS's DICOMweb root (QIDO/WADO/STOW-RS, e.g. http://orthanc:8042/dicom-web) to search, open "
+        "series from and send Segmentations and Parametric Maps to (default: ANOMASCOPE_DICOMWEB_URL); "
+        "credentials only from ANOMASCOPE_DICOMWEB_USER and ANOMASCOPE_DICOMWEB_PASSWORD, or "
+        "ANOMASCOPE_DICOMWEB_TOKEN",
     )
     p.set_defaults(run=cmd_serve)
 

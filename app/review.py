@@ -19,9 +19,10 @@ import torch
 
 from anomascope.app.bundles import Catalogue
 from anomascope.app.casestore import content_hash, register_case
-from anomascope.app.dicom_export import rescored
+from anomascope.app.dicom_export import SegmentationRefused, rescored, write_parametric_map, write_segmentation
 from anomascope.app.export import export
 from anomascope.app.inference_outputs import display_range
+from anomascope.app.pacs import Pacs, PacsError
 from anomascope.app.viewer import (
     MaskPayloadError,
     VolumeStore,
@@ -40,11 +41,13 @@ from anomascope.engine.preprocess import InputMismatchError
 from anomascope.storage import (
     Database,
     StorageError,
+    annotations_for_export,
     case_history,
     case_summaries,
     decode_mask,
     latest_presets,
     record_run,
+    record_sent,
     save_annotation,
 )
 
@@ -109,8 +112,9 @@ class ReviewApp:
         cases_dir: Path,
         device: torch.device | None = None,
         volumes: VolumeStore | None = None,
+        pacs: Pacs | None = None,
     ):
-        self.db, self.catalogue, self.cases_dir = db, catalogue, cases_dir
+        self.db, self.catalogue, self.cases_dir, self.pacs = db, catalogue, cases_dir, pacs
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.volumes = volumes or VolumeStore(cases_dir.parent / "viewer")
         self.exports = VolumeStore(cases_dir.parent / "exports")  # one folder per export, swept as they age
@@ -136,6 +140,17 @@ class ReviewApp:
         folder = gather_series(paths)
         try:
             return self.open_file(folder, reader)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def open_pacs_series(self, study_uid: str, series_uid: str, reader: str = "") -> ReviewSession:
+        """A series fetched from the PACS, opened as an uploaded file or folder; the fetched copy is removed
+        once the case store holds it."""
+        if not study_uid or not series_uid:
+            raise ReviewError("pick a study and one of its series in the PACS search first")
+        folder = Path(tempfile.mkdtemp(prefix="anomascope-pacs-"))
+        try:
+            return self.open_file(self._pacs().fetch_series(study_uid, series_uid, folder / series_uid), reader)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -556,6 +571,63 @@ class ReviewApp:
         ]
         return sorted(rows, key=lambda row: row[2])
 
+    # --- the PACS ----------------------------------------------------------------------------
+
+    def pacs_studies(self, text: str) -> list[list]:
+        """The PACS's studies matching `text`, as the page's table rows (the study UID last)."""
+        return [
+            [s.patient_name, s.patient_id, s.date, s.description, s.modalities, s.accession, s.study_uid]
+            for s in self._pacs().studies(text)
+        ]
+
+    def pacs_series(self, study_uid: str) -> list[tuple[str, str]]:
+        """(title, series UID) of each series of the study."""
+        return [(s.title, s.series_uid) for s in self._pacs().series(study_uid)]
+
+    def send_to_pacs(self, session: ReviewSession, reader: str) -> str:
+        """Store the saved annotation on screen on the PACS as a Segmentation, with the Parametric Map of the
+        run it came from when that run made a map. The annotation stays saved here whatever the PACS says."""
+        pacs = self._pacs()
+        if session.case is None or session.saved is None:
+            raise ReviewError("save the annotation first: the PACS receives a saved version, never an unsaved mask")
+        annotation_id = session.saved.annotation_id
+        (row,) = annotations_for_export(self.db, annotation_id=annotation_id)
+        method = registry().methods.get(row.run.method) if row.run is not None else None
+        with tempfile.TemporaryDirectory(prefix="anomascope-stow-") as folder:
+            try:
+                paths = [write_segmentation(row, Path(folder))]
+                if method is not None and method.maps:
+                    paths.append(write_parametric_map(row, Path(folder), self._run_map(session)))
+            except SegmentationRefused as exc:
+                raise ReviewError(f"annotation {annotation_id} cannot be sent to the PACS: {exc}") from exc
+            stored = pacs.store(paths)
+        record_sent(
+            self.db,
+            annotation_id=annotation_id,
+            actor=reader.strip() or "anonymous",
+            destination=pacs.url,
+            sop_instance_uids=stored,
+        )
+        sent = "its Segmentation" + (f" and the Parametric Map of run {row.run.id}" if len(paths) > 1 else "")
+        return f"Sent annotation {annotation_id} (version {row.annotation.version}) to {pacs.url}: {sent}."
+
+    def _run_map(self, session: ReviewSession):
+        """The map of an export row's run: the one on screen when it is that run, else made again."""
+        remade = rescored(self.catalogue, self.device)
+
+        def heatmap(row) -> np.ndarray:
+            shown = session.run
+            if shown is not None and shown.run_id == row.run.id and shown.result.heatmap is not None:
+                return shown.result.heatmap
+            return remade(row)
+
+        return heatmap
+
+    def _pacs(self) -> Pacs:
+        if self.pacs is None:
+            raise ReviewError("no PACS is configured: start the page with `anomascope serve --dicomweb URL`")
+        return self.pacs
+
     def export_file(self, fmt: str) -> str:
         """One file to download (a zip when there are several); exports older than EXPORT_KEEP_S go."""
         self.exports.sweep(EXPORT_KEEP_S)
@@ -649,7 +721,8 @@ def gather_series(paths: list[str]) -> Path:
 
 def friendly(exc: Exception) -> str:
     if isinstance(
-        exc, (ImageReadError, ReviewError, StorageError, InputMismatchError, NonFiniteResultError, LimitsError)
+        exc,
+        (ImageReadError, ReviewError, StorageError, InputMismatchError, NonFiniteResultError, LimitsError, PacsError),
     ):
         return f"⚠️ {exc}"
     return f"⚠️ Unexpected error ({type(exc).__name__}): {exc}"

@@ -18,6 +18,7 @@ import numpy as np
 
 from anomascope.app.bundles import ASSETS, calibration_summary, discover, model_dirs
 from anomascope.app.export import FORMATS
+from anomascope.app.pacs import Pacs
 from anomascope.app.review import ReviewApp, ReviewSession, friendly
 from anomascope.app.tuning import curves_figure
 from anomascope.app.tuning_session import DATABASE, CaseAgreement, SessionSummary, TuningService, TuningView
@@ -36,6 +37,7 @@ NO_COMPARISON = 0  # the comparison menu's "none" (saved versions count from 1)
 HISTORY_HEADERS = ["what", "id", "when", "who / method", "details", "label · note"]
 AGREEMENT_HEADERS = ["case", "readers", "Dice between readers", "thresholds", "threshold spread"]
 WORKLIST_HEADERS = ["case", "file", "modality", "shape", "runs", "annotations", "opened"]
+PACS_HEADERS = ["patient", "patient ID", "date", "description", "modalities", "accession", "study UID"]
 COLOURMAPS = ["inferno", "viridis", "hot", "jet", "plasma", "turbo"]
 SHOW_SCENE = "(scene) => { window.anomascope.show(scene ? JSON.parse(scene) : null); }"
 READ_MASK = "() => window.anomascope.payload()"
@@ -211,6 +213,18 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                     worklist = gr.Dataframe(
                         headers=WORKLIST_HEADERS, value=app.worklist(), interactive=False, elem_id="worklist"
                     )
+                with gr.Accordion(f"PACS: {app.pacs.url}" if app.pacs else "PACS", open=False, visible=bool(app.pacs)):
+                    with gr.Row():
+                        pacs_text = gr.Textbox(
+                            label="Patient name, patient ID or accession number (empty: all)", elem_id="pacs-text"
+                        )
+                        pacs_search = gr.Button("Search studies", elem_id="pacs-search")
+                    pacs_studies = gr.Dataframe(
+                        headers=PACS_HEADERS, interactive=False, elem_id="pacs-studies", label="Click a study"
+                    )
+                    pacs_study = gr.State("")
+                    pacs_series = gr.Dropdown([], label="Series of the study", elem_id="pacs-series")
+                    pacs_open = gr.Button("Open the series", elem_id="pacs-open")
             with gr.Column(scale=3):
                 message = gr.Markdown(
                     "Open an image (" + SUPPORTED + "), pick a trained method and press **Run**.", elem_id="message"
@@ -238,6 +252,11 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                         label = gr.Textbox(label="Label", placeholder="e.g. lesion, jewellery, artefact")
                         note = gr.Textbox(label="Note")
                     save = gr.Button("Save annotation (the mask on screen)", variant="primary", elem_id="save")
+                    pacs_send = gr.Button(
+                        "Send the saved annotation to the PACS (Segmentation and Parametric Map)",
+                        visible=bool(app.pacs),
+                        elem_id="pacs-send",
+                    )
                     save_status = gr.Markdown("", elem_id="save-status")
                 with gr.Tab("Tuning summary"):
                     with gr.Row():
@@ -358,10 +377,47 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             except Exception as exc:
                 return failed(previous, exc)
 
+        def on_pacs_search(text):
+            try:
+                rows = app.pacs_studies(text)
+            except Exception as exc:
+                return {message: friendly(exc)}
+            said = f"{len(rows)} studies found on the PACS." if rows else "No study on the PACS matches."
+            return {pacs_studies: rows, pacs_series: gr.update(choices=[], value=None), pacs_study: "", message: said}
+
+        def on_pacs_study(event: gr.SelectData):
+            study_uid = str(event.row_value[-1])
+            try:
+                series = app.pacs_series(study_uid)
+            except Exception as exc:
+                return {message: friendly(exc)}
+            first = series[0][1] if series else None
+            return {pacs_study: study_uid, pacs_series: gr.update(choices=series, value=first)}
+
+        def on_pacs_open(study_uid, series_uid, who, previous: ReviewSession, choice, request: gr.Request):
+            try:
+                return opened_view(app.open_pacs_series(study_uid, series_uid, actor(who, request)), previous, choice)
+            except Exception as exc:
+                return failed(previous, exc)
+
+        def on_pacs_send(state: ReviewSession, who, request: gr.Request):
+            try:
+                said = app.send_to_pacs(state, actor(who, request))
+            except Exception as exc:  # the annotation stays saved here; the reader may send it again
+                said = friendly(exc)
+            return {save_status: said, message: said}
+
         open_outputs = [*view_outputs, method, method_info]
         upload.change(on_upload, [upload, reader, session, method], open_outputs).then(None, scene, None, js=SHOW_SCENE)
         folder.change(on_folder, [folder, reader, session, method], open_outputs).then(None, scene, None, js=SHOW_SCENE)
         worklist.select(on_worklist, [session, method], open_outputs).then(None, scene, None, js=SHOW_SCENE)
+        pacs_search.click(on_pacs_search, pacs_text, [pacs_studies, pacs_series, pacs_study, message])
+        pacs_text.submit(on_pacs_search, pacs_text, [pacs_studies, pacs_series, pacs_study, message])
+        pacs_studies.select(on_pacs_study, None, [pacs_study, pacs_series, message])
+        pacs_open.click(on_pacs_open, [pacs_study, pacs_series, reader, session, method], open_outputs).then(
+            None, scene, None, js=SHOW_SCENE
+        )
+        pacs_send.click(on_pacs_send, [session, reader], [save_status, message])
 
         def on_run(state: ReviewSession, choice, who, request: gr.Request):
             try:
@@ -583,11 +639,12 @@ def serve(app: ReviewApp, host: str, port: int, concurrency: int = 4, block: boo
     return demo
 
 
-def default_review_app() -> ReviewApp:
-    """The review services on the data folder's database, the installed bundles and the CPU or GPU."""
+def default_review_app(pacs: Pacs | None = None) -> ReviewApp:
+    """The review services on the data folder's database, the installed bundles and the CPU or GPU, with
+    `pacs` to search and send to."""
     folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    return ReviewApp(Database(), discover(model_dirs()), folder / "cases")
+    return ReviewApp(Database(), discover(model_dirs()), folder / "cases", pacs=pacs)
 
 
 def _summary_text(summary: SessionSummary) -> str:

@@ -355,7 +355,7 @@ class ExportRow:
 
 
 def annotations_for_export(
-    db: Database, since: dt.datetime | None = None, author: str | None = None
+    db: Database, since: dt.datetime | None = None, author: str | None = None, annotation_id: int | None = None
 ) -> list[ExportRow]:
     query = (
         select(Annotation, Case, InferenceRun)
@@ -367,5 +367,22 @@ def annotations_for_export(
         query = query.where(Annotation.created >= since)
     if author is not None:
         query = query.where(Annotation.author == author)
+    if annotation_id is not None:
+        query = query.where(Annotation.id == annotation_id)
     with db.sessions() as session:
         return [ExportRow(a, c, r) for a, c, r in session.execute(query)]
+
+
+def record_sent(
+    db: Database, *, annotation_id: int, actor: str, destination: str, sop_instance_uids: list[str]
+) -> None:
+    """Audit that the objects made from an annotation were stored on a PACS (which, where, by whom)."""
+    with db.transaction() as session:
+        audit(
+            session,
+            actor,
+            "send_to_pacs",
+            f"annotation:{annotation_id}",
+            destination=destination,
+            sop_instance_uids=sop_instance_uids,
+        )

@@ -12,6 +12,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pytest
@@ -19,9 +20,13 @@ import torch
 from sqlalchemy import func, select
 
 from anomascope.app.bundles import discover
+from anomascope.app.pacs import Pacs
 from anomascope.app.review import ReviewApp
 from anomascope.app.viewer import from_viewer
+from anomascope.engine.io import load_dicom_sources
 from anomascope.storage import Database, TuningSession, case_history, decode_mask, list_cases, tuning_entries
+from tests.app.test_dicom_export import oblique_series, read_back
+from tests.app.test_pacs import CREDENTIALS, DICOMWEB_URL, fetched, files_of, needs_pacs, sent_uids
 from tests.conftest import make_dicom, write_dicom
 
 ROOT = Path(__file__).parents[2]
@@ -54,7 +59,8 @@ def served(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("browser")
     db = Database(f"sqlite:///{tmp / 'browser.sqlite'}")
-    app = ReviewApp(db, discover([ROOT / "assets" / "models"]), tmp / "cases", torch.device("cpu"))
+    pacs = Pacs(DICOMWEB_URL, *CREDENTIALS) if DICOMWEB_URL else None
+    app = ReviewApp(db, discover([ROOT / "assets" / "models"]), tmp / "cases", torch.device("cpu"), pacs=pacs)
     demo = build_app(app)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -521,3 +527,39 @@ def test_two_methods_side_by_side_in_linked_viewers(reader_page):
     np.testing.assert_array_equal(saved, corrected)
     runs = {run.id: run.method for run in case_history(app.db, annotation.case_id).runs}
     assert runs[annotation.run_id] == "ppii" and annotation.threshold == pytest.approx(chosen)
+
+
+@needs_pacs
+def test_a_series_from_the_pacs_goes_back_as_the_mask_on_screen(reader_page, tmp_path):
+    """Search the PACS, open a series from it, correct the mask, save, send: the Segmentation the PACS then
+    holds is the mask the reader saw."""
+    reader, app, page = reader_page, reader_page.app, reader_page.page
+    path = oblique_series(tmp_path / "series")
+    sources = load_dicom_sources(path)
+    study = sources[0].StudyInstanceUID
+    app.pacs.store(files_of(path))
+    page.get_by_text(f"PACS: {DICOMWEB_URL}").click()  # the panel starts closed
+    page.locator("#pacs-text input, #pacs-text textarea").first.fill("test pat")
+    page.locator("#pacs-search").click()
+    page.wait_for_function("() => document.querySelector('#message').innerText.includes('studies found')")
+    # Gradio draws the rows as a grid (its <table> is a hidden copy for sizing); click the row's first cell.
+    page.locator("#pacs-studies [role=row]", has_text=study).locator("[role=gridcell]").first.click()
+    page.wait_for_function("() => document.querySelector('#pacs-series input').value.includes('CT series 3')")
+    before = reader.shown()
+    page.locator("#pacs-open").click()
+    reader._await_scene(before)
+    _pick(page, "#method", "lgg-ppii")
+    reader.run()
+    reader.stroke("brush", [(4, 4), (20, 12)])
+    shown = reader.mask()
+    page.locator("#acknowledge input").check()  # a brain MR model on a CT: the reader must acknowledge
+    reader.save()
+    page.locator("#pacs-send").click()
+    page.wait_for_function(
+        "() => document.querySelector('#save-status').innerText.includes('Sent annotation')", timeout=120_000
+    )
+    [case] = [c for c in list_cases(app.db) if c.source_name == sources[0].SeriesInstanceUID]
+    annotation = case_history(app.db, case.id).annotations[-1]
+    np.testing.assert_array_equal(decode_mask(annotation.mask_shape, annotation.mask_data), shown)
+    segmentation = hd.seg.Segmentation.from_dataset(fetched(app.pacs, study, sent_uids(app, annotation.id)[0]))
+    np.testing.assert_array_equal(read_back(segmentation, sources, len(shown)), shown)
