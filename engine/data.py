@@ -83,7 +83,17 @@ def describe_dataset(root: Path) -> dict:
     split = json.loads(split_file.read_text())
     return {
         key: split.get(key)
-        for key in ("dataset", "seed", "grouping", "normal", "anomalous", "modality", "licence", "counts")
+        for key in (
+            "dataset",
+            "seed",
+            "grouping",
+            "normal",
+            "anomalous",
+            "modality",
+            "licence",
+            "counts",
+            "source_side",
+        )
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ def fit_method(
     `options` are the values of the method's own command-line options that are not config entries
     (DIA's denoiser bundle)."""
     device = device or pick_device()
+    config = at_training_scale(config, data_root)
     files = list_images(data_root / "train" / "good")
     training = getattr(config, "train", None)  # a training-free method's config has no train section
     torch.manual_seed(training.seed if training else 0)  # before the plan: it initialises the networks
@@ -71,6 +73,17 @@ def fit_method(
     if not keep_checkpoint:
         shutil.rmtree(workdir, ignore_errors=True)
     return calibrate(bundle, data_root, device, config.calibration.max_validation_images)
+
+
+def at_training_scale(config, data_root: Path):
+    """`config` with `preprocess.scale_side` taken from the prepared split (the longer side of the images
+    its crops were cut from) when the method scores natively and the config leaves it unset, so that the
+    bundle scores every photo at the scale it was trained at. A config's own value wins."""
+    preprocess = config.preprocess
+    side = describe_dataset(data_root).get("source_side")
+    if preprocess.mode != "native" or preprocess.scale_side is not None or not side:
+        return config
+    return replace(config, preprocess=replace(preprocess, scale_side=int(side)))
 
 
 def training_summary(records: list[dict]) -> dict:

@@ -93,6 +93,7 @@ def prepare_ham10000(
     assignment = split_groups([r["lesion_id"] for r in rows], DEFAULT_FRACTIONS, seed)
     keep = _limit_groups(assignment, limit, seed)
     rng = np.random.default_rng(seed)
+    sides = set()
     for row in sorted(rows, key=lambda r: r["image_id"]):
         if row["lesion_id"] not in keep:
             continue
@@ -101,6 +102,7 @@ def prepare_ham10000(
         mask = np.asarray(Image.open(_require(root / "masks_200x150" / f"{name}_segmentation.png")).convert("L")) >= 128
         if mask.shape != (image.height, image.width):
             image = image.resize((mask.shape[1], mask.shape[0]), Image.Resampling.BICUBIC)
+        sides.add(max(image.size))
         for k, (y, x) in enumerate(_lesion_free_crops(mask, crop_size, crops_per_image, rng)):
             writer.add(
                 split,
@@ -116,6 +118,9 @@ def prepare_ham10000(
         "normal": f"lesion-free {crop_size}x{crop_size} skin crops (lesion mask dilated by 4 px), "
         f"up to {crops_per_image} per image",
         "anomalous": "whole 200x150 dermoscopy images with lesion masks (mask value >= 128)",
+        # The scale the crops were cut at, which a bundle trained on them scores every photo at; crops
+        # of images of several sizes have no one scale.
+        "source_side": sides.pop() if len(sides) == 1 else None,
         "modality": "XC",
         "licence": "HAM10000 (Tschandl et al. 2018), CC BY-NC 4.0: research and non-commercial use",
     }

@@ -1,0 +1,79 @@
+"""`prepare ham10000` on a small stand-in of the shared layout, and the training scale it hands a bundle:
+crops cut from 200x150 images make a native-mode bundle that scores every photo at that scale."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from anomascope.engine.config import merge
+from anomascope.engine.datasets import prepare
+from anomascope.engine.fit import at_training_scale, fit_method
+from anomascope.engine.methods import default_config
+from tests.engine.test_ppii import TINY
+
+LESIONS = 12
+
+
+@pytest.fixture(scope="module")
+def ham_source(tmp_path_factory) -> Path:
+    """HAM10000's layout: metadata, 600x450 JPEGs and their 200x150 lesion masks, one image per lesion."""
+    root = tmp_path_factory.mktemp("source")
+    data = root / "ham10000" / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks_200x150").mkdir()
+    rng = np.random.default_rng(0)
+    with (data / "HAM10000_metadata.csv").open("w", newline="") as f:
+        table = csv.writer(f)
+        table.writerow(["lesion_id", "image_id", "dx"])
+        for k in range(LESIONS):
+            name = f"ISIC_{k:07d}"
+            table.writerow([f"HAM_{k:07d}", name, "nv"])
+            skin = (rng.normal(180, 10, (450, 600, 3))).clip(0, 255).astype(np.uint8)
+            Image.fromarray(skin).save(data / "images" / f"{name}.jpg")
+            mask = np.zeros((150, 200), np.uint8)
+            mask[60:90, 80:120] = 255
+            Image.fromarray(mask).save(data / "masks_200x150" / f"{name}_segmentation.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def ham_split(ham_source, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prepared") / "ham10000"
+    prepare("ham10000", ham_source, out, seed=0)
+    return out
+
+
+def native_ppii(**preprocess):
+    tiny = merge(default_config("ppii"), TINY)
+    return merge(tiny, {"preprocess": {"mode": "native", **preprocess}})
+
+
+def test_the_split_records_the_side_its_crops_were_cut_at(ham_split):
+    split = json.loads((ham_split / "split.json").read_text())
+    assert split["source_side"] == 200  # the 600x450 originals are brought to their masks' 200x150 grid
+    crop = Image.open(next((ham_split / "train" / "good").iterdir()))
+    assert crop.size == (64, 64)
+
+
+def test_a_native_bundle_records_the_scale_of_its_training_data(ham_split, tmp_path):
+    bundle = fit_method(
+        merge(native_ppii(), {"train": {"steps": 3}}), ham_split, tmp_path / "b", torch.device("cpu"), False
+    )
+    assert bundle.manifest["config"]["preprocess"]["scale_side"] == 200
+    assert bundle.manifest["preprocessing"]["scale_side"] == 200
+    assert bundle.manifest["data"]["source_side"] == 200
+
+
+def test_a_scale_the_config_states_wins_and_resized_methods_keep_none(ham_split):
+    assert at_training_scale(native_ppii(scale_side=150), ham_split).preprocess.scale_side == 150
+    resized = merge(default_config("ppii"), TINY)
+    assert resized.preprocess.mode == "resize"
+    assert at_training_scale(resized, ham_split).preprocess.scale_side is None
+    assert at_training_scale(native_ppii(), ham_split.parent).preprocess.scale_side is None  # no split.json
