@@ -118,7 +118,12 @@ def method_option_values(args: argparse.Namespace, method: Method, methods: Regi
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from anomascope.app.inference_outputs import unique_stem, write_outputs
+    import torch
+    from accelerate import PartialState
+    from tqdm import tqdm
+
+    from anomascope.app.batch_inference import ArchiveError, ResultsTable, Shard, assign_stems, gather_inputs
+    from anomascope.app.inference_outputs import write_outputs
     from anomascope.app.thresholds import resolve_threshold
     from anomascope.engine.bundle import load_bundle
     from anomascope.engine.inference import NonFiniteResultError, score_case
@@ -129,41 +134,51 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from anomascope.engine.training import pick_device
 
     out = _output_folder(args.out)
-    device = pick_device(args.device)
+    try:
+        inputs = gather_inputs(args.files, Path(args.list) if args.list else None)
+        shard = Shard.parse(args.shard) if args.shard else Shard()
+    except ArchiveError as exc:
+        raise CommandError(str(exc)) from exc
+    # Under `accelerate launch` each process takes its part of the shard; alone, the process is the shard.
+    processes = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
+    shard = shard.within(processes.num_processes, processes.process_index)
+    device = pick_device(args.device) if args.device or processes.num_processes == 1 else processes.device
     predictor = make_predictor(load_bundle(Path(args.bundle)), device, args.method, args.precision)
     threshold = (
         resolve_threshold(args.threshold, predictor.calibration, predictor.bundle.id, args.db)
         if args.threshold
         else None
     )
-    failures, stems = 0, set()
-    for name in args.files:
-        path = Path(name)
+    stems = assign_stems(out, inputs)
+    settings = {
+        "bundle_id": predictor.bundle.id,
+        "method": predictor.name,
+        "precision": args.precision,
+        "threshold": args.threshold,
+    }
+    table = ResultsTable(out, shard, settings)
+    mine = [path for path in shard.take(inputs) if str(path.resolve()) not in table.done]
+    failures = 0
+    for path in tqdm(mine, desc=f"infer {shard.name}", unit="input", disable=None):
         try:
             case = load_case(path)
             result = score_case(predictor, case)
-            stem = unique_stem(out, path, stems)
-            summary = write_outputs(out, path, stem, case, result, predictor, str(device), threshold)
+            summary = write_outputs(out, path, stems[path], case, result, predictor, str(device), threshold)
         except (ImageReadError, InputMismatchError, NonFiniteResultError) as exc:
-            print(f"anomascope infer: {exc}", file=sys.stderr)
-            failures += 1
-            continue
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - one input's unforeseen failure must not stop the others
-            print(f"anomascope infer: {printable(path.name)}: failed ({type(exc).__name__}: {exc})", file=sys.stderr)
-            failures += 1
+            error = f"{printable(path.name)}: failed ({type(exc).__name__}: {exc})"
+        else:
+            table.add(path, stems[path], summary)
+            print(json.dumps({key: summary[key] for key in ("file", "stem", "image_score", "seconds")}))
             continue
-        print(
-            json.dumps(
-                {
-                    "file": summary["file"],
-                    "stem": summary["stem"],
-                    "image_score": summary["image_score"],
-                    "seconds": summary["seconds"],
-                }
-            )
-        )
+        print(f"anomascope infer: {error}", file=sys.stderr)
+        table.add(path, stems[path], error=error)
+        failures += 1
+    table.write_parquet()
+    processes.wait_for_everyone()  # a launcher stops every process once one exits with an error
     if failures:
-        print(f"anomascope infer: {failures} of {len(args.files)} inputs failed (reported above)", file=sys.stderr)
+        print(f"anomascope infer: {failures} of {len(mine)} inputs failed (reported above)", file=sys.stderr)
     return EXIT_BAD_INPUT if failures else 0
 
 
@@ -505,7 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
         "<stem>_heatmap.npy (slices, H, W) on the original pixel grid, <stem>_overlay.png and "
         "<stem>_restoration.png where the method makes one, <stem>_uncertainty.npy where it estimates one "
         "(ppii's MC-dropout spread). Two inputs with one stem get <stem>-<8 hex digits of the path>, so "
-        "no input's outputs overwrite another's. Unreadable files are reported and skipped; "
+        "no input's outputs overwrite another's. OUT/results/csv/shard-I-of-N.csv and "
+        "OUT/results/parquet/shard-I-of-N.parquet hold one row per "
+        "input (file, status, score, seconds, outputs, error); a restarted run skips the inputs its table "
+        "says are done. Unreadable files are a row with their error and a line on stderr; "
         "the others are still scored, and the exit code is then 2.",
     )
     p.add_argument("--bundle", required=True)
@@ -513,7 +531,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=methods.listed, help="read-out of a shared denoiser bundle (default: its own)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     add_precision_argument(p)
-    p.add_argument("files", nargs="+", help="any input `inspect` reads; volumes are scored slice by slice")
+    p.add_argument(
+        "files",
+        nargs="*",
+        help="any input `inspect` reads (volumes are scored slice by slice), or a folder of many: a folder whose "
+        "first file is DICOM is one series, any other is walked for the images and series it holds",
+    )
+    p.add_argument("--list", metavar="FILE", help="a text file naming one input a line (# starts a comment)")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="score only shard I of N (from 0), e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; shards may "
+        "share --out. Under `accelerate launch` the processes split the shard again",
+    )
     p.add_argument(
         "--threshold",
         help="also write each input's mask at this threshold: " + THRESHOLD_CHOICES,
