@@ -59,8 +59,9 @@ class Shard:
         return cls(index, count)
 
     def within(self, processes: int, rank: int) -> Shard:
-        """This shard split again among `processes` (accelerate's processes): this process's part."""
-        return Shard(self.index * processes + rank, self.count * processes)
+        """This shard split again among `processes` (accelerate's processes): this process's part, every
+        `processes`-th of the shard's own inputs."""
+        return Shard(self.index + self.count * rank, self.count * processes)
 
     def take(self, inputs: list[Path]) -> list[Path]:
         return inputs[self.index :: self.count]
@@ -86,7 +87,13 @@ def gather_inputs(paths: Iterable[str], list_file: Path | None = None) -> list[P
         raise ArchiveError("no inputs: name files or folders, or give --list FILE")
     found: dict[Path, None] = {}  # ordered: the first mention of an input keeps its place
     for path in named:
-        found.update(dict.fromkeys(_inputs_in(path) if path.is_dir() and not is_series_folder(path) else [path]))
+        try:
+            walked = _inputs_in(path) if path.is_dir() and not is_series_folder(path) else [path]
+        except OSError as exc:
+            raise ArchiveError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        if not walked:
+            raise ArchiveError(f"{path}: no images or DICOM series in this folder")
+        found.update(dict.fromkeys(walked))
     return list(found)
 
 
@@ -120,7 +127,8 @@ def assign_stems(out: Path, inputs: list[Path]) -> dict[Path, str]:
 
 class ResultsTable:
     """One shard's rows: read back on a restart, appended and flushed as inputs finish. `settings` says
-    what a row's outputs were made with; only rows made with the same settings count as done."""
+    what a row's outputs were made with; only rows made with the same settings count as done, in any
+    shard's table, so that a run with another shard or process count does not score them again."""
 
     def __init__(self, out: Path, shard: Shard, settings: dict):
         for kind in ("csv", "parquet"):
@@ -128,12 +136,18 @@ class ResultsTable:
         self.csv_path = out / RESULTS / "csv" / f"{shard.name}.csv"
         self.parquet_path = out / RESULTS / "parquet" / f"{shard.name}.parquet"
         self.shard, self.settings = shard, json.dumps(settings, sort_keys=True)
-        self.rows = [row for row in self._previous() if row["status"] == "ok"]  # failed ones are tried again
+        # What any shard's table (this layout or an earlier one) says was done with these settings.
+        self.done = {
+            row["file"]
+            for table in (out / RESULTS / "csv").glob("*.csv")
+            for row in _read(table)
+            if row["status"] == "ok" and row["settings"] == self.settings
+        }
+        # This table keeps its rows done with these settings; the others are scored again and appended.
+        self.rows = [
+            row for row in _read(self.csv_path) if row["file"] in self.done and row["settings"] == self.settings
+        ]
         self._write_all()
-
-    @property
-    def done(self) -> set[str]:
-        return {row["file"] for row in self.rows if row["settings"] == self.settings}
 
     def add(self, file: Path, stem: str, summary: dict | None = None, error: str | None = None) -> None:
         row = {
@@ -147,11 +161,7 @@ class ResultsTable:
             "shard": self.shard.name,
             "settings": self.settings,
         }
-        replaced = any(old["file"] == row["file"] for old in self.rows)
-        self.rows = [old for old in self.rows if old["file"] != row["file"]] + [row]
-        if replaced:  # scored again with other settings: its old row goes
-            self._write_all()
-            return
+        self.rows.append(row)
         with self.csv_path.open("a", newline="") as f:
             csv.DictWriter(f, COLUMNS).writerow(row)
             f.flush()
@@ -167,17 +177,23 @@ class ResultsTable:
         }
         pq.write_table(pa.table(arrays), self.parquet_path)
 
-    def _previous(self) -> list[dict]:
-        if not self.csv_path.exists():
-            return []
-        with self.csv_path.open(newline="") as f:
-            return list(csv.DictReader(f))
-
     def _write_all(self) -> None:
-        with self.csv_path.open("w", newline="") as f:
+        """The kept rows, written to a new file that then replaces the old one: a kill never loses them."""
+        fresh = self.csv_path.with_suffix(".tmp")
+        with fresh.open("w", newline="") as f:
             table = csv.DictWriter(f, COLUMNS)
             table.writeheader()
             table.writerows(self.rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(fresh, self.csv_path)
+
+
+def _read(table: Path) -> list[dict]:
+    if not table.exists():
+        return []
+    with table.open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def outputs_of(summary: dict) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -50,6 +51,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from anomascope.engine.config import load_toml, merge
+    from anomascope.engine.distributed import is_main_process, launched
     from anomascope.engine.fit import fit_method
     from anomascope.engine.training import pick_device
 
@@ -66,7 +68,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.overwrite:
         raise CommandError(f"{out} already holds a bundle; pass --overwrite to replace it")
-    if (out / "checkpoint" / "checkpoint.pt").exists():
+    if args.processes > 1 and not launched():
+        check_processes(args, config)
+        return relaunched(args.processes, args.argv)
+    if (out / "checkpoint" / "checkpoint.pt").exists() and is_main_process():
         print(f"resuming from the checkpoint in {out / 'checkpoint'}", file=sys.stderr)
     bundle = fit_method(
         config,
@@ -78,6 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         half_weights=args.half_weights,
         options=options,
     )
+    if bundle is None:  # another training process: the main one writes the bundle and reports it
+        return 0
     print(
         json.dumps(
             {
@@ -89,6 +96,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def check_processes(args: argparse.Namespace, config) -> None:
+    """What would make every one of the --processes fail: said once, before any is started."""
+    from anomascope.engine.data import list_images
+
+    batch = config.train.batch_size if getattr(config, "train", None) else None
+    if batch is not None and batch % args.processes:
+        raise CommandError(
+            f"--processes {args.processes}: the global batch size {batch} must be a multiple of the process count"
+        )
+    if not list_images(Path(args.data) / "train" / "good"):
+        raise CommandError(f"{args.data}: no training images in train/good (prepare the data first)")
+    gpus = torch_gpu_count()
+    if args.device != "cpu" and gpus and args.processes > gpus:
+        raise CommandError(f"--processes {args.processes}: this machine has {gpus} GPU(s), one per process")
+
+
+def torch_gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def relaunched(processes: int, argv: list[str]) -> int:
+    """This `train` command again as `processes` data-parallel processes on this machine, under torch's
+    launcher (what `accelerate launch` uses); its exit code. On the CPU the cores are shared among them."""
+    again = [arg for k, arg in enumerate(argv) if not _is_processes_option(argv, k)]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    return subprocess.run([*launcher, "-m", "anomascope.app.cli", *again], env=env, check=False).returncode
+
+
+def _is_processes_option(argv: list[str], k: int) -> bool:
+    """Whether argv[k] is --processes, its value, or --processes=N."""
+    return argv[k] == "--processes" or argv[k].startswith("--processes=") or (k > 0 and argv[k - 1] == "--processes")
 
 
 def method_option_values(args: argparse.Namespace, method: Method, methods: Registry) -> tuple[dict, dict]:
@@ -142,7 +186,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     # Under `accelerate launch` each process takes its part of the shard; alone, the process is the shard.
     processes = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
     shard = shard.within(processes.num_processes, processes.process_index)
-    device = pick_device(args.device) if args.device or processes.num_processes == 1 else processes.device
+    device = pick_device(args.device)  # under a launcher: this process's own GPU
     predictor = make_predictor(load_bundle(Path(args.bundle)), device, args.method, args.precision)
     threshold = (
         resolve_threshold(args.threshold, predictor.calibration, predictor.bundle.id, args.db)
@@ -186,7 +230,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from anomascope.app.report import render_report
     from anomascope.app.thresholds import resolve_threshold
     from anomascope.engine.bundle import load_bundle
-    from anomascope.engine.data import describe_dataset, validation_sample
+    from anomascope.engine.data import at_split_scale, describe_dataset, validation_sample
     from anomascope.engine.evaluation import evaluate, load_test_split
     from anomascope.engine.fit import calibrate_predictor
     from anomascope.engine.methods import make_predictor, reference_bundle
@@ -214,7 +258,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for path in args.bundle:
         bundle = load_bundle(Path(path))
         for readout in bundle.manifest.get("readouts", [bundle.method]):
-            predictor = make_predictor(bundle, device, readout, args.precision)
+            predictor = at_split_scale(make_predictor(bundle, device, readout, args.precision), data)
             predictors.append((f"{Path(path).name}:{readout}", predictor, bundle.id))
     for name in args.baseline:
         # Calibrated here like a trained bundle is when trained: its config's sample size, FPR target and k.
@@ -286,7 +330,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from anomascope.app.tuning import provenance, tune, write_tuning
     from anomascope.engine.bundle import load_bundle
-    from anomascope.engine.data import masked_images
+    from anomascope.engine.data import at_split_scale, masked_images
     from anomascope.engine.methods import make_predictor
     from anomascope.engine.training import pick_device
     from anomascope.engine.tuning import Criterion
@@ -296,6 +340,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     out = _output_folder(args.out)
     db = None if args.dry_run else Database(args.db)  # an unusable database stops here, before scoring
     predictor = make_predictor(load_bundle(Path(args.bundle)), pick_device(args.device), args.method, args.precision)
+    predictor = at_split_scale(predictor, Path(args.data))
     tuning = tune(predictor, masked_images(Path(args.data)), criterion, args.bootstrap, args.seed)
     preset = None
     if db is not None:
@@ -510,6 +555,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoint", action="store_true", help="keep BUNDLE/checkpoint after training")
     p.add_argument("--half-weights", action="store_true", help="store weights as float16 (half the size; for shipping)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train data-parallel in N processes on this machine (one per GPU, or sharing the CPU cores), "
+        "through torch's launcher; the global batch stays the config's batch_size (a multiple of N). For "
+        "several machines run `accelerate launch` or `torchrun` yourself (docs/scale.md)",
+    )
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser(
@@ -681,6 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --processes` launches again
     from anomascope.app.thresholds import ThresholdChoiceError
     from anomascope.engine.bundle import BundleError
     from anomascope.engine.data import DataError

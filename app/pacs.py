@@ -36,7 +36,12 @@ PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class PacsError(Exception):
-    """Talking to the PACS failed; the message says what, in one sentence."""
+    """Talking to the PACS failed; the message says what, in one sentence. `stored`: the SOP Instance UIDs
+    the PACS did take before it refused the rest."""
+
+    def __init__(self, message: str, stored: list[str] | None = None):
+        super().__init__(message)
+        self.stored = stored or []
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,9 @@ class Pacs:
             )
         self.url = url.rstrip("/")
         session = LiteralWildcards()
+        # Secrets mounted from files often end in a newline; a header that holds one would be refused by
+        # requests with the secret in its message.
+        token, username, password = (v.strip() if v else v for v in (token, username, password))
         if token:
             session.headers["Authorization"] = f"Bearer {token}"
         elif username:
@@ -109,8 +117,8 @@ class Pacs:
 
     def studies(self, text: str = "", limit: int = STUDY_LIMIT) -> list[Study]:
         """Studies whose patient name holds the words of `text` in order (any case, as the PACS matches
-        names), or whose patient ID or accession number starts with it, newest first; every study (up to
-        `limit`) when `text` is empty."""
+        names), or whose patient ID or accession number starts with it, newest first; with `text` empty,
+        any `limit` studies."""
         text = text.strip().replace("*", "")
         if not text:
             searches: list[dict] = [{}]
@@ -120,7 +128,11 @@ class Pacs:
             searches = [{"PatientName": f"*{name}*"}, {"PatientID": f"{text}*"}, {"AccessionNumber": f"{text}*"}]
         found: dict[str, Study] = {}
         for filters in searches:
-            for item in self._call("search the studies", self.client.search_for_studies, search_filters=filters):
+            # The PACS returns at most `limit` a search (QIDO has no standard order, so not the newest).
+            answered = self._call(
+                "search the studies", self.client.search_for_studies, search_filters=filters, limit=limit
+            )
+            for item in answered:
                 study = _study(pydicom.Dataset.from_json(item))
                 found.setdefault(study.study_uid, study)
         return sorted(found.values(), key=lambda s: s.date, reverse=True)[:limit]
@@ -142,7 +154,7 @@ class Pacs:
             if refused:
                 raise PacsError(f"series {series_uid} holds {refused}, not images to score; open an image series")
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / f"{ds.get('Modality', 'OT')}{index:05d}.dcm" for index, ds in enumerate(datasets)]
+        paths = [folder / f"{index:05d}.dcm" for index in range(len(datasets))]  # never a name the PACS chose
         for ds, path in zip(datasets, paths, strict=True):
             ds.save_as(path, enforce_file_format=True)
         return paths[0] if len(paths) == 1 else folder
@@ -161,10 +173,10 @@ class Pacs:
         sent = [str(ds.get("SOPInstanceUID", "")) for ds in datasets]
         unconfirmed = [uid or "an object without a SOP Instance UID" for uid in sent if uid not in confirmed]
         if failed or unconfirmed:
-            said = "; ".join(failed) or ", ".join(unconfirmed)
+            said = "; ".join(failed + [uid for uid in unconfirmed if not any(uid in f for f in failed)])
             raise PacsError(
-                f"the PACS at {self.url} did not store {len(failed) or len(unconfirmed)} of the {len(sent)} "
-                f"objects sent: {said}"
+                f"the PACS at {self.url} did not store {len(unconfirmed)} of the {len(sent)} objects sent: {said}",
+                stored=[uid for uid in sent if uid in confirmed],
             )
         return sent
 
@@ -178,8 +190,8 @@ class Pacs:
             raise PacsError(f"could not {doing}: the PACS at {self.url} cannot be reached ({_reason(exc)})") from exc
         except requests.exceptions.Timeout as exc:
             raise PacsError(f"could not {doing}: the PACS at {self.url} did not answer in time") from exc
-        except requests.exceptions.RequestException as exc:
-            raise PacsError(f"could not {doing} on the PACS at {self.url}: {exc}") from exc
+        except requests.exceptions.RequestException as exc:  # its text may quote the request's headers
+            raise PacsError(f"could not {doing} on the PACS at {self.url}: {type(exc).__name__}") from None
 
 
 def _status(response) -> str:

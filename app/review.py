@@ -150,7 +150,9 @@ class ReviewApp:
             raise ReviewError("pick a study and one of its series in the PACS search first")
         folder = Path(tempfile.mkdtemp(prefix="anomascope-pacs-"))
         try:
-            return self.open_file(self._pacs().fetch_series(study_uid, series_uid, folder / series_uid), reader)
+            # The folder's name becomes the case's source name; a UID is digits and dots, anything else goes.
+            name = "".join(c for c in series_uid if c.isdigit() or c == ".").strip(".") or "series"
+            return self.open_file(self._pacs().fetch_series(study_uid, series_uid, folder / name), reader)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -600,7 +602,17 @@ class ReviewApp:
                     paths.append(write_parametric_map(row, Path(folder), self._run_map(session)))
             except SegmentationRefused as exc:
                 raise ReviewError(f"annotation {annotation_id} cannot be sent to the PACS: {exc}") from exc
-            stored = pacs.store(paths)
+            try:
+                stored = pacs.store(paths)
+            except PacsError as exc:
+                if exc.stored:  # the PACS holds these now: the audit trail must say so
+                    self._record_sent(annotation_id, reader, pacs, exc.stored)
+                raise
+        self._record_sent(annotation_id, reader, pacs, stored)
+        sent = "its Segmentation" + (f" and the Parametric Map of run {row.run.id}" if len(paths) > 1 else "")
+        return f"Sent annotation {annotation_id} (version {row.annotation.version}) to {pacs.url}: {sent}."
+
+    def _record_sent(self, annotation_id: int, reader: str, pacs: Pacs, stored: list[str]) -> None:
         record_sent(
             self.db,
             annotation_id=annotation_id,
@@ -608,8 +620,6 @@ class ReviewApp:
             destination=pacs.url,
             sop_instance_uids=stored,
         )
-        sent = "its Segmentation" + (f" and the Parametric Map of run {row.run.id}" if len(paths) > 1 else "")
-        return f"Sent annotation {annotation_id} (version {row.annotation.version}) to {pacs.url}: {sent}."
 
     def _run_map(self, session: ReviewSession):
         """The map of an export row's run: the one on screen when it is that run, else made again."""

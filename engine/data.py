@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,19 @@ def describe_dataset(root: Path) -> dict:
             "source_side",
         )
     }
+
+
+def at_split_scale(predictor, root: Path):
+    """The predictor as it should score the images of prepared split `root`. A split that records the scale
+    its images are at (`source_side`), equal to the bundle's `preprocess.scale_side`, holds images already at
+    that scale, and its crops are pieces of such images, not photos framed like them: they are scored as they
+    are. Anything else is scored as the bundle scores any input."""
+    side = describe_dataset(root).get("source_side")
+    if not side or predictor.preprocess.scale_side != side:
+        return predictor
+    at_scale = copy.copy(predictor)
+    at_scale.preprocess = replace(predictor.preprocess, scale_side=None)
+    return at_scale
 
 
 @dataclass(frozen=True)

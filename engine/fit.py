@@ -12,7 +12,16 @@ import torch
 from . import calibration as cal
 from .bundle import ModelBundle, save_bundle, update_manifest
 from .config import to_dict
-from .data import describe_dataset, folder_hash, list_images, load_training_images, read_mask, validation_sample
+from .data import (
+    at_split_scale,
+    describe_dataset,
+    folder_hash,
+    list_images,
+    load_training_images,
+    read_mask,
+    validation_sample,
+)
+from .distributed import is_main_process
 from .inference import score_case
 from .io import load_case
 from .methods import make_predictor, registry
@@ -30,8 +39,9 @@ def fit_method(
     keep_checkpoint: bool = False,
     half_weights: bool = False,
     options: dict | None = None,
-) -> ModelBundle:
-    """Train method `config.method` on data_root/train/good and write a calibrated bundle to `out`.
+) -> ModelBundle | None:
+    """Train method `config.method` on data_root/train/good and write a calibrated bundle to `out`; under a
+    launcher every process trains its share and the main one writes the bundle (the others return None).
     `options` are the values of the method's own command-line options that are not config entries
     (DIA's denoiser bundle)."""
     device = device or pick_device()
@@ -58,6 +68,8 @@ def fit_method(
         )
         trained.networks[spec.component] = result.model
         trained.records.append(dict(training_record(result), component=spec.component, **spec.details))
+    if not is_main_process():  # the other training processes are done: the main one writes the bundle
+        return None
     extra = plan.finish(trained)  # before the manifest: cddpm's finish adds each fold's monitoring figures
     records = trained.records
     manifest = {
@@ -118,7 +130,7 @@ def calibrate(bundle: ModelBundle, data_root: Path, device: torch.device, max_im
     calibrations = {}
     target_fpr = bundle.manifest["config"]["calibration"]["target_fpr"]
     for readout in bundle.manifest.get("readouts", [bundle.method]):
-        predictor = make_predictor(bundle, device, readout, precision="fp32")
+        predictor = at_split_scale(make_predictor(bundle, device, readout, precision="fp32"), data_root)
         calibrations[readout] = calibrate_predictor(
             predictor, normals, anomalous, target_fpr, predictor.settings["k_sigma"]
         )

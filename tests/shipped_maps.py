@@ -19,7 +19,11 @@ from anomascope.engine.methods import make_predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "tests" / "data" / "shipped_maps.json"
-SAMPLES = {"chest-xray-dia": "chest-xray.png", "lgg-ppii": "anatomical.nii"}  # the others: skin photos
+SAMPLES = {
+    "chest-xray-dia": "chest-xray.png",
+    "lgg-cddpm": "anatomical.nii",
+    "lgg-ppii": "anatomical.nii",
+}  # the others: skin photos
 DEFAULT_SAMPLE = "ISIC_0024311.jpg"
 OUTPUTS = ("heatmap", "restoration", "uncertainty")
 

@@ -92,6 +92,9 @@ def test_a_folder_is_walked_for_its_inputs_and_a_series_folder_is_one(archive, t
     assert gather_inputs([str(archive / "clinic-b" / "series")]) == [archive / "clinic-b" / "series"]
     with pytest.raises(ArchiveError, match="no inputs"):
         gather_inputs([])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArchiveError, match="empty: no images or DICOM series in this folder"):
+        gather_inputs([str(tmp_path / "empty")])
     with pytest.raises(ArchiveError, match="cannot be read"):
         gather_inputs([], tmp_path / "missing.txt")
 
@@ -101,7 +104,11 @@ def test_shards_cover_every_input_once():
     parts = [Shard(i, 3).take(inputs) for i in range(3)]
     assert sorted(sum(parts, []), key=str) == sorted(inputs, key=str)
     assert sum(len(p) for p in parts) == len(inputs)
-    assert Shard(1, 2).within(processes=3, rank=2) == Shard(5, 6)
+    # Processes under a launcher split their own shard, whatever the other shards' process counts.
+    shard = Shard(1, 2)
+    parts = [shard.within(processes=3, rank=rank).take(inputs) for rank in range(3)]
+    assert sorted(sum(parts, []), key=str) == sorted(shard.take(inputs), key=str)
+    assert sum(len(p) for p in parts) == len(shard.take(inputs))
     assert Shard.parse("2/4") == Shard(2, 4)
     for bad in ("4/4", "-1/4", "1", "a/b", "0/0"):
         with pytest.raises(ArchiveError, match="--shard"):
@@ -158,13 +165,14 @@ def test_processes_under_a_launcher_split_the_inputs(bundle, archive, tmp_path):
     """Two processes under torch's launcher (gloo on the CPU): accelerate gives each its part."""
     out = tmp_path / "out"
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "anomascope.app.cli"]
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        + ["-m", "anomascope.app.cli"]
         + ["infer", "--bundle", str(bundle), "--out", str(out), str(archive)],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert "not a readable PNG" in launched.stderr
+    assert launched.returncode != 0 and "not a readable PNG" in launched.stderr  # reported, and every input scored
     table = rows(out)
     assert sorted(row["file"] for row in table) == sorted(str(p.resolve()) for p in gather_inputs([str(archive)]))
     assert {row["shard"] for row in table} == {"shard-0-of-2", "shard-1-of-2"}

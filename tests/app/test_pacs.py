@@ -12,6 +12,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from anomascope.app.cli import EXIT_BAD_INPUT, main, pacs_of
@@ -141,9 +142,14 @@ def test_a_refused_store_is_one_sentence_and_the_annotation_stays_saved(app, pac
 def test_an_object_the_pacs_leaves_out_of_its_reply_is_a_refusal(pacs, tmp_path):
     ds = pydicom.dcmread(shipped_dicom("CT_small.dcm"))
     ds.StudyInstanceUID = ""  # Orthanc answers STOW for it with neither a stored nor a failed item
+    ds.SOPInstanceUID = generate_uid()  # not CT_small's own, which is sent beside it below
     ds.save_as(tmp_path / "no-study.dcm")
     with pytest.raises(PacsError, match="did not store 1 of the 1 objects sent: " + ds.SOPInstanceUID):
         pacs.store([tmp_path / "no-study.dcm"])
+    taken = pydicom.dcmread(shipped_dicom("CT_small.dcm"))
+    with pytest.raises(PacsError, match="did not store 1 of the 2 objects sent") as refused:
+        pacs.store([Path(shipped_dicom("CT_small.dcm")), tmp_path / "no-study.dcm"])
+    assert refused.value.stored == [taken.SOPInstanceUID]  # what the PACS holds now, for the audit trail
 
 
 @needs_pacs

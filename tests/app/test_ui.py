@@ -363,4 +363,4 @@ def test_the_method_offered_for_a_case_is_one_that_can_score_it():
     spr = next(label for label, choice in catalogue.choices.items() if choice.method == "spr")
     assert not catalogue.reads(spr, brain) and catalogue.reads(spr, grey_as_rgb)
     readers = {choice.bundle.path.name for label, choice in catalogue.choices.items() if catalogue.reads(label, brain)}
-    assert readers == {"chest-xray-dia", "lgg-ppii"}
+    assert readers == {"chest-xray-dia", "lgg-cddpm", "lgg-ppii"}

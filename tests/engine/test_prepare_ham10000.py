@@ -3,8 +3,10 @@ crops cut from 200x150 images make a native-mode bundle that scores every photo 
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
+from anomascope.engine.bundle import load_bundle
 from anomascope.engine.config import merge
+from anomascope.engine.data import at_split_scale, validation_sample
 from anomascope.engine.datasets import prepare
-from anomascope.engine.fit import at_training_scale, fit_method
-from anomascope.engine.methods import default_config
+from anomascope.engine.fit import at_training_scale, calibrate_predictor, fit_method
+from anomascope.engine.methods import default_config, make_predictor
 from tests.engine.test_ppii import TINY
 
 LESIONS = 12
@@ -69,6 +73,20 @@ def test_a_native_bundle_records_the_scale_of_its_training_data(ham_split, tmp_p
     assert bundle.manifest["config"]["preprocess"]["scale_side"] == 200
     assert bundle.manifest["preprocessing"]["scale_side"] == 200
     assert bundle.manifest["data"]["source_side"] == 200
+    # Calibrated on the split's 64x64 crops as they are (pieces of 200x150 images), not enlarged as if each
+    # were a whole photo framed like the training images.
+    predictor = make_predictor(load_bundle(tmp_path / "b"), torch.device("cpu"))
+    assert at_split_scale(predictor, ham_split).preprocess.scale_side is None
+    settings = bundle.manifest["config"]["calibration"]
+    normals, anomalous = validation_sample(ham_split, settings["max_validation_images"])
+
+    def calibration(scale_side):
+        scored = copy.copy(predictor)
+        scored.preprocess = replace(predictor.preprocess, scale_side=scale_side)
+        k = predictor.settings["k_sigma"]
+        return calibrate_predictor(scored, normals, anomalous, settings["target_fpr"], k).to_manifest()
+
+    assert bundle.manifest["calibration"]["ppii"] == calibration(None) != calibration(200)
 
 
 def test_a_scale_the_config_states_wins_and_resized_methods_keep_none(ham_split):
