@@ -101,7 +101,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def check_processes(args: argparse.Namespace, config) -> None:
     """What would make every one of the --processes fail: said once, before any is started."""
     from anomascope.engine.data import list_images
+    from anomascope.engine.training import check_settings
 
+    if getattr(config, "train", None) is not None:
+        check_settings(config.train)
     batch = config.train.batch_size if getattr(config, "train", None) else None
     if batch is not None and batch % args.processes:
         raise CommandError(
@@ -745,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     from anomascope.engine.io.limits import LimitsError
     from anomascope.engine.methods import UnknownMethodError
     from anomascope.engine.preprocess import InputMismatchError
+    from anomascope.engine.training import TrainingSetupError
     from anomascope.engine.tuning import TuningError
     from anomascope.storage import StorageError
 
@@ -764,6 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         ThresholdChoiceError,
         NonFiniteResultError,
         UnknownMethodError,
+        TrainingSetupError,
     ) as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

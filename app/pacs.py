@@ -33,6 +33,8 @@ NOT_IMAGES = {
     "1.2.840.10008.5.1.4.1.1.104.1": "an encapsulated PDF",
 }
 PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# Series modalities that never hold an image to score (a Parametric Map takes its source's modality).
+NOT_IMAGE_MODALITIES = {"SEG", "PR", "SR", "KO", "DOC", "RTSTRUCT"}
 
 
 class PacsError(Exception):
@@ -42,6 +44,10 @@ class PacsError(Exception):
     def __init__(self, message: str, stored: list[str] | None = None):
         super().__init__(message)
         self.stored = stored or []
+
+
+class NotAnImageSeries(PacsError):
+    """The series holds no image to score: a Segmentation or Parametric Map, a report, a structure set."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,10 @@ class Series:
     number: str
     description: str
     instances: str
+
+    @property
+    def may_hold_images(self) -> bool:
+        return self.modality.upper() not in NOT_IMAGE_MODALITIES
 
     @property
     def title(self) -> str:
@@ -152,7 +162,9 @@ class Pacs:
         for ds in datasets:
             refused = _not_an_image(ds)
             if refused:
-                raise PacsError(f"series {series_uid} holds {refused}, not images to score; open an image series")
+                raise NotAnImageSeries(
+                    f"series {series_uid} holds {refused}, not images to score; open an image series"
+                )
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / f"{index:05d}.dcm" for index in range(len(datasets))]  # never a name the PACS chose
         for ds, path in zip(datasets, paths, strict=True):

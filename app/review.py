@@ -582,9 +582,10 @@ class ReviewApp:
             for s in self._pacs().studies(text)
         ]
 
-    def pacs_series(self, study_uid: str) -> list[tuple[str, str]]:
-        """(title, series UID) of each series of the study."""
-        return [(s.title, s.series_uid) for s in self._pacs().series(study_uid)]
+    def pacs_series(self, study_uid: str, images_only: bool = False) -> list[tuple[str, str]]:
+        """(title, series UID) of each series of the study; with `images_only`, of those whose modality does
+        not rule out images."""
+        return [(s.title, s.series_uid) for s in self._pacs().series(study_uid) if s.may_hold_images or not images_only]
 
     def send_to_pacs(self, session: ReviewSession, reader: str) -> str:
         """Store the saved annotation on screen on the PACS as a Segmentation, with the Parametric Map of the

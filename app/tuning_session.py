@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from anomascope.app.casestore import content_hash
+from anomascope.app.pacs import NotAnImageSeries
 from anomascope.app.review import ReviewApp, ReviewError, ReviewSession
 from anomascope.app.tuning import TunedCase, Tuning, summarise
 from anomascope.engine.data import list_images, read_mask
@@ -38,6 +39,7 @@ from anomascope.storage import (
 )
 
 DATABASE = "database"  # the worklist source that means "the cases already in the database"
+PACS_SOURCE = "dicomweb:"  # "dicomweb:TEXT": the image series of the PACS's studies that TEXT finds
 LOOKAHEAD = 2  # cases scored in the background ahead of the reader
 MAP_CACHE_BYTES = 512 * 2**20  # the session maps kept for the summary
 
@@ -97,18 +99,43 @@ class SessionSummary:
     n_saved: int
 
 
-def worklist(source: str, app: ReviewApp) -> list[WorklistCase]:
-    """The cases of `source`: "database", a prepared split (its test images, with their ground truth),
-    or a folder of images (with X_mask.png beside an image as its ground truth, where present)."""
-    if source.strip() == DATABASE:
+def worklist(source: str, app: ReviewApp, reader: str = "") -> list[WorklistCase]:
+    """The cases of `source`: "database", "dicomweb:TEXT" (the image series of the PACS's studies that
+    TEXT finds), a prepared split (its test images, with their ground truth), or a folder of images (with
+    X_mask.png beside an image as its ground truth, where present)."""
+    text = source.strip()
+    if text == DATABASE:
         cases = [
             WorklistCase(record.source_name, str(record.id), case_id=record.id)
             for record in list_cases(app.db, limit=None)
         ]
+    elif text.startswith(PACS_SOURCE):
+        cases = _pacs_series(text.removeprefix(PACS_SOURCE).strip(), app, reader)
     else:
-        cases = _files(Path(source.strip()))
+        cases = _files(Path(text))
     if not cases:
         raise ReviewError(f"{source}: no cases to tune on")
+    return cases
+
+
+def _pacs_series(text: str, app: ReviewApp, reader: str) -> list[WorklistCase]:
+    """Every image series of the studies the PACS finds for `text` (patient name, ID or accession number,
+    as the PACS panel searches), fetched into the case store once, so that the session opens them as saved
+    cases. Series that hold no image (the Segmentations and Parametric Maps sent back, reports) are left out,
+    by their modality where it says so, else once fetched; any other failure stops the worklist with the
+    PACS's sentence."""
+    if not text:
+        raise ReviewError(f"'{PACS_SOURCE}' needs a patient name, ID or accession number to search the PACS for")
+    cases = []
+    for patient_name, patient_id, *_, study_uid in app.pacs_studies(text):
+        for title, series_uid in app.pacs_series(study_uid, images_only=True):
+            try:
+                opened = app.open_pacs_series(study_uid, series_uid, reader)
+            except NotAnImageSeries:
+                continue
+            cases.append(
+                WorklistCase(f"{patient_name or patient_id}: {title}", patient_id or study_uid, case_id=opened.case_id)
+            )
     return cases
 
 
@@ -216,7 +243,7 @@ class TuningService:
             raise ReviewError("pick a trained method first")
         if not reader or not reader.strip():
             raise ReviewError("enter the reader's name before starting a tuning session")
-        cases = worklist(source, self.app)
+        cases = worklist(source, self.app, reader)
         choice = self.app.catalogue.choices[label]
         record = start_tuning_session(
             self.app.db,

@@ -21,7 +21,14 @@ from anomascope.app.export import FORMATS
 from anomascope.app.pacs import Pacs
 from anomascope.app.review import ReviewApp, ReviewSession, friendly
 from anomascope.app.tuning import curves_figure
-from anomascope.app.tuning_session import DATABASE, CaseAgreement, SessionSummary, TuningService, TuningView
+from anomascope.app.tuning_session import (
+    DATABASE,
+    PACS_SOURCE,
+    CaseAgreement,
+    SessionSummary,
+    TuningService,
+    TuningView,
+)
 from anomascope.app.viewer import STATIC, niivue_script_tags
 from anomascope.engine.io import SUPPORTED, ReadLimits, quiet_reader_libraries
 from anomascope.engine.tuning import Criterion
@@ -201,7 +208,8 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 with gr.Accordion("Threshold-tuning session", open=False):
                     tuning_source = gr.Textbox(
                         label=f"Worklist: a folder of images (X_mask.png beside an image is its ground truth), "
-                        f"a prepared split, or '{DATABASE}'",
+                        f"a prepared split, '{DATABASE}', or '{PACS_SOURCE}' and a patient name, ID or accession"
+                        " number (the PACS's image series)",
                         elem_id="tuning-source",
                     )
                     tuning_start = gr.Button("Start a session with the method above", elem_id="tuning-start")

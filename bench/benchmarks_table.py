@@ -2,7 +2,7 @@
 
     python bench/benchmarks_table.py bench/eval/*.json \
         --bench bench/results.json bench/results-cpu-bf16.json bench/results-h100.json bench/results-training-cpu.json \
-        > docs/benchmarks.md
+        bench/results-train-throughput-cpu.json > docs/benchmarks.md
 
 `bench/eval/*.json` are the `metrics.json` files of the `anomascope eval` runs behind the document,
 kept in the repository (runs/ is not) so that it can be rebuilt and compared later. Runs on the same
@@ -136,7 +136,7 @@ def training_section(path: str, results: dict, others: list[tuple[str, dict]]) -
     for name, t in results["training"].items():
         print(f"- `{name}`: {training_line(t)}")
         for gpu_path, gpu in others:
-            measured = gpu["training"].get(name)
+            measured = gpu.get("training", {}).get(name)  # a lever sweep has rows, not per-bundle training
             if gpu["machine"]["device"] != "cuda" or not measured or measured.get("batch_size") != t["batch_size"]:
                 continue
             peak_name, peak = gpu_peak(gpu["machine"]["gpu"])
@@ -147,6 +147,29 @@ def training_section(path: str, results: dict, others: list[tuple[str, dict]]) -
                     f"batch, {100 * t['model_flops_per_image'] * images / peak:.2f} % of {peak_name}."
                 )
     print(f"\nRegenerate: `python bench/run.py --device {machine['device']} --training-only --out {path}`\n")
+
+
+def levers_section(path: str, results: dict) -> None:
+    """A `bench/train_throughput.py` run: the denoiser's training throughput as levers are added."""
+    machine = results["machine"]
+    print(f"## Training throughput lever by lever on {where_measured(machine)} (`{path}`, torch {machine['torch']})\n")
+    print(
+        f"`{results['bundle']}`'s model at its resolution; each row keeps the levers above it, except those "
+        "refused. The H100 baseline is 541 images/s (#16 asks for 10× that).\n"
+    )
+    print("| levers | batch | images/s | % of peak | × first row | × H100 baseline |")
+    print("|---|---|---|---|---|---|")
+    for row in results["rows"]:
+        if "refused" in row:
+            print(f"| {row['levers']} | — | refused: {row['refused']} | | | |")
+            continue
+        fraction = "—" if row["fraction_of_peak"] is None else f"{100 * row['fraction_of_peak']:.2f}"
+        print(
+            f"| {row['levers']} | {row['batch_size']} | {row['images_per_second']:.1f} | {fraction} | "
+            f"{row['speedup_over_first_row']:.2f} | {row['speedup_over_h100_baseline']:.3f} |"
+        )
+    peak = next((row["peak_name"] for row in results["rows"] if "peak_name" in row), "not measured")
+    print(f"\nPeak: {peak}. Regenerate: `python bench/train_throughput.py --device {machine['device']} --out {path}`\n")
 
 
 def reduced(result: dict) -> bool:
@@ -226,6 +249,9 @@ def main() -> None:
         for bundle in bundles:
             manifest = Path(bundle_folder(bundle)) / "manifest.json"
             if not manifest.exists():  # a bundle trained for evaluation only, in a runs/ folder not kept here
+                config = Path("configs") / f"{bundle}.toml"
+                said = f"; `{config}` gives its training budget" if config.exists() else ""
+                print(f"`{bundle}` is not shipped: it was trained for this evaluation only{said}.\n")
                 continue
             recorded = json.loads(manifest.read_text())
             trained_on = recorded["data"].get("dataset")
@@ -248,6 +274,9 @@ def main() -> None:
     targets_told = False
     benches = [(path, json.loads(Path(path).read_text())) for path in args.bench]
     for path, results in benches:
+        if "rows" in results:
+            levers_section(path, results)
+            continue
         if not results["methods"]:
             training_section(path, results, benches)
             continue

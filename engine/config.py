@@ -57,6 +57,9 @@ class PreprocessConfig:
     min_side: int = 16
     max_side: int = 1024
     scale_side: int | None = None  # native mode: the longer side of the training data's source images
+    # Native mode: the training images' pixel size in mm, where known. An input whose pixel spacing is known
+    # (DICOM) is resampled to it, by mm; any other input by field of view (scale_side).
+    pixel_spacing_mm: float | None = None
     # Pixels at or below this intensity (after the display window, in [0, 1]) in every channel are background,
     # such as the air around a head in MRI: maps are zeroed there (the image-conditioned paper's one
     # post-processing: predictions outside the brain are set to zero) and histogram equalisation ignores them.
@@ -83,6 +86,13 @@ class TrainConfig:
     checkpoint_every: int = 1000
     mixed_precision: str = "bf16"  # on CUDA only: "bf16", "fp16" or "no"
     num_workers: int = 0
+    # Throughput only; none of these changes what is optimised. The images and the network in NHWC memory,
+    # the layout tensor cores' convolutions run in.
+    channels_last: bool = False
+    # torch.compile of the network: "no", "default", "reduce-overhead" (adds CUDA graphs) or "max-autotune".
+    compile: str = "no"
+    # Adam's kernels: "auto" (fused on CUDA, torch's default elsewhere), "fused" or "foreach".
+    optimizer_kernels: str = "auto"
 
 
 @dataclass

@@ -107,7 +107,7 @@ def at_split_scale(predictor, root: Path):
     if not side or predictor.preprocess.scale_side != side:
         return predictor
     at_scale = copy.copy(predictor)
-    at_scale.preprocess = replace(predictor.preprocess, scale_side=None)
+    at_scale.preprocess = replace(predictor.preprocess, scale_side=None, pixel_spacing_mm=None)
     return at_scale
 
 

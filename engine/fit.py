@@ -27,7 +27,7 @@ from .io import load_case
 from .methods import make_predictor, registry
 from .methods.training_plan import Trained, TrainingInputs
 from .metrics import auroc, average_precision
-from .training import pick_device, train
+from .training import check_settings, pick_device, train
 
 
 def fit_method(
@@ -45,6 +45,8 @@ def fit_method(
     `options` are the values of the method's own command-line options that are not config entries
     (DIA's denoiser bundle)."""
     device = device or pick_device()
+    if getattr(config, "train", None) is not None:  # a training-free method's config has no train section
+        check_settings(config.train)
     config = at_training_scale(config, data_root)
     files = list_images(data_root / "train" / "good")
     training = getattr(config, "train", None)  # a training-free method's config has no train section

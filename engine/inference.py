@@ -46,6 +46,7 @@ def score_case(predictor: Predictor, case: Case, batch_size: int = 8) -> CaseRes
             predictor.preprocess,
             predictor.stride,
             source=name if case.shape[0] == 1 else f"{name} slice {index}",
+            spacing=case.spacing if case.format.startswith("dicom") else None,  # NIfTI's pixdim defaults to 1 mm
         )
         inputs.append(x)
         geometries.append(geometry)

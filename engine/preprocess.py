@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import PreprocessConfig
+from .io.limits import ReadLimits
 
 
 class InputMismatchError(ValueError):
@@ -42,9 +44,15 @@ def grey_as_rgb(pixels: np.ndarray) -> bool:
 
 
 def to_model_input(
-    pixels: np.ndarray, window: tuple[float, float], config: PreprocessConfig, stride: int, source: str = "image"
+    pixels: np.ndarray,
+    window: tuple[float, float],
+    config: PreprocessConfig,
+    stride: int,
+    source: str = "image",
+    spacing: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, Geometry]:
-    """(C, H, W) in modality units to a (C, h, w) tensor in [-1, 1] and its Geometry."""
+    """(C, H, W) in modality units to a (C, h, w) tensor in [-1, 1] and its Geometry. `spacing` is the
+    input's (row, column) pixel size in mm, where known (a DICOM's; not finite and positive: unknown)."""
     channels, height, width = pixels.shape
     if config.channels == 1 and grey_as_rgb(pixels):
         pixels, channels = pixels[:1], 1  # a greyscale image stored as RGB
@@ -64,8 +72,11 @@ def to_model_input(
         return x, Geometry((height, width), (config.image_size, config.image_size), (0, 0), True)
     if config.mode != "native":
         raise ValueError(f"unknown preprocessing mode {config.mode!r}")
+    if config.pixel_spacing_mm and spacing and all(math.isfinite(s) and s > 0 for s in spacing):
+        return _at_training_scale(x, _at_pixel_size(height, width, spacing, config, source), stride)
     if config.scale_side:
-        return _at_training_scale(x, config.scale_side, stride)
+        factor = config.scale_side / max(height, width)
+        return _at_training_scale(x, (max(1, round(height * factor)), max(1, round(width * factor))), stride)
     if max(height, width) > config.max_side:
         raise InputMismatchError(
             source,
@@ -79,14 +90,31 @@ def to_model_input(
     return x, Geometry((height, width), (height + pad_h, width + pad_w), (pad_h, pad_w), False)
 
 
-def _at_training_scale(x: torch.Tensor, scale_side: int, stride: int) -> tuple[torch.Tensor, Geometry]:
-    """(C, H, W) resampled so that its longer side is `scale_side` (antialiased when shrinking), then
-    padded to the stride."""
+def _at_pixel_size(
+    height: int, width: int, spacing: tuple[float, float], config: PreprocessConfig, source: str
+) -> tuple[int, int]:
+    """The size of an image of `spacing` mm pixels resampled to the bundle's pixel size, each axis on its own
+    (so non-square pixels come out square); refused where that would pass the reader's voxel limit."""
+    target = config.pixel_spacing_mm
+    if target is None or not target > 0:
+        raise ValueError(f"the bundle's preprocess.pixel_spacing_mm is {target!r}; it must be a positive size in mm")
+    rows, columns = (max(1, round(n * s / target)) for n, s in zip((height, width), spacing, strict=True))
+    limit = ReadLimits.from_env().max_voxels
+    if rows * columns * max(config.channels, 1) > limit:
+        raise InputMismatchError(
+            source,
+            f"has {spacing[0]:g} x {spacing[1]:g} mm pixels; at this bundle's {target:g} mm it would be "
+            f"{columns}x{rows} px, over the limit of {limit:,} voxels (ANOMASCOPE_MAX_VOXELS)",
+        )
+    return rows, columns
+
+
+def _at_training_scale(x: torch.Tensor, scaled: tuple[int, int], stride: int) -> tuple[torch.Tensor, Geometry]:
+    """(C, H, W) resampled to `scaled` (antialiased when shrinking), then padded to the stride."""
     height, width = x.shape[-2:]
-    factor = scale_side / max(height, width)
-    scaled = (max(1, round(height * factor)), max(1, round(width * factor)))
     if scaled != (height, width):
-        x = F.interpolate(x[None], size=scaled, mode="bilinear", antialias=factor < 1, align_corners=False)[0]
+        shrinking = scaled[0] < height or scaled[1] < width
+        x = F.interpolate(x[None], size=scaled, mode="bilinear", antialias=shrinking, align_corners=False)[0]
     pad_h, pad_w = (-scaled[0]) % stride, (-scaled[1]) % stride
     if pad_h or pad_w:
         mode = "reflect" if pad_h < scaled[0] and pad_w < scaled[1] else "replicate"

@@ -6,6 +6,7 @@ Map sent back (STOW-RS), queried again, fetched and compared with what was saved
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import highdicom as hd
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from anomascope.app.cli import EXIT_BAD_INPUT, main, pacs_of
 from anomascope.app.pacs import PASSWORD_VARIABLE, TOKEN_VARIABLE, URL_VARIABLE, USER_VARIABLE, Pacs, PacsError
 from anomascope.app.review import ReviewError
+from anomascope.app.tuning_session import TuningService
 from anomascope.engine.io import load_case, load_dicom_sources
 from anomascope.storage import AuditEvent, case_history, decode_mask
 from tests.app.test_dicom_export import SOURCES, choice, oblique_series, read_back, source_of, source_position
@@ -201,3 +203,28 @@ def test_serve_starts_when_the_pacs_does_not_answer_and_says_so(capsys):
     pacs = pacs_of(CLOSED)
     assert pacs is not None and pacs.url == CLOSED
     assert f"the PACS at {CLOSED} cannot be reached" in capsys.readouterr().err
+
+
+@needs_pacs
+def test_a_tuning_worklist_from_the_pacs_holds_its_image_series_not_what_was_sent_back(app, pacs, tmp_path):  # noqa: F811
+    patient = f"Worklist^T{secrets.randbelow(10**8):08d}"  # this test's own patient, whatever the PACS holds
+    path = oblique_series(tmp_path / "series")
+    for file in files_of(path):
+        ds = pydicom.dcmread(file)
+        ds.PatientName, ds.PatientID = patient, patient.replace("^", "-")
+        ds.save_as(file)
+    pacs.store(files_of(path))
+    app.pacs = pacs
+    session, _, _ = scored_and_saved(app, app.open_file(path, "dr"))
+    app.send_to_pacs(session, "dr")  # the study now holds a Segmentation and a Parametric Map series too
+    study = load_dicom_sources(path)[0].StudyInstanceUID
+    assert len(app.pacs_series(study)) == 3
+
+    view = TuningService(app).start(f"dicomweb: {patient.replace('^', ' ')}", choice(app, "lgg-ppii"), "dr")
+    [case] = view.cases
+    assert case.group == patient.replace("^", "-") and case.name.startswith("Worklist T")
+    np.testing.assert_array_equal(app.open_saved(case.case_id).case.pixels, load_case(path).pixels)
+    with pytest.raises(ReviewError, match="no cases to tune on"):
+        TuningService(app).start("dicomweb: Nobody Here", choice(app, "lgg-ppii"), "dr")
+    with pytest.raises(ReviewError, match="'dicomweb:' needs a patient name, ID or accession number"):
+        TuningService(app).start("dicomweb:", choice(app, "lgg-ppii"), "dr")
