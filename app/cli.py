@@ -103,9 +103,10 @@ def check_processes(args: argparse.Namespace, config) -> None:
     from anomascope.engine.data import list_images
     from anomascope.engine.training import check_settings
 
-    if getattr(config, "train", None) is not None:
-        check_settings(config.train)
-    batch = config.train.batch_size if getattr(config, "train", None) else None
+    training = getattr(config, "train", None)  # a training-free method's config has no train section
+    if training is not None:
+        check_settings(training)
+    batch = training.batch_size if training is not None else None
     if batch is not None and batch % args.processes:
         raise CommandError(
             f"--processes {args.processes}: the global batch size {batch} must be a multiple of the process count"

@@ -45,11 +45,11 @@ def fit_method(
     `options` are the values of the method's own command-line options that are not config entries
     (DIA's denoiser bundle)."""
     device = device or pick_device()
-    if getattr(config, "train", None) is not None:  # a training-free method's config has no train section
-        check_settings(config.train)
+    training = getattr(config, "train", None)  # a training-free method's config has no train section
+    if training is not None:
+        check_settings(training)
     config = at_training_scale(config, data_root)
     files = list_images(data_root / "train" / "good")
-    training = getattr(config, "train", None)  # a training-free method's config has no train section
     torch.manual_seed(training.seed if training else 0)  # before the plan: it initialises the networks
     plan = registry().get(config.method).training_plan()(config, TrainingInputs(data_root, device, options or {}))
     # A training-free plan loads no images: it is only calibrated.
