@@ -142,9 +142,15 @@ class Reader:
         box.dispatch_event("change")
 
     def save(self, expect: str = "Saved annotation") -> None:
+        """Click Save and wait for this save's own message: the one before it may say `expect` too (every
+        successful save names its annotation and version, so two are never the same)."""
+        before = self.status()
         self.page.locator("#save").click()
         self.page.wait_for_function(
-            "text => document.querySelector('#save-status').innerText.includes(text)", arg=expect, timeout=60_000
+            "([text, before]) => { const now = document.querySelector('#save-status').innerText;"
+            " return now.includes(text) && now !== before; }",
+            arg=[expect, before],
+            timeout=60_000,
         )
 
     def status(self) -> str:
