@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .devices import on_device
 from .distributed import Processes, process_device
 from .nets.precision import REDUCED_DTYPES
 
@@ -126,13 +127,30 @@ def check_compiled(model, network, loss_fn, batch: torch.Tensor, autocast, proce
     dropout off, since compiled code draws its own random numbers, and BatchNorm reading its running
     statistics without updating them. The train-mode graph is compiled on the first step and not compared.
     Every process decides on the largest distance of them all, so that none waits alone for the others."""
-    eager, fast = (_gradients(net, loss_fn, batch, autocast) for net in (model, network))
+    eager = _gradients(model, loss_fn, batch, autocast)
+    try:
+        fast = _gradients(network, loss_fn, batch, autocast)  # the first call compiles
+    except torch._dynamo.exc.TorchDynamoException as error:  # inductor's errors too
+        raise TrainingSetupError(
+            f"torch.compile cannot compile the network on this machine (torch {torch.__version__}):"
+            f" {_first_cause(error)};"
+            ' train with train.compile = "no"'
+        ) from error
     distance = max(processes.gather(float((fast - eager).norm() / eager.norm().clamp_min(1e-12))))
     if not distance <= COMPILE_GRADIENT_TOLERANCE:
         raise TrainingSetupError(
             f"torch.compile gives gradients {distance:.2f} (relative L2) away from the uncompiled network's on"
             f' this device (torch {torch.__version__}); train with train.compile = "no"'
         )
+
+
+def _first_cause(error: BaseException) -> str:
+    """The exception dynamo wrapped (a missing compiler, say), in one line."""
+    inner = getattr(error, "inner_exception", None) or error.__cause__
+    while isinstance(inner, BaseException):
+        error, inner = inner, getattr(inner, "inner_exception", None) or inner.__cause__
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _gradients(network, loss_fn, batch: torch.Tensor, autocast) -> torch.Tensor:
@@ -155,14 +173,6 @@ def _gradients(network, loss_fn, batch: torch.Tensor, autocast) -> torch.Tensor:
 def in_layout(module: torch.nn.Module, memory_format: torch.memory_format) -> torch.nn.Module:
     """The module with its weights in `memory_format` (Module.to takes it; torch's type stubs do not say so)."""
     return cast(Any, module).to(memory_format=memory_format)
-
-
-def on_device(index: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Batch indices drawn on the CPU, moved without waiting: a plain copy to a GPU first waits for every
-    queued kernel, which would stop the CPU from running ahead of the GPU at every step."""
-    if device.type != "cuda":
-        return index.to(device)
-    return index.pin_memory().to(device, non_blocking=True)
 
 
 def train(

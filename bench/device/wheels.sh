@@ -6,7 +6,7 @@ python=.venv/bin/python
 version() { "$python" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 rm -rf .whl && mkdir .whl
 packages=()
-for name in diffusers monai pydicom nibabel importlib-metadata; do packages+=("$name==$(version "$name")"); done
+for name in diffusers monai pydicom nibabel importlib-metadata pytest pluggy iniconfig pygments; do packages+=("$name==$(version "$name")"); done
 "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl "${packages[@]}"
 ls .whl

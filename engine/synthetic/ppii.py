@@ -3,13 +3,15 @@ localisation", Sec. 2): probabilistic Poisson image interpolation with simulated
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from ..config import PpiiGeneratorConfig
+from ..devices import on_device
 from .poisson import poisson_blend
-from .shapes import disk, normal, randint, uniform
+from .shapes import normal, parameter_generator, randint, uniform
 
 
 @dataclass
@@ -27,46 +29,82 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
     up-scaled mixed gradients and an interpolation factor alpha; inside each patch every simulated
     rater draws a circle (radius and centre normal, kept inside the patch) as the anomaly mask.
     """
+    draws = parameter_generator(generator)
     n, _, height, width = images.shape
-    partners = images.roll(randint(generator, 1, n - 1), dims=0) if n > 1 else images
+    partners = images.roll(randint(draws, 1, n - 1), dims=0) if n > 1 else images
     canvas = images.clone()
     weights = torch.zeros_like(images[:, :1])
-    masks = torch.zeros(n, config.raters, 1, height, width, dtype=images.dtype, device=images.device)
+    patches: list[tuple[int, int, int, int, int]] = []  # (image, top, left, height, width) where pasted
+    circles: list[tuple[float, float, float]] = []  # each patch's raters' circles, in the patch
     for i in range(n):
-        for _ in range(randint(generator, config.min_anomalies, config.max_anomalies)):
+        for _ in range(randint(draws, config.min_anomalies, config.max_anomalies)):
             ph, pw = (
-                max(4, int(round(uniform(generator, config.min_patch, config.max_patch) * side)))
+                max(4, int(round(uniform(draws, config.min_patch, config.max_patch) * side)))
                 for side in (height, width)
             )
-            sy, sx = randint(generator, 0, height - ph), randint(generator, 0, width - pw)
-            ty, tx = randint(generator, 1, height - ph - 1), randint(generator, 1, width - pw - 1)
+            sy, sx = randint(draws, 0, height - ph), randint(draws, 0, width - pw)
+            ty, tx = randint(draws, 1, height - ph - 1), randint(draws, 1, width - pw - 1)
             canvas[i, :, ty : ty + ph, tx : tx + pw] = partners[i, :, sy : sy + ph, sx : sx + pw]
-            weights[i, 0, ty : ty + ph, tx : tx + pw] = uniform(generator, *config.source_weight)
-            for rater in range(config.raters):
-                masks[i, rater, 0, ty : ty + ph, tx : tx + pw] = torch.maximum(
-                    masks[i, rater, 0, ty : ty + ph, tx : tx + pw],
-                    rater_circle(generator, ph, pw, config, images.device),
-                )
+            weights[i, 0, ty : ty + ph, tx : tx + pw] = uniform(draws, *config.source_weight)
+            patches.append((i, ty, tx, ph, pw))
+            circles.extend(rater_circle(draws, ph, pw, config) for _ in range(config.raters))
+    masks = rater_masks(patches, circles, images, config.raters)
     targets = images[:, None].expand(-1, config.raters, -1, -1, -1)
     results = poisson_blend(targets, canvas[:, None], masks, weights[:, None], config.gradient_scale).clamp(0, 1)
+    union = masks.amax(dim=1)
+    average = results.mean(dim=1)
     # Outside every rater's mask all results equal the target; the union keeps rounding in the mean
     # from leaking into the label there.
-    mean = torch.where(masks.amax(dim=1).bool(), results.mean(dim=1), images)
+    mean = torch.where(union.bool(), average, images)
+    # The spread written out: Tensor.var over the raters' axis is several times slower on the CPU.
+    variance = ((results - average[:, None]) ** 2).mean(dim=1)
     return PpiiSample(
         image=mean,
         label=(images - mean).abs().mean(dim=1, keepdim=True),
-        variance=results.var(dim=1, unbiased=False).mean(dim=1, keepdim=True) * masks.amax(dim=1),
+        variance=variance.mean(dim=1, keepdim=True) * union,
         masks=masks,
     )
 
 
-def rater_circle(
-    generator: torch.Generator, ph: int, pw: int, config: PpiiGeneratorConfig, device: torch.device
-) -> torch.Tensor:
-    """One rater's circular mask inside a (ph, pw) patch: radius ~ N(mu, sigma) and centre ~ N(patch
-    centre, sigma), both clipped so the circle at most touches the patch's edges."""
+def rater_circle(draws: torch.Generator, ph: int, pw: int, config: PpiiGeneratorConfig) -> tuple[float, float, float]:
+    """One rater's circle inside a (ph, pw) patch, as (centre row, centre column, radius²): radius ~ N(mu,
+    sigma) and centre ~ N(patch centre, sigma), both clipped so the circle at most touches the patch's edges.
+    `draws` is a `parameter_generator`."""
     side = min(ph, pw)
-    radius = min(max(1.0, normal(generator, config.radius_mean * side, config.radius_std * side)), (side - 1) / 2)
-    cy = min(max(normal(generator, (ph - 1) / 2, config.centre_std * side), radius), ph - 1 - radius)
-    cx = min(max(normal(generator, (pw - 1) / 2, config.centre_std * side), radius), pw - 1 - radius)
-    return disk(ph, pw, cy, cx, radius, device).float()
+    radius = min(max(1.0, normal(draws, config.radius_mean * side, config.radius_std * side)), (side - 1) / 2)
+    cy = min(max(normal(draws, (ph - 1) / 2, config.centre_std * side), radius), ph - 1 - radius)
+    cx = min(max(normal(draws, (pw - 1) / 2, config.centre_std * side), radius), pw - 1 - radius)
+    return cy, cx, radius**2
+
+
+def rater_masks(
+    patches: list[tuple[int, int, int, int, int]],
+    circles: list[tuple[float, float, float]],
+    images: torch.Tensor,
+    raters: int,
+) -> torch.Tensor:
+    """(N, R, 1, H, W): each rater's mask, the union of their circles over the image's patches, drawn for
+    every patch at once (a few kernels a batch, not a few per circle)."""
+    n, _, height, width = images.shape
+    if not patches:
+        return images.new_zeros(n, raters, 1, height, width)
+    device = images.device
+    where = on_device(torch.tensor(patches), device)  # (P, 5)
+    circle = on_device(torch.tensor(circles, dtype=torch.float32), device).view(len(patches), raters, 3, 1)
+    # Coordinates in each patch, whole numbers, so exact in float32 (the circles are drawn in the patch);
+    # outside the patch the squared distance is infinite, so no circle reaches there.
+    rows = torch.arange(height, device=device, dtype=torch.float32) - where[:, 1:2]  # (P, H)
+    columns = torch.arange(width, device=device, dtype=torch.float32) - where[:, 2:3]  # (P, W)
+    dy2 = (rows[:, None] - circle[:, :, 0]) ** 2  # (P, R, H)
+    dx2 = (columns[:, None] - circle[:, :, 1]) ** 2  # (P, R, W)
+    dy2 = dy2.masked_fill(((rows < 0) | (rows >= where[:, 3:4]))[:, None], math.inf)
+    dx2 = dx2.masked_fill(((columns < 0) | (columns >= where[:, 4:5]))[:, None], math.inf)
+    inside = dy2[..., :, None] + dx2[..., None, :] <= circle[:, :, 2, :, None]  # (P, R, H, W)
+    per_image = [0] * n
+    for patch in patches:
+        per_image[patch[0]] += 1
+    masks = [
+        circles_of_one.any(dim=0) if len(circles_of_one) else inside.new_zeros(raters, height, width)
+        for circles_of_one in inside.split(per_image)
+    ]
+    return torch.stack(masks).to(images.dtype)[:, :, None]

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
 import torch
+
+
+def parameter_generator(generator: torch.Generator) -> torch.Generator:
+    """The generator to draw shape parameters from: scalars that Python reads, one at a time.
+
+    On the CPU that is `generator` itself. Reading a scalar drawn on a GPU makes the host wait for every
+    queued kernel, at each of the hundreds of draws of a batch, so there they come from a CPU generator
+    that `companion_generator` derives from the device generator without reading the device.
+    """
+    return generator if generator.device.type == "cpu" else companion_generator(generator)
+
+
+def companion_generator(generator: torch.Generator) -> torch.Generator:
+    """A CPU generator seeded from `generator`'s state, which is then moved on, so that the next call
+    gets another stream. A CUDA generator's state (seed and offset) lives on the host: nothing waits,
+    and a run resumed from a checkpoint of `generator` draws the same parameters again."""
+    digest = hashlib.blake2b(generator.get_state().numpy().tobytes(), digest_size=8).digest()
+    companion = torch.Generator(device="cpu").manual_seed(int.from_bytes(digest, "little") >> 1)
+    # One draw on the generator's own device: queued like any kernel, it moves the state on.
+    torch.empty(1, device=generator.device).uniform_(generator=generator)
+    return companion
 
 
 def uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -83,10 +105,3 @@ def wobbly_mask(
     mask[0, :] = mask[-1, :] = False
     mask[:, 0] = mask[:, -1] = False
     return mask
-
-
-def disk(
-    height: int, width: int, cy: float, cx: float, radius: float, device: torch.device | None = None
-) -> torch.Tensor:
-    yy, xx = pixel_grid(height, width, device)
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2

@@ -80,6 +80,20 @@ def test_a_fifth_of_conditions_stay_clean():
     assert 0.12 < clean < 0.28
 
 
+def test_which_samples_get_which_task_comes_from_the_parameter_generator(monkeypatch):
+    # On a GPU these draws come from a CPU companion generator (no wait for the device per batch).
+    for module in ("anomascope.engine.methods.cddpm.model", "anomascope.engine.synthetic.tasks"):
+        monkeypatch.setattr(f"{module}.parameter_generator", lambda _: torch.Generator().manual_seed(5))
+    images = torch.rand(12, 3, 16, 16)
+    tasks = make_tasks(foreign_images(16))
+
+    def condition(seed: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        return corrupt(images, tasks, task_folds(1)[0].train_tasks, 0.2, generator, tiny_config().tasks)
+
+    assert torch.equal(condition(0), condition(1))
+
+
 def test_restoration_of_a_planted_anomaly_is_closer_to_the_clean_image(trained):
     rng = np.random.default_rng(123)
     clean = smooth_image(rng, 32)

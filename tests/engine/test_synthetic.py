@@ -9,6 +9,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 from anomascope.engine.config import PpiiGeneratorConfig, SyntheticTaskConfig
+from anomascope.engine.methods.cddpm.model import corrupt
 from anomascope.engine.synthetic import (
     TASK_NAMES,
     foreign_images,
@@ -18,6 +19,8 @@ from anomascope.engine.synthetic import (
     solve_poisson,
 )
 from anomascope.engine.synthetic.poisson import dst1, idst1
+from anomascope.engine.synthetic.ppii import rater_masks
+from anomascope.engine.synthetic.shapes import companion_generator
 
 
 def grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,3 +170,87 @@ def test_ppii_generator_is_reproducible_per_seed(images):
     c = ppii_anomalies(images, torch.Generator().manual_seed(8), config)
     assert torch.equal(a.image, b.image) and torch.equal(a.label, b.label) and torch.equal(a.variance, b.variance)
     assert not torch.equal(a.label, c.label)
+
+
+def test_rater_masks_are_the_union_of_each_raters_circles():
+    rng = np.random.default_rng(0)
+    n, raters, height, width = 3, 4, 40, 36
+    patches, circles = [], []
+    for image in (0, 0, 2, 2, 2):  # image 1 has no patch
+        ph, pw = int(rng.integers(4, 20)), int(rng.integers(4, 20))
+        patches.append((image, int(rng.integers(1, height - ph)), int(rng.integers(1, width - pw)), ph, pw))
+        for _ in range(raters):
+            radius = rng.uniform(1, (min(ph, pw) - 1) / 2)
+            circles.append((rng.uniform(radius, ph - 1 - radius), rng.uniform(radius, pw - 1 - radius), radius**2))
+    masks = rater_masks(patches, circles, torch.zeros(n, 1, height, width), raters)
+    expected = np.zeros((n, raters, 1, height, width), bool)
+    rows, columns = np.mgrid[:height, :width]
+    for index, (image, top, left, ph, pw) in enumerate(patches):
+        in_patch = (rows >= top) & (rows < top + ph) & (columns >= left) & (columns < left + pw)
+        for rater in range(raters):
+            cy, cx, r2 = circles[index * raters + rater]
+            expected[image, rater, 0] |= in_patch & ((rows - top - cy) ** 2 + (columns - left - cx) ** 2 <= r2)
+    assert masks.dtype == torch.float32 and expected[2].any() and not expected[1].any()
+    np.testing.assert_array_equal(masks.numpy().astype(bool), expected)
+    assert not rater_masks([], [], torch.zeros(n, 1, height, width), raters).any()  # no patch, no circle
+
+
+def test_companion_generator_is_reproducible_and_moves_on():
+    def first_draws(generator: torch.Generator) -> list[float]:
+        return torch.rand(4, generator=companion_generator(generator)).tolist()
+
+    generator = torch.Generator().manual_seed(0)
+    checkpoint = generator.get_state()
+    one, two = first_draws(generator), first_draws(generator)
+    assert one != two  # each call moves the device generator on
+    restored = torch.Generator()
+    restored.set_state(checkpoint)
+    assert first_draws(restored) == one and first_draws(restored) == two  # a resumed run draws the same
+    assert first_draws(torch.Generator().manual_seed(1)) != one
+
+
+def fixed_parameters(_generator: torch.Generator) -> torch.Generator:
+    return torch.Generator().manual_seed(123)
+
+
+SYNTHETIC_MODULES = ("anomascope.engine.synthetic.ppii", "anomascope.engine.synthetic.tasks")
+
+
+@pytest.mark.parametrize("name", ["ppii", *TASK_NAMES])
+def test_every_shape_parameter_comes_from_the_parameter_generator(images, tasks, name, monkeypatch):
+    # On a GPU the parameters come from a CPU companion; a draw that bypassed it would read the device
+    # at every draw. With the parameter generator pinned, the given generator must not matter.
+    for module in SYNTHETIC_MODULES:
+        monkeypatch.setattr(f"{module}.parameter_generator", fixed_parameters)
+
+    def generate(seed: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        if name == "ppii":
+            return ppii_anomalies(images, generator, PpiiGeneratorConfig()).masks
+        return torch.cat([t.flatten() for t in tasks[name](images, generator, SyntheticTaskConfig())])
+
+    assert torch.equal(generate(0), generate(1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_synthetic_anomalies_never_wait_for_the_gpu(images, tasks):
+    # Run on a lent GPU by bench/device/throughput.sh: any host-device synchronisation raises.
+    device = torch.device("cuda")
+    on_gpu = images.to(device)
+    config, folds = SyntheticTaskConfig(), tuple(TASK_NAMES)
+
+    def generate(seed: int) -> list[torch.Tensor]:
+        generator = torch.Generator(device).manual_seed(seed)
+        generated = [ppii_anomalies(on_gpu, generator, PpiiGeneratorConfig()).masks]
+        for name in TASK_NAMES:
+            generated.extend(tasks[name](on_gpu, generator, config))
+        return [*generated, corrupt(on_gpu, tasks, folds, 0.2, generator, config)]
+
+    generate(0)  # copies the foreign pool to the GPU, once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        first = generate(1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.equal(a, b) for a, b in zip(first, generate(1), strict=True))

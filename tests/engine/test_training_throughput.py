@@ -127,6 +127,17 @@ def test_a_compiler_that_gets_gradients_wrong_is_refused_before_training(tmp_pat
     assert not (tmp_path / "wrong" / "checkpoint.pt").exists()
 
 
+def no_compiler(graph, example_inputs):
+    raise OSError("no C++ compiler found")  # what inductor meets on a machine without one
+
+
+def test_a_compiler_that_fails_is_refused_in_a_sentence_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=no_compiler))
+    with pytest.raises(TrainingSetupError, match=r"cannot compile the network on this machine.*no C\+\+ compiler"):
+        run(tmp_path, "failing", compile="default")
+    assert not (tmp_path / "failing" / "checkpoint.pt").exists()
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [("compile", "fast", "unknown train.compile 'fast'"), ("optimizer_kernels", "cuda", "train.optimizer_kernels")],

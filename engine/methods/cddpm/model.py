@@ -14,13 +14,14 @@ import torch.nn.functional as F
 
 from ...bundle import ModelBundle
 from ...config import from_dict
+from ...devices import on_device
 from ...filters import ssim_map
 from ...metrics import average_precision
 from ...nets import build_denoiser
 from ...nets.denoiser import unet_stride
 from ...preprocess import from_model_range
 from ...schedules import VPSchedule, make_sampler, sample_conditioned
-from ...synthetic import TASK_NAMES
+from ...synthetic import TASK_NAMES, parameter_generator
 from ..base import AnomalyResult, MapPredictor
 from .config import CddpmMethodConfig
 
@@ -64,12 +65,13 @@ def corrupt(
     """The conditioning images: each sample corrupted by one of the fold's tasks, drawn at random,
     except a `clean_fraction` of samples that keep the clean image."""
     condition = images01.clone()
-    draws = torch.rand(len(images01), generator=generator, device=generator.device).tolist()
-    choice = torch.randint(0, len(fold_tasks), (len(images01),), generator=generator, device=generator.device).tolist()
+    draws = parameter_generator(generator)
+    clean = torch.rand(len(images01), generator=draws).tolist()
+    choice = torch.randint(0, len(fold_tasks), (len(images01),), generator=draws).tolist()
     for task_index, name in enumerate(fold_tasks):
-        picked = [i for i in range(len(images01)) if draws[i] >= clean_fraction and choice[i] == task_index]
+        picked = [i for i in range(len(images01)) if clean[i] >= clean_fraction and choice[i] == task_index]
         if picked:
-            index = torch.tensor(picked, device=images01.device)
+            index = on_device(torch.tensor(picked), images01.device)
             condition[index] = tasks[name](images01[index], generator, task_config)[0]
     return condition
 
