@@ -152,6 +152,21 @@ class Pacs:
         found = [_series(pydicom.Dataset.from_json(item)) for item in items]
         return sorted(found, key=lambda s: (_number(s.number), s.series_uid))
 
+    def holds_images(self, series: Series, study_uid: str) -> bool:
+        """Whether the series may hold images to score, told without fetching it: by its modality, then by
+        the SOP class of one of its instances (a Parametric Map carries its source's modality)."""
+        if not series.may_hold_images:
+            return False
+        items = self._call(
+            f"list the instances of series {series.series_uid}",
+            self.client.search_for_instances,
+            study_uid,
+            series.series_uid,
+            fields=["00080016"],
+            limit=1,
+        )
+        return not items or str(pydicom.Dataset.from_json(items[0]).get("SOPClassUID", "")) not in NOT_IMAGES
+
     def fetch_series(self, study_uid: str, series_uid: str, folder: Path) -> Path:
         """The series' instances written into `folder` as files; the path to open: the one file of a
         single-instance series (a slice, or a multi-frame object), else the folder. Refused when they

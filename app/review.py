@@ -583,9 +583,14 @@ class ReviewApp:
         ]
 
     def pacs_series(self, study_uid: str, images_only: bool = False) -> list[tuple[str, str]]:
-        """(title, series UID) of each series of the study; with `images_only`, of those whose modality does
-        not rule out images."""
-        return [(s.title, s.series_uid) for s in self._pacs().series(study_uid) if s.may_hold_images or not images_only]
+        """(title, series UID) of each series of the study; with `images_only`, of those whose modality and
+        SOP class do not rule out images (one query a series; nothing is fetched)."""
+        pacs = self._pacs()
+        return [
+            (s.title, s.series_uid)
+            for s in pacs.series(study_uid)
+            if not images_only or pacs.holds_images(s, study_uid)
+        ]
 
     def send_to_pacs(self, session: ReviewSession, reader: str) -> str:
         """Store the saved annotation on screen on the PACS as a Segmentation, with the Parametric Map of the

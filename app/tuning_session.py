@@ -1,7 +1,8 @@
 """Threshold-tuning sessions on the review page, as plain functions (no Gradio here).
 
-A reader picks one method and a worklist (a folder, a prepared split or the database's cases) and steps
-through it: each case opens with the method already run, the reader settles the threshold, corrects the
+A reader picks one method and a worklist (a folder, a prepared split, the database's cases or the PACS's
+image series) and steps through it: each case opens with the method already run (one that cannot be
+opened says why, and Next goes on past it), the reader settles the threshold, corrects the
 mask and saves it, and the save is recorded as the session's entry for that case. While the reader
 works, the next cases are scored in the background. The summary compares the maps with the masks the
 reader saved (and with ground truth where the worklist has it) at every threshold, proposes a site
@@ -20,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from anomascope.app.casestore import content_hash
-from anomascope.app.pacs import NotAnImageSeries
 from anomascope.app.review import ReviewApp, ReviewError, ReviewSession
 from anomascope.app.tuning import TunedCase, Tuning, summarise
 from anomascope.engine.data import list_images, read_mask
@@ -46,14 +46,15 @@ MAP_CACHE_BYTES = 512 * 2**20  # the session maps kept for the summary
 
 @dataclass(frozen=True)
 class WorklistCase:
-    """One case of a worklist: a file to open, or a case already in the database, and its ground-truth
-    mask where the worklist has one."""
+    """One case of a worklist: a file to open, a case already in the database, or a PACS series (fetched
+    when the reader reaches it), and its ground-truth mask where the worklist has one."""
 
     name: str
     group: str  # cases of one group (a patient) are resampled together in the summary's bands
     path: Path | None = None
-    case_id: int | None = None
+    case_id: int | None = None  # the database case; a PACS series has one once it was opened
     truth: Path | None = None
+    series: tuple[str, str] | None = None  # (study UID, series UID) on the PACS
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,16 @@ class TuningView:
     @property
     def progress(self) -> str:
         return f"case {self.position + 1} of {len(self.cases)}: {self.cases[self.position].name}"
+
+
+class CaseNotOpened(ReviewError):
+    """The worklist case could not be opened. `view` has moved to it, with no case open, so that Next goes
+    on past it; the case on screen stays the one before (a save of it is refused as not the session's
+    current case), and the session's saved entries are untouched. The cause is the reason."""
+
+    def __init__(self, view: TuningView):
+        super().__init__(f"{view.progress} could not be opened")
+        self.view = view
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ class SessionSummary:
     n_saved: int
 
 
-def worklist(source: str, app: ReviewApp, reader: str = "") -> list[WorklistCase]:
+def worklist(source: str, app: ReviewApp) -> list[WorklistCase]:
     """The cases of `source`: "database", "dicomweb:TEXT" (the image series of the PACS's studies that
     TEXT finds), a prepared split (its test images, with their ground truth), or a folder of images (with
     X_mask.png beside an image as its ground truth, where present)."""
@@ -110,7 +121,7 @@ def worklist(source: str, app: ReviewApp, reader: str = "") -> list[WorklistCase
             for record in list_cases(app.db, limit=None)
         ]
     elif text.startswith(PACS_SOURCE):
-        cases = _pacs_series(text.removeprefix(PACS_SOURCE).strip(), app, reader)
+        cases = _pacs_series(text.removeprefix(PACS_SOURCE).strip(), app)
     else:
         cases = _files(Path(text))
     if not cases:
@@ -118,25 +129,18 @@ def worklist(source: str, app: ReviewApp, reader: str = "") -> list[WorklistCase
     return cases
 
 
-def _pacs_series(text: str, app: ReviewApp, reader: str) -> list[WorklistCase]:
+def _pacs_series(text: str, app: ReviewApp) -> list[WorklistCase]:
     """Every image series of the studies the PACS finds for `text` (patient name, ID or accession number,
-    as the PACS panel searches), fetched into the case store once, so that the session opens them as saved
-    cases. Series that hold no image (the Segmentations and Parametric Maps sent back, reports) are left out,
-    by their modality where it says so, else once fetched; any other failure stops the worklist with the
-    PACS's sentence."""
+    as the PACS panel searches). Nothing is fetched here: a series is fetched into the case store when the
+    reader reaches it. Series that hold no image (the Segmentations and Parametric Maps sent back, reports)
+    are left out by their modality and SOP class."""
     if not text:
         raise ReviewError(f"'{PACS_SOURCE}' needs a patient name, ID or accession number to search the PACS for")
-    cases = []
-    for patient_name, patient_id, *_, study_uid in app.pacs_studies(text):
-        for title, series_uid in app.pacs_series(study_uid, images_only=True):
-            try:
-                opened = app.open_pacs_series(study_uid, series_uid, reader)
-            except NotAnImageSeries:
-                continue
-            cases.append(
-                WorklistCase(f"{patient_name or patient_id}: {title}", patient_id or study_uid, case_id=opened.case_id)
-            )
-    return cases
+    return [
+        WorklistCase(f"{patient_name or patient_id}: {title}", patient_id or study_uid, series=(study_uid, series_uid))
+        for patient_name, patient_id, *_, study_uid in app.pacs_studies(text)
+        for title, series_uid in app.pacs_series(study_uid, images_only=True)
+    ]
 
 
 def _files(root: Path) -> list[WorklistCase]:
@@ -172,6 +176,8 @@ class Prefetcher:
 
     def ahead(self, view: TuningView) -> None:
         for case in view.cases[view.position + 1 : view.position + 1 + LOOKAHEAD]:
+            if case.path is None and case.case_id is None:  # a PACS series not fetched yet: scored when opened
+                continue
             key = (view.label, _key(case))
             with self.lock:
                 if key not in self.pending:
@@ -243,7 +249,7 @@ class TuningService:
             raise ReviewError("pick a trained method first")
         if not reader or not reader.strip():
             raise ReviewError("enter the reader's name before starting a tuning session")
-        cases = worklist(source, self.app, reader)
+        cases = worklist(source, self.app)
         choice = self.app.catalogue.choices[label]
         record = start_tuning_session(
             self.app.db,
@@ -260,12 +266,25 @@ class TuningService:
         if not 0 <= position < len(view.cases):
             raise ReviewError(f"the worklist has cases 1 to {len(view.cases)}")
         case = view.cases[position]
-        opened = self.app.open_file(case.path, reader) if case.path else self.app.open_saved(case.case_id)
-        ran = self.app.run(opened, view.label, reader, self.prefetch.take(view.label, case))
+        try:
+            ran = self.app.run(self._opened(case, reader), view.label, reader, self.prefetch.take(view.label, case))
+        except Exception as error:  # any reason the case cannot be shown; the page says it
+            moved = replace(view, position=position, case_id=None)
+            self.prefetch.ahead(moved)
+            raise CaseNotOpened(moved) from error
         self.shown.put(view.label, ran.case, ran.run.result.heatmap)
-        moved = replace(view, position=position, case_id=ran.case_id)
+        cases = list(view.cases)
+        cases[position] = replace(case, case_id=ran.case_id)  # a PACS series is fetched once
+        moved = replace(view, cases=tuple(cases), position=position, case_id=ran.case_id)
         self.prefetch.ahead(moved)
         return moved, ran
+
+    def _opened(self, case: WorklistCase, reader: str) -> ReviewSession:
+        if case.path is not None:
+            return self.app.open_file(case.path, reader)
+        if case.case_id is None and case.series is not None:
+            return self.app.open_pacs_series(*case.series, reader)
+        return self.app.open_saved(case.case_id)
 
     def step(self, view: TuningView, delta: int, reader: str) -> tuple[TuningView, ReviewSession]:
         return self.open(view, min(max(view.position + delta, 0), len(view.cases) - 1), reader)
@@ -281,6 +300,8 @@ class TuningService:
         acknowledged: bool = False,
     ) -> tuple[ReviewSession, str]:
         """Save the mask on screen as the session's entry for the current case."""
+        if view.case_id is None:
+            raise ReviewError(f"{view.progress} could not be opened: there is nothing of it to save; go on with Next")
         if session.case_id != view.case_id:
             raise ReviewError("the case on screen is not the tuning session's current case; step back to it")
         saved, said = self.app.save(

@@ -25,6 +25,7 @@ from anomascope.app.tuning_session import (
     DATABASE,
     PACS_SOURCE,
     CaseAgreement,
+    CaseNotOpened,
     SessionSummary,
     TuningService,
     TuningView,
@@ -506,10 +507,20 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             None, second_scene, None, js=SHOW_SECOND
         )
 
+        def unopened(exc: CaseNotOpened):
+            """The session moves on to the case that failed, and says why; Next goes past it."""
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            reason = friendly(cause).removeprefix("⚠️ ")
+            said = f"⚠️ Tuning session: {exc.view.progress} could not be opened: {reason.rstrip('.')}."
+            said += " The case on screen is the one before; Next goes on to the next case."
+            return {message: said, tuning: exc.view, tuning_progress: exc.view.progress}
+
         def on_tuning_start(source, choice, who, previous: ReviewSession, request: gr.Request):
             try:
                 view = tuning_service.start(source or "", choice, actor(who, request))
                 view, state = tuning_service.open(view, 0, actor(who, request))
+            except CaseNotOpened as exc:
+                return unopened(exc)
             except Exception as exc:
                 return {message: friendly(exc)}
             said = f"Tuning session started: {view.progress}. Settle the threshold, correct the mask, save, then Next."
@@ -521,6 +532,8 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                     return {message: "Start a tuning session first."}
                 try:
                     view, state = tuning_service.step(view, delta, actor(who, request))
+                except CaseNotOpened as exc:
+                    return unopened(exc)
                 except Exception as exc:
                     return {message: friendly(exc)}
                 return {

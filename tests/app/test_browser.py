@@ -464,6 +464,30 @@ def test_a_three_case_tuning_session(reader_page, tmp_path):
     assert "tuning session" in page.locator("#method-info").inner_text()
 
 
+def test_a_tuning_session_goes_on_past_a_case_that_cannot_be_opened(reader_page, tmp_path):
+    reader, page = reader_page, reader_page.page
+    worklist = tmp_path / "worklist"
+    worklist.mkdir()
+    for name in ("ISIC_0024311.jpg", "ISIC_0024318.jpg"):
+        shutil.copy(SAMPLES / name, worklist / name)
+    (worklist / "ISIC_0024311~broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot the rest of a picture")
+    page.get_by_text("Threshold-tuning session").click()
+    page.locator("#tuning-source input, #tuning-source textarea").first.fill(str(worklist))
+    before = reader.shown()
+    page.locator("#tuning-start").click()
+    reader._await_scene(before)
+    _wait_text(page, "#tuning-progress", "case 1 of 3")
+    first = reader.shown()
+
+    page.locator("#tuning-next").click()
+    _wait_text(page, "#message", "case 2 of 3: ISIC_0024311~broken.png could not be opened")
+    assert "case 2 of 3" in page.locator("#tuning-progress").inner_text()
+    assert reader.shown() == first  # the case before stays on screen
+    page.locator("#tuning-next").click()
+    reader._await_scene(first)
+    _wait_text(page, "#tuning-progress", "case 3 of 3: ISIC_0024318.jpg")
+
+
 def _pick(page, dropdown: str, method: str) -> None:
     page.locator(f"{dropdown} input").first.click()
     page.get_by_role("option", name=method, exact=False).first.click()

@@ -206,7 +206,7 @@ def test_serve_starts_when_the_pacs_does_not_answer_and_says_so(capsys):
 
 
 @needs_pacs
-def test_a_tuning_worklist_from_the_pacs_holds_its_image_series_not_what_was_sent_back(app, pacs, tmp_path):  # noqa: F811
+def test_a_tuning_worklist_from_the_pacs_holds_its_image_series_fetched_when_reached(app, pacs, tmp_path):  # noqa: F811
     patient = f"Worklist^T{secrets.randbelow(10**8):08d}"  # this test's own patient, whatever the PACS holds
     path = oblique_series(tmp_path / "series")
     for file in files_of(path):
@@ -218,12 +218,16 @@ def test_a_tuning_worklist_from_the_pacs_holds_its_image_series_not_what_was_sen
     session, _, _ = scored_and_saved(app, app.open_file(path, "dr"))
     app.send_to_pacs(session, "dr")  # the study now holds a Segmentation and a Parametric Map series too
     study = load_dicom_sources(path)[0].StudyInstanceUID
-    assert len(app.pacs_series(study)) == 3
+    assert len(app.pacs_series(study)) == 3 and len(app.pacs_series(study, images_only=True)) == 1
 
-    view = TuningService(app).start(f"dicomweb: {patient.replace('^', ' ')}", choice(app, "lgg-ppii"), "dr")
-    [case] = view.cases
+    service = TuningService(app)
+    view = service.start(f"dicomweb: {patient.replace('^', ' ')}", choice(app, "lgg-ppii"), "dr")
+    [case] = view.cases  # the Parametric Map is left out by its SOP class: its modality is the source's
     assert case.group == patient.replace("^", "-") and case.name.startswith("Worklist T")
-    np.testing.assert_array_equal(app.open_saved(case.case_id).case.pixels, load_case(path).pixels)
+    assert case.case_id is None and case.series is not None and case.series[0] == study  # fetched when reached
+    view, opened = service.open(view, 0, "dr")
+    np.testing.assert_array_equal(opened.case.pixels, load_case(path).pixels)
+    assert view.cases[0].case_id == opened.case_id  # fetched once: stepping back opens the stored case
     with pytest.raises(ReviewError, match="no cases to tune on"):
         TuningService(app).start("dicomweb: Nobody Here", choice(app, "lgg-ppii"), "dr")
     with pytest.raises(ReviewError, match="'dicomweb:' needs a patient name, ID or accession number"):

@@ -14,7 +14,7 @@ from PIL import Image
 from anomascope.app.bundles import discover
 from anomascope.app.cli import main
 from anomascope.app.review import ReviewApp, ReviewError
-from anomascope.app.tuning_session import TuningService
+from anomascope.app.tuning_session import CaseNotOpened, TuningService
 from anomascope.engine.evaluation import load_test_split
 from anomascope.engine.inference import score_case
 from anomascope.engine.tuning import Criterion
@@ -126,6 +126,55 @@ def test_a_save_outside_the_worklist_is_refused_and_nothing_is_stored(service, r
         service.app.save(session, _payload(session, mask[None], 1.0), "dr lead", tuning=(view.session_id, 7))
     assert tuning_entries(service.app.db, view.session_id) == {}
     assert service.app.history(session) == [row for row in service.app.history(session) if row[0] == "run"]
+
+
+def worklist_with_a_broken_case(source, folder, after: int):
+    """The worklist's cases with a corrupt PNG sorted right after case `after` (0-based; -1: first)."""
+    shutil.copytree(source, folder)
+    images = sorted(p for p in folder.iterdir() if not p.stem.endswith("_mask"))
+    broken = folder / (f"{images[after].stem}~broken.png" if after >= 0 else "0-broken.png")
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not the rest of a picture")
+    return images, broken
+
+
+def test_a_case_that_cannot_be_opened_is_said_and_next_goes_past_it(service, reference, tmp_path):
+    _, source = reference
+    images, broken = worklist_with_a_broken_case(source, tmp_path / "worklist", after=0)
+    label = next(iter(service.app.catalogue.choices))
+    view = service.start(str(tmp_path / "worklist"), label, "dr lead")
+    assert [case.name for case in view.cases] == [images[0].name, broken.name, *(p.name for p in images[1:])]
+    view, first = service.open(view, 0, "dr lead")
+    heatmap = first.run.result.heatmap[0]
+    corrected = heatmap >= np.quantile(heatmap, 0.8)
+    _save(service, view, first, corrected, float(np.quantile(heatmap, 0.8)))
+
+    with pytest.raises(CaseNotOpened, match=f"case 2 of 4: {broken.name} could not be opened") as failed:
+        service.step(view, +1, "dr lead")
+    stuck = failed.value.view
+    assert stuck.position == 1 and stuck.case_id is None
+    assert broken.name in str(failed.value.__cause__)  # the reason names the file
+    # The first case is still on screen: saving it now would record it as case 2, so it is refused.
+    with pytest.raises(ReviewError, match="nothing of it to save; go on with Next"):
+        _save(service, stuck, first, ~corrected, 0.0)
+    view, third = service.step(stuck, +1, "dr lead")
+    assert view.position == 2 and view.case_id == third.case_id
+    np.testing.assert_array_equal(third.case.pixels, service.app.open_file(images[1]).case.pixels)
+    [(position, (_, annotation))] = tuning_entries(service.app.db, view.session_id).items()
+    assert position == 0
+    saved = decode_mask(annotation.mask_shape, annotation.mask_data).reshape(corrected.shape)
+    np.testing.assert_array_equal(saved, corrected)  # the reader's correction, as it was before the failure
+
+
+def test_a_session_whose_first_case_cannot_be_opened_starts_there(service, reference, tmp_path):
+    _, source = reference
+    images, broken = worklist_with_a_broken_case(source, tmp_path / "worklist", after=-1)
+    label = next(iter(service.app.catalogue.choices))
+    view = service.start(str(tmp_path / "worklist"), label, "dr lead")
+    with pytest.raises(CaseNotOpened, match=f"case 1 of 4: {broken.name}") as failed:
+        service.open(view, 0, "dr lead")
+    view, second = service.step(failed.value.view, +1, "dr lead")
+    assert view.position == 1
+    np.testing.assert_array_equal(second.case.pixels, service.app.open_file(images[0]).case.pixels)
 
 
 def test_readers_against_each_other_across_sessions(service, reference):
