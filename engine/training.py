@@ -313,6 +313,17 @@ def _save(path: Path, step, losses, seconds, model, ema, optimizer, scheduler, g
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint
 
 
+def _in_parameters_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Adam's moments in their parameters' memory layout. A checkpoint written with another `channels_last`
+    holds them in the old one, and the foreach and fused kernels expect one layout for all of them."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == parameter.shape and value.stride() != parameter.stride():
+                    state[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
+
+
 def _restore(path: Path, model, ema, optimizer, scheduler, generator, noise_generator, rank: int):
     state = torch.load(path, map_location="cpu", weights_only=False)
     # Older checkpoints hold one process's noise generator and no global RNG.
@@ -321,6 +332,7 @@ def _restore(path: Path, model, ema, optimizer, scheduler, generator, noise_gene
     ema.model.load_state_dict(state["ema"])
     ema.updates = state["ema_updates"]
     optimizer.load_state_dict(state["optimizer"])
+    _in_parameters_layout(optimizer)
     scheduler.load_state_dict(state["scheduler"])
     generator.set_state(state["generator"])
     if rank < len(noise_states):  # a process the checkpoint did not know (more of them now) keeps its seed

@@ -66,6 +66,15 @@ def test_channels_last_trains_the_same_network_and_hands_back_plain_weights(plai
     assert all(p.is_contiguous() for p in result.model.parameters())
 
 
+def test_a_run_resumed_in_channels_last_keeps_adams_moments_in_its_layout(plain, tmp_path):
+    run(tmp_path, "mixed", steps=3)  # a checkpoint written in NCHW
+    assert_same_training(run(tmp_path, "mixed", channels_last=True), plain)
+    state = torch.load(tmp_path / "mixed" / "checkpoint.pt", weights_only=False)["optimizer"]["state"]
+    moments = [v for s in state.values() for k, v in s.items() if k.startswith("exp_avg") and v.dim() == 4]
+    assert any(m.shape[1] > 1 and m.shape[2] * m.shape[3] > 1 for m in moments)  # where the layouts differ
+    assert all(m.is_contiguous(memory_format=torch.channels_last) for m in moments)
+
+
 def test_fused_adam_takes_the_same_steps(plain, tmp_path):
     result = run(tmp_path, "fused", optimizer_kernels="fused")
     assert_same_training(result, plain)
