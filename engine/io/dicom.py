@@ -34,6 +34,7 @@ NUMERIC_TAGS = {
     "WindowWidth": float,
     "PixelSpacing": float,
     "ImagerPixelSpacing": float,
+    "EstimatedRadiographicMagnificationFactor": float,
     "RescaleSlope": float,
     "RescaleIntercept": float,
     "SpacingBetweenSlices": float,
@@ -375,13 +376,21 @@ def _window(ds: pydicom.Dataset, pixels: np.ndarray) -> tuple[float, float]:
 
 
 def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    """(row, column) pixel size in mm in the patient: PixelSpacing, at the top level or in the functional
+    groups; else a projection image's ImagerPixelSpacing, which is measured at the detector, farther from
+    the source than the patient, so divided by the EstimatedRadiographicMagnificationFactor where given."""
+    spacing = ds.get("PixelSpacing")
     if spacing is None:
         measures = _functional_group(ds, "PixelMeasuresSequence")
         spacing = measures.get("PixelSpacing") if measures is not None else None
+    magnification = 1.0
+    if spacing is None:
+        spacing = ds.get("ImagerPixelSpacing")
+        factor = float(ds.get("EstimatedRadiographicMagnificationFactor") or 1.0)
+        magnification = factor if factor > 0 else 1.0  # finite: _check_numbers refused the rest
     if spacing is None or len(spacing) != 2:
         return None
-    return (float(spacing[0]), float(spacing[1]))
+    return (float(spacing[0]) / magnification, float(spacing[1]) / magnification)
 
 
 def _functional_group(ds: pydicom.Dataset, keyword: str):

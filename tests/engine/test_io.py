@@ -138,6 +138,18 @@ def test_rescale_slope_intercept_and_multi_valued_window(dicom_writer):
     assert case.window == (40.0, 400.0)
 
 
+def test_a_projection_images_pixel_size_is_taken_at_the_patient(dicom_writer):
+    array = np.zeros((8, 8), np.uint16)
+    detector = {"Modality": "DX", "ImagerPixelSpacing": [0.2, 0.25]}
+    magnified = dicom_writer("dx.dcm", array, **detector, EstimatedRadiographicMagnificationFactor=1.25)
+    assert load_case(magnified).spacing == pytest.approx((0.16, 0.2))
+    assert load_case(dicom_writer("plain.dcm", array, **detector)).spacing == pytest.approx((0.2, 0.25))
+    calibrated = dicom_writer(
+        "calibrated.dcm", array, **detector, EstimatedRadiographicMagnificationFactor=1.25, PixelSpacing=[0.15, 0.15]
+    )
+    assert load_case(calibrated).spacing == pytest.approx((0.15, 0.15))  # PixelSpacing is at the patient already
+
+
 def test_voi_lut_sequence_gives_window(tmp_path):
     ds = make_dicom(np.zeros((8, 8), np.uint16))
     item = Dataset()
