@@ -8,6 +8,7 @@ case survives. The browser viewer holds the threshold and the mask; `scene` tell
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import zipfile
@@ -58,6 +59,7 @@ WINDOW_PRESETS = {
     "CT brain (40/80)": (40.0, 80.0),
 }
 HEATMAP_COLOURMAP = "inferno"
+MARKDOWN_CHARACTERS = re.compile(r"([\\`*_~\[\]<>|#])")  # escaped where text must show as written
 EXPORT_KEEP_S = 600  # the page hands an export to the browser at once; the copy here is kept this long
 
 
@@ -736,9 +738,16 @@ def gather_series(paths: list[str]) -> Path:
 
 
 def friendly(exc: Exception) -> str:
+    """The error in one line for the page's Markdown panes, its text shown as written."""
     if isinstance(
         exc,
         (ImageReadError, ReviewError, StorageError, InputMismatchError, NonFiniteResultError, LimitsError, PacsError),
     ):
-        return f"⚠️ {exc}"
-    return f"⚠️ Unexpected error ({type(exc).__name__}): {exc}"
+        return f"⚠️ {markdown_text(str(exc))}"
+    return f"⚠️ Unexpected error ({type(exc).__name__}): {markdown_text(str(exc))}"
+
+
+def markdown_text(text: str) -> str:
+    """`text` for a Markdown pane, shown as written: file names and paths hold the characters Markdown
+    formats with (two tildes strike out what lies between them, underscores and stars emphasise)."""
+    return MARKDOWN_CHARACTERS.sub(r"\\\1", text)

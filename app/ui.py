@@ -19,7 +19,7 @@ import numpy as np
 from anomascope.app.bundles import ASSETS, calibration_summary, discover, model_dirs
 from anomascope.app.export import FORMATS
 from anomascope.app.pacs import Pacs
-from anomascope.app.review import ReviewApp, ReviewSession, friendly
+from anomascope.app.review import ReviewApp, ReviewSession, friendly, markdown_text
 from anomascope.app.tuning import curves_figure
 from anomascope.app.tuning_session import (
     DATABASE,
@@ -511,9 +511,10 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             """The session moves on to the case that failed, and says why; Next goes past it."""
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             reason = friendly(cause).removeprefix("⚠️ ")
-            said = f"⚠️ Tuning session: {exc.view.progress} could not be opened: {reason.rstrip('.')}."
+            progress = markdown_text(exc.view.progress)
+            said = f"⚠️ Tuning session: {progress} could not be opened: {reason.rstrip('.')}."
             said += " The case on screen is the one before; Next goes on to the next case."
-            return {message: said, tuning: exc.view, tuning_progress: exc.view.progress}
+            return {message: said, tuning: exc.view, tuning_progress: progress}
 
         def on_tuning_start(source, choice, who, previous: ReviewSession, request: gr.Request):
             try:
@@ -523,8 +524,9 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 return unopened(exc)
             except Exception as exc:
                 return {message: friendly(exc)}
-            said = f"Tuning session started: {view.progress}. Settle the threshold, correct the mask, save, then Next."
-            return {**shown(state, previous, said), tuning: view, tuning_progress: view.progress}
+            progress = markdown_text(view.progress)
+            said = f"Tuning session started: {progress}. Settle the threshold, correct the mask, save, then Next."
+            return {**shown(state, previous, said), tuning: view, tuning_progress: progress}
 
         def tuning_stepper(delta: int):
             def on_step(view: TuningView | None, who, previous: ReviewSession, request: gr.Request):
@@ -537,9 +539,9 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 except Exception as exc:
                     return {message: friendly(exc)}
                 return {
-                    **shown(state, previous, f"Tuning session: {view.progress}."),
+                    **shown(state, previous, f"Tuning session: {markdown_text(view.progress)}."),
                     tuning: view,
-                    tuning_progress: view.progress,
+                    tuning_progress: markdown_text(view.progress),
                 }
 
             return on_step

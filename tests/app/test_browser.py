@@ -470,6 +470,7 @@ def test_a_tuning_session_goes_on_past_a_case_that_cannot_be_opened(reader_page,
     worklist.mkdir()
     for name in ("ISIC_0024311.jpg", "ISIC_0024318.jpg"):
         shutil.copy(SAMPLES / name, worklist / name)
+    # A tilde in the name, as in the path the reason quotes: the message shows both as written.
     (worklist / "ISIC_0024311~broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot the rest of a picture")
     page.get_by_text("Threshold-tuning session").click()
     page.locator("#tuning-source input, #tuning-source textarea").first.fill(str(worklist))
