@@ -9,7 +9,7 @@ set -euo pipefail
 source bench/device/setup.sh
 status=0
 # shellcheck disable=SC2086  # EXTRA is a list of options
-timeout --signal=INT --kill-after=30 "$LIMIT" python3 -m anomascope.app.cli train --method "$METHOD" --data "$DATA" \
+timeout --kill-after=30 "$LIMIT" python3 -m anomascope.app.cli train --method "$METHOD" --data "$DATA" \
     --out "runs/$NAME" --config "$CONFIG" --device "$DEVICE" --keep-checkpoint --quiet $EXTRA || status=$?
 echo "train exited with $status (124: stopped at the $LIMIT s limit; its last checkpoint resumes)" | tee "$OUT/train.txt"
 if [ -f "runs/$NAME/manifest.json" ]; then
