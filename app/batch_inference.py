@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from anomascope.app.inference_outputs import unique_stem
+from anomascope.app.inference_outputs import real_path, unique_stem
 from anomascope.engine.io.dicom import looks_like_dicom
 
 INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".nii", ".nii.gz", ".zip")
@@ -151,7 +151,7 @@ class ResultsTable:
 
     def add(self, file: Path, stem: str, summary: dict | None = None, error: str | None = None) -> None:
         row = {
-            "file": str(file.resolve()),
+            "file": real_path(file),
             "status": "ok" if error is None else "failed",
             "score": "" if summary is None else summary["image_score"],
             "seconds": "" if summary is None else summary["seconds"],

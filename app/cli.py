@@ -171,7 +171,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from anomascope.app.batch_inference import ArchiveError, ResultsTable, Shard, assign_stems, gather_inputs
-    from anomascope.app.inference_outputs import write_outputs
+    from anomascope.app.inference_outputs import real_path, write_outputs
     from anomascope.app.thresholds import resolve_threshold
     from anomascope.engine.bundle import load_bundle
     from anomascope.engine.inference import NonFiniteResultError, score_case
@@ -205,7 +205,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         "threshold": args.threshold,
     }
     table = ResultsTable(out, shard, settings)
-    mine = [path for path in shard.take(inputs) if str(path.resolve()) not in table.done]
+    mine = [path for path in shard.take(inputs) if real_path(path) not in table.done]
     failures = 0
     for path in tqdm(mine, desc=f"infer {shard.name}", unit="input", disable=None):
         try:
@@ -384,19 +384,24 @@ def _output_folder(name: str) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from anomascope.app.signin import SignInPolicy
     from anomascope.app.ui import default_review_app, serve
     from anomascope.engine.io import ReadLimits
-    from anomascope.storage import has_accounts
+    from anomascope.storage import accounts_at, default_url
 
     ReadLimits.from_env()  # a bad limit is one sentence here, not an error on every upload
-    app = default_review_app(pacs=pacs_of(args.dicomweb))
-    if not has_accounts(app.db) and not is_loopback(args.host) and not args.insecure:
+    try:
+        SignInPolicy.from_env()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    # Asked before anything is written: a refused start leaves no database and no data folder behind.
+    if not is_loopback(args.host) and not args.insecure and not accounts_at(default_url(create_folder=False)):
         raise CommandError(
             f"--host {args.host} would let anyone on the network read and save every annotation "
             "without signing in: add reader accounts first (anomascope users add NAME), or pass "
             "--insecure"
         )
-    serve(app, args.host, args.port, args.concurrency)
+    serve(default_review_app(pacs=pacs_of(args.dicomweb)), args.host, args.port, args.concurrency)
     return 0
 
 
@@ -431,7 +436,7 @@ def is_loopback(host: str) -> bool:
 def cmd_users(args: argparse.Namespace) -> int:
     import getpass
 
-    from anomascope.storage import Database, add_user, disable_user, list_users
+    from anomascope.storage import Database, add_user, disable_user, list_users, unlock_user
 
     if args.action != "list" and not args.name:
         raise CommandError(f"users {args.action} needs the reader's name")
@@ -442,9 +447,21 @@ def cmd_users(args: argparse.Namespace) -> int:
         print(json.dumps({"added": user.name}))
     elif args.action == "disable":
         print(json.dumps({"disabled": disable_user(db, args.name, actor).name}))
+    elif args.action == "unlock":
+        print(json.dumps({"unlocked": unlock_user(db, args.name, actor).name}))
     else:
         for user in list_users(db):
-            print(json.dumps({"name": user.name, "active": user.active, "created": user.created.isoformat()}))
+            print(
+                json.dumps(
+                    {
+                        "name": user.name,
+                        "active": user.active,
+                        "locked": user.locked,
+                        "failed_sign_ins": user.failed_sign_ins,
+                        "created": user.created.isoformat(),
+                    }
+                )
+            )
     return 0
 
 
@@ -724,12 +741,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "users",
-        help="reader accounts: add, list, disable",
+        help="reader accounts: add, list, disable, unlock",
         description="Passwords are stored as argon2id hashes. Accounts are disabled, never deleted: the "
-        "audit trail names their readers. Once one exists, serve asks every reader to sign in.",
+        "audit trail names their readers. Once one exists, serve asks every reader to sign in. Disabling an "
+        "account ends its sessions at once. After ANOMASCOPE_SIGNIN_LOCK_AFTER (default 10) failed sign-ins "
+        "in a row an account is locked until unlocked here.",
     )
-    p.add_argument("action", choices=["add", "list", "disable"])
-    p.add_argument("name", nargs="?", help="the reader's name (add, disable)")
+    p.add_argument("action", choices=["add", "list", "disable", "unlock"])
+    p.add_argument("name", nargs="?", help="the reader's name (add, disable, unlock)")
     p.add_argument("--password-stdin", action="store_true", help="add: read the password from the first line of stdin")
     add_db_argument(p)
     p.set_defaults(run=cmd_users)

@@ -158,8 +158,9 @@ def _write_csv(path: Path, rows: list[ExportRow]) -> Path:
 
 def inert_cell(value):
     """Text a spreadsheet would run as a formula (=, +, -, @, or a tab or return first) gets a leading
-    apostrophe, as OWASP advises; numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    apostrophe, as OWASP advises; numbers stay numbers. Spreadsheets drop leading whitespace (a space, a
+    line feed, a no-break space) before they look for a formula, so " =1" is looked at past it."""
+    if isinstance(value, str) and (value.startswith(FORMULA_STARTS) or value.lstrip().startswith(FORMULA_STARTS)):
         return "'" + value
     return value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,13 @@ from anomascope.engine.display import apply_window, overlay_heatmap, unit_to_rgb
 from anomascope.engine.inference import CaseResult
 from anomascope.engine.io import Case
 from anomascope.engine.methods.base import Predictor
+
+
+def real_path(path: Path) -> str:
+    """The input's absolute path with links followed: what names it in the results table. Unlike
+    `Path.resolve`, a link that loops does not raise (RuntimeError, before Python 3.13) here, so the input
+    reaches the reader and fails as a row that says it loops, and the other inputs are still scored."""
+    return os.path.realpath(path)
 
 
 def output_stem(path: Path) -> str:
@@ -28,7 +36,7 @@ def unique_stem(out: Path, source: Path, taken: set[str]) -> str:
     """The input's stem, or <stem>-<8 hex digits of its path> when another input of this run, or an earlier
     run's outputs in `out` for another file, hold that stem: one input never overwrites another's outputs."""
     stem = output_stem(source)
-    resolved = str(source.resolve())
+    resolved = real_path(source)
     if stem in taken or _written_for_another(out / f"{stem}.json", resolved):
         stem = f"{stem}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
     taken.add(stem)
@@ -70,7 +78,7 @@ def write_outputs(
     shown = int(np.argmax(result.slice_scores))  # a volume's overlay shows its most anomalous slice
     summary = {
         "file": source.name,
-        "source": str(source.resolve()),
+        "source": real_path(source),
         "stem": stem,
         "method": predictor.name,
         "bundle_id": predictor.bundle.id,

@@ -8,6 +8,7 @@ case survives. The browser viewer holds the threshold and the mask; `scene` tell
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import tempfile
@@ -511,6 +512,7 @@ class ReviewApp:
             sent = read_payload(payload, session.token, (slices, rows, cols))
         except MaskPayloadError as exc:
             raise ReviewError(str(exc)) from exc
+        threshold, how = self._recorded_threshold(session, sent.threshold, sent.threshold_method)
         run_id = session.run.run_id if session.run else session.saved.run_id
         mask = sent.mask if slices > 1 else sent.mask[0]
         annotation = save_annotation(
@@ -522,8 +524,8 @@ class ReviewApp:
             label=label or None,
             note=note or None,
             corrects=session.saved.lineage if session.saved else None,
-            threshold=sent.threshold,
-            threshold_method=sent.threshold_method,
+            threshold=threshold,
+            threshold_method=how,
             tuning=tuning,
         )
         # save_annotation has read the stored mask back as `sent.mask` in its transaction.
@@ -533,18 +535,52 @@ class ReviewApp:
             annotation.version,
             run_id,
             sent.mask,
-            sent.threshold,
-            sent.threshold_method,
+            threshold,
+            how,
         )
         saved = replace(session, saved=version, versions=[*session.versions, version])
         area = area_text(session.case, sent.mask)
         return saved, (
             f"Saved annotation {annotation.id} (version {annotation.version}) by {reader.strip()}: "
-            f"{area}, threshold {sent.threshold:.4g} ({sent.threshold_method})"
+            f"{area}, "
+            + ("no threshold" if threshold is None else f"threshold {threshold:.4g} ({how})")
             + (", with edits" if sent.edited else "")
             + (f"; the mask came from {session.run.label}" if session.second is not None else "")
             + "."
         )
+
+    def _recorded_threshold(
+        self, session: ReviewSession, value: float | None, how: str
+    ) -> tuple[float | None, str | None]:
+        """The threshold a save records and how it was chosen, checked against the run the mask belongs to:
+        the viewer's word alone once recorded another case's threshold (a viewer that kept it across cases).
+        With a map on screen it is one of the run's presets at its own value, or a manual value within the
+        map's range; on a reopened annotation with no map, the saved version's own."""
+        saved = session.saved if _shows_saved(session) else None
+        if session.run is None:
+            if saved is None:
+                raise ReviewError("run a method on the image (or reopen a saved annotation) before saving")
+            if value is not None and not _same_threshold((value, how), (saved.threshold, saved.threshold_method)):
+                raise ReviewError(_stale_threshold(value, how, "no map is on screen"))
+            return saved.threshold, saved.threshold_method
+        run = session.run
+        if value is None or not math.isfinite(value):
+            raise ReviewError(_stale_threshold(value, how, f"{run.label}'s map is on screen"))
+        if saved is not None and _same_threshold((value, how), (saved.threshold, saved.threshold_method)):
+            return value, how
+        if how == "manual":
+            low, high = self.threshold_range(run)
+            slack = (high - low) * 1e-5  # the number box shows six significant digits
+            if low - slack <= value <= high + slack:
+                return value, how
+            raise ReviewError(
+                _stale_threshold(value, how, f"{run.label}'s map on screen runs from {low:.4g} to {high:.4g}")
+            )
+        offered = {**run.presets, run.threshold_method: run.threshold}
+        if how in offered and math.isclose(value, offered[how], rel_tol=1e-9):
+            return value, how
+        said = f"{how} is {offered[how]:.4g} for {run.label}" if how in offered else f"{run.label} offers no {how}"
+        raise ReviewError(_stale_threshold(value, how, said))
 
     def history(self, session: ReviewSession) -> list[list]:
         if session.case_id is None:
@@ -661,6 +697,21 @@ class ReviewApp:
             for path in paths:
                 zf.write(path, path.name)
         return str(archive)
+
+
+def _same_threshold(a: tuple[float | None, str | None], b: tuple[float | None, str | None]) -> bool:
+    (value, how), (other, other_how) = a, b
+    if value is None or other is None:
+        return value is other and (how or "manual") == (other_how or "manual")
+    return math.isclose(value, other, rel_tol=1e-9) and (how or "manual") == (other_how or "manual")
+
+
+def _stale_threshold(value: float | None, how: str, why: str) -> str:
+    shown = "no threshold" if value is None else f"threshold {value:.4g} ({how})"
+    return (
+        f"the viewer sent {shown}, which is not this image's: {why}. Nothing was saved; "
+        "open the case again (or press Run) and save again"
+    )
 
 
 def _shows_saved(session: ReviewSession) -> bool:

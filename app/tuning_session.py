@@ -12,8 +12,10 @@ threshold by the criterion the reader picks, and saving it stores a versioned pr
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +42,7 @@ from anomascope.storage import (
 
 DATABASE = "database"  # the worklist source that means "the cases already in the database"
 PACS_SOURCE = "dicomweb:"  # "dicomweb:TEXT": the image series of the PACS's studies that TEXT finds
+ROOTS_ENV = "ANOMASCOPE_WORKLIST_ROOTS"  # the server folders offered as worklists, os.pathsep-separated
 LOOKAHEAD = 2  # cases scored in the background ahead of the reader
 MAP_CACHE_BYTES = 512 * 2**20  # the session maps kept for the summary
 
@@ -110,10 +113,16 @@ class SessionSummary:
     n_saved: int
 
 
-def worklist(source: str, app: ReviewApp) -> list[WorklistCase]:
+def worklist_roots() -> tuple[Path, ...]:
+    """The server folders an administrator offers as tuning worklists (with what lies under them), from
+    ANOMASCOPE_WORKLIST_ROOTS; none unless listed."""
+    return tuple(Path(entry) for entry in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if entry.strip())
+
+
+def worklist(source: str, app: ReviewApp, folder_roots: Iterable[Path] = ()) -> list[WorklistCase]:
     """The cases of `source`: "database", "dicomweb:TEXT" (the image series of the PACS's studies that
     TEXT finds), a prepared split (its test images, with their ground truth), or a folder of images (with
-    X_mask.png beside an image as its ground truth, where present)."""
+    X_mask.png beside an image as its ground truth, where present) under one of `folder_roots`."""
     text = source.strip()
     if text == DATABASE:
         cases = [
@@ -123,7 +132,8 @@ def worklist(source: str, app: ReviewApp) -> list[WorklistCase]:
     elif text.startswith(PACS_SOURCE):
         cases = _pacs_series(text.removeprefix(PACS_SOURCE).strip(), app)
     else:
-        cases = _files(Path(text))
+        root = _offered(text, folder_roots)
+        cases = _within(_files(root), root)
     if not cases:
         raise ReviewError(f"{source}: no cases to tune on")
     return cases
@@ -141,6 +151,33 @@ def _pacs_series(text: str, app: ReviewApp) -> list[WorklistCase]:
         for patient_name, patient_id, *_, study_uid in app.pacs_studies(text)
         for title, series_uid in app.pacs_series(study_uid, images_only=True)
     ]
+
+
+def _offered(folder: str, roots: Iterable[Path]) -> Path:
+    """`folder` when it lies under one of `roots`, links followed; any other is refused before anything in
+    it is read, since the reader names it and the server would open whatever it can read there."""
+    real = Path(os.path.realpath(folder))
+    offered = [Path(os.path.realpath(root)) for root in roots]
+    if not offered:
+        raise ReviewError(
+            f"{folder}: server folders are not offered as tuning worklists here; an administrator offers them "
+            f"by listing their roots in {ROOTS_ENV}"
+        )
+    if not any(real == root or root in real.parents for root in offered):
+        raise ReviewError(
+            f"{folder}: not under the server folders offered as tuning worklists ({', '.join(map(str, offered))}); "
+            f"an administrator offers it by adding its root to {ROOTS_ENV}"
+        )
+    return real
+
+
+def _within(cases: list[WorklistCase], root: Path) -> list[WorklistCase]:
+    """The cases, once none of their files is a link out of the offered folder (it would open what lies there)."""
+    for case in cases:
+        for path in (case.path, case.truth):
+            if path is not None and root not in Path(os.path.realpath(path)).parents:
+                raise ReviewError(f"{path}: a link out of the worklist folder {root}; links out of it are refused")
+    return cases
 
 
 def _files(root: Path) -> list[WorklistCase]:
@@ -239,8 +276,11 @@ class SessionMaps:
 
 
 class TuningService:
-    def __init__(self, app: ReviewApp):
+    def __init__(self, app: ReviewApp, folder_roots: Iterable[Path] = ()):
+        """`folder_roots`: the server folders a worklist may be taken from (none: only the database and the
+        PACS)."""
         self.app = app
+        self.folder_roots = tuple(folder_roots)
         self.prefetch = Prefetcher(app)
         self.shown = SessionMaps()
 
@@ -249,7 +289,7 @@ class TuningService:
             raise ReviewError("pick a trained method first")
         if not reader or not reader.strip():
             raise ReviewError("enter the reader's name before starting a tuning session")
-        cases = worklist(source, self.app)
+        cases = worklist(source, self.app, self.folder_roots)
         choice = self.app.catalogue.choices[label]
         record = start_tuning_session(
             self.app.db,

@@ -15,25 +15,31 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from gradio.utils import get_upload_folder
+from starlette.middleware import Middleware
 
 from anomascope.app.bundles import ASSETS, calibration_summary, discover, model_dirs
 from anomascope.app.export import FORMATS
 from anomascope.app.pacs import Pacs
 from anomascope.app.review import ReviewApp, ReviewSession, friendly, markdown_text
+from anomascope.app.signin import ReaderGate, SignInGuard, SignInPolicy
 from anomascope.app.tuning import curves_figure
 from anomascope.app.tuning_session import (
     DATABASE,
     PACS_SOURCE,
+    ROOTS_ENV,
     CaseAgreement,
     CaseNotOpened,
     SessionSummary,
     TuningService,
     TuningView,
+    worklist_roots,
 )
+from anomascope.app.uploads import uploaded
 from anomascope.app.viewer import STATIC, niivue_script_tags
 from anomascope.engine.io import SUPPORTED, ReadLimits, quiet_reader_libraries
 from anomascope.engine.tuning import Criterion
-from anomascope.storage import Database, authenticate, has_accounts
+from anomascope.storage import Database, has_accounts
 
 SAMPLES = ASSETS / "samples"
 SINGLE_USER = (
@@ -150,7 +156,8 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
     for store in (app.volumes, app.exports):  # patient images never outlive the server
         atexit.register(store.remove)
     catalogue = app.catalogue
-    tuning_service = TuningService(app)
+    folder_roots = worklist_roots()
+    tuning_service = TuningService(app, folder_roots=folder_roots)
 
     def method_text(choice) -> str:
         """The bundle's calibration, and where each site threshold it offers came from."""
@@ -211,6 +218,9 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                         label=f"Worklist: a folder of images (X_mask.png beside an image is its ground truth), "
                         f"a prepared split, '{DATABASE}', or '{PACS_SOURCE}' and a patient name, ID or accession"
                         " number (the PACS's image series)",
+                        info=f"Server folders under: {', '.join(map(str, folder_roots))}."
+                        if folder_roots
+                        else f"No server folders are offered: an administrator lists them in {ROOTS_ENV}.",
                         elem_id="tuning-source",
                     )
                     tuning_start = gr.Button("Start a session with the method above", elem_id="tuning-start")
@@ -368,7 +378,9 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             if not path:
                 return {message: gr.update()}
             try:
-                return opened_view(app.open_file(path, actor(who, request)), previous, choice)
+                return opened_view(
+                    app.open_file(uploaded(path, get_upload_folder()), actor(who, request)), previous, choice
+                )
             except Exception as exc:  # every failure becomes a sentence on the page
                 return failed(previous, exc)
 
@@ -376,7 +388,8 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             if not paths:
                 return {message: gr.update()}
             try:
-                return opened_view(app.open_folder(paths, actor(who, request)), previous, choice)
+                files = [str(uploaded(path, get_upload_folder())) for path in paths]
+                return opened_view(app.open_folder(files, actor(who, request)), previous, choice)
             except Exception as exc:
                 return failed(previous, exc)
 
@@ -643,11 +656,13 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
 
 
 def serve(app: ReviewApp, host: str, port: int, concurrency: int = 4, block: bool = True) -> gr.Blocks:
-    """Start the page: sign-in when reader accounts exist, `concurrency` events at once (a slow upload or
+    """Start the page: sign-in when reader accounts exist (every request's account checked, failed sign-ins
+    slowed and locked: app/signin.py), `concurrency` events at once (a slow upload or
     inference never holds up the other readers), uploads capped at ANOMASCOPE_MAX_BYTES."""
     login = has_accounts(app.db)
     demo = build_app(app, login=login)
     demo.queue(default_concurrency_limit=concurrency)
+    guard = SignInGuard(app.db, SignInPolicy.from_env()) if login else None
     demo.launch(
         server_name=host,
         server_port=port,
@@ -656,8 +671,8 @@ def serve(app: ReviewApp, host: str, port: int, concurrency: int = 4, block: boo
         prevent_thread_lock=not block,
         quiet=not block,
         max_file_size=ReadLimits.from_env().max_bytes,
-        auth=(lambda name, password: authenticate(app.db, name, password)) if login else None,
-        auth_message="Sign in with your Anomascope reader account." if login else None,
+        auth=guard.check if guard else None,
+        app_kwargs={"middleware": [Middleware(ReaderGate, db=app.db)]} if login else None,
     )
     return demo
 

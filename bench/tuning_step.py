@@ -80,7 +80,7 @@ def main() -> None:
                     Path(tmp) / "cases",
                     device,
                 )
-                times = step_seconds(TuningService(app), label, cases, args.think, background)
+                times = step_seconds(TuningService(app, folder_roots=[cases]), label, cases, args.think, background)
                 figures["background" if background else "foreground"] = {
                     "median_s": statistics.median(times),
                     "max_s": max(times),

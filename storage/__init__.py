@@ -3,6 +3,7 @@
 from .db import Database, StorageError, default_url
 from .masks import decode_mask, encode_mask
 from .models import (
+    APPEND_ONLY,
     Annotation,
     AuditEvent,
     Case,
@@ -29,7 +30,19 @@ from .records import (
     start_tuning_session,
     tuning_entries,
 )
-from .users import add_user, authenticate, disable_user, has_accounts, list_users
+from .users import (
+    AccountStatus,
+    account_status,
+    accounts_at,
+    add_user,
+    authenticate,
+    disable_user,
+    has_accounts,
+    list_users,
+    note_failed_sign_in,
+    note_signed_in,
+    unlock_user,
+)
 
 __all__ = [
     "Database",
@@ -40,6 +53,7 @@ __all__ = [
     "Annotation",
     "AuditEvent",
     "Case",
+    "APPEND_ONLY",
     "ImmutableRowError",
     "InferenceRun",
     "ThresholdPreset",
@@ -60,9 +74,15 @@ __all__ = [
     "save_preset",
     "start_tuning_session",
     "tuning_entries",
+    "AccountStatus",
+    "account_status",
+    "accounts_at",
     "add_user",
     "authenticate",
     "disable_user",
     "has_accounts",
     "list_users",
+    "note_failed_sign_in",
+    "note_signed_in",
+    "unlock_user",
 ]

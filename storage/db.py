@@ -26,19 +26,28 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_DATA_DIR = Path("data")
 DATABASE_FILE = "anomascope.sqlite"
 SQLITE_BUSY_MS = 30_000
+MIGRATION_LOCK = int.from_bytes(b"anomasco", "big")  # PostgreSQL advisory lock key held while migrating
 
 
 class StorageError(RuntimeError):
     """A database operation that did not happen; nothing was changed."""
 
 
-def default_url() -> str:
-    """DATABASE_URL if set, else SQLite in $ANOMASCOPE_DATA_DIR (default ./data)."""
+def default_url(create_folder: bool = True) -> str:
+    """DATABASE_URL if set, else SQLite in $ANOMASCOPE_DATA_DIR (default ./data), whose folder is made unless
+    `create_folder` is false."""
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"]
     folder = Path(os.environ.get("ANOMASCOPE_DATA_DIR", DEFAULT_DATA_DIR))
-    folder.mkdir(parents=True, exist_ok=True)
+    if create_folder:
+        folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / DATABASE_FILE}"
+
+
+def exists(url: str) -> bool:
+    """False for an SQLite file that is not there yet (opening it would create it); true otherwise."""
+    path = _sqlite_path(_parse(url))
+    return path is None or path.exists()
 
 
 def _alembic_config() -> Config:
@@ -84,6 +93,10 @@ class Database:
     def upgrade(self, revision: str = "head") -> None:
         try:
             with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Servers started at once on an empty database would create the same types and clash;
+                    # the lock queues them, and the later ones find the schema already at its head.
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 config = _alembic_config()
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
@@ -177,6 +190,23 @@ def writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
+def _read_only_url(url: URL, path: Path) -> URL:
+    """The URL that opens `path` read-only. A WAL database needs -shm and -wal files beside it even to be
+    read; where this process can make neither, and none is there, it is opened as immutable instead."""
+    if url.query.get("mode") != "ro":
+        url = URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
+    return url.update_query_dict({"immutable": "1"}) if _closed_to_us(path) else url
+
+
+def _closed_to_us(path: Path) -> bool:
+    """Whether SQLite may take the file as unchanging while we read it. With no -wal or -shm beside it, no
+    connection has it open and every commit is in the file itself; this process can write neither the file
+    nor its folder, so nothing here can start changing it. (Immutable skips the -wal file and all locking:
+    while one is there, a writer's commits may still be in it, and mode=ro reads them.)"""
+    beside = (path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm"))
+    return not writable(path) and not writable(path.parent) and not any(p.exists() for p in beside)
+
+
 def _make_engine(url: URL, shown: str, read_only: bool) -> Engine:
     try:
         if not url.drivername.startswith("sqlite"):
@@ -184,8 +214,8 @@ def _make_engine(url: URL, shown: str, read_only: bool) -> Engine:
         path = _sqlite_path(url)
         if path is not None and not path.parent.is_dir():
             raise StorageError(f"{shown}: the folder {path.parent} does not exist")
-        if read_only and url.query.get("mode") != "ro":
-            url = URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
+        if read_only and path is not None:
+            url = _read_only_url(url, path)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise StorageError(f"{shown}: no installed database driver for {url.drivername!r} ({exc})") from exc

@@ -167,6 +167,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, with its salt and parameters
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0)  # in a row; a success sets it back to 0
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)  # after too many failures, until unlocked
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -205,6 +207,10 @@ def _refuse_change(mapper, connection, target):
     raise ImmutableRowError(f"{type(target).__name__} rows are never changed or deleted; add a new one instead")
 
 
-for _model in (AuditEvent, Annotation, TuningSession, TuningEntry):
+# The record: rows kept for good. The database refuses to change, delete, replace or truncate them
+# (migrations 0004-0008); every table is either here or the accounts table, which a test holds.
+APPEND_ONLY = (Case, InferenceRun, Annotation, ThresholdPreset, TuningSession, TuningEntry, AuditEvent)
+
+for _model in APPEND_ONLY:
     event.listen(_model, "before_update", _refuse_change)
     event.listen(_model, "before_delete", _refuse_change)

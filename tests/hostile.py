@@ -253,6 +253,21 @@ def _escaping_link(series: Path) -> None:
     (series / "passwd.dcm").symlink_to(Path(series.anchor) / "etc" / "passwd")
 
 
+def _looping_links(series: Path) -> None:
+    (series / "a").symlink_to("b")
+    (series / "b").symlink_to("a")
+
+
+def _self_link(series: Path) -> None:
+    (series / "self").symlink_to("self")
+
+
+def _link_to_itself(folder: Path) -> Path:
+    path = folder / "self.png"
+    path.symlink_to(path.name)
+    return path
+
+
 CORPUS: dict[str, Hostile] = {
     "dicom rows/columns larger than the data": Hostile(_pixel_data_size(64, 64), "pixel data"),
     "dicom columns off by one": Hostile(_pixel_data_size(40, 47), "pixel data"),
@@ -283,6 +298,9 @@ CORPUS: dict[str, Hostile] = {
         skipped="notes.bin",
     ),
     "series folder with a link out of it": Hostile(_series_with(_escaping_link, "series_link"), "link"),
+    "series folder with links that loop (a -> b -> a)": Hostile(_series_with(_looping_links, "series_loop"), "loops"),
+    "series folder with a link to itself": Hostile(_series_with(_self_link, "series_self_link"), "loops"),
+    "a link to itself": Hostile(_link_to_itself, "loops"),
     "named pipe": Hostile(_fifo, "not a regular file"),
     "a device (/dev/zero)": Hostile(lambda folder: Path("/dev/zero"), "not a regular file"),
     "file name with a newline": Hostile(_named("scan\nname.png"), "not a readable PNG"),

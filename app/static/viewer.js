@@ -290,6 +290,10 @@
     $(".as-threshold-row").hidden = !scene.threshold;
     $(".as-heatmap-row").hidden = !scene.heatmap;
     updateBrush();
+    // Nothing of the previous case's threshold survives: a scene without one (a reopened annotation with
+    // no map) sends none, and the server records the saved version's own.
+    viewer.threshold = null;
+    viewer.thresholdMethod = "manual";
     if (scene.threshold) {
       setupThreshold(scene.threshold);
       viewer.threshold = scene.threshold.value;

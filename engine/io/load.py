@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -28,6 +29,7 @@ from .limits import ReadLimits, read_file, read_head
 from .nifti import read_nifti
 from .photo import read_photo
 
+LOOPING_LINK = "a link that loops, leading back to itself and never to a file"
 SUPPORTED = "PNG, JPEG, DICOM (file, folder or zip of one series) or NIfTI (.nii, .nii.gz)"
 
 
@@ -51,7 +53,7 @@ def load_case(path: str | Path, limits: ReadLimits | None = None) -> Case:
     limits = limits or ReadLimits.from_env()
     path = Path(path)
     if not path.exists():
-        raise ImageReadError(path, "no such file or folder")
+        raise _missing(path)
     if path.is_dir():
         return _finite(path, read_dicom_series(path, _folder_files(path, limits), limits))
     kind = _kind(path, read_head(path, HEAD_BYTES))  # refused before a byte more is read
@@ -65,7 +67,7 @@ def load_dicom_sources(path: str | Path, limits: ReadLimits | None = None) -> li
     limits = limits or ReadLimits.from_env()
     path = Path(path)
     if not path.exists():
-        raise ImageReadError(path, "no such file or folder")
+        raise _missing(path)
     if path.is_dir():
         return series_datasets(path, _folder_files(path, limits), limits)
     kind = _kind(path, read_head(path, HEAD_BYTES))
@@ -159,6 +161,8 @@ def _folder_files(folder: Path, limits: ReadLimits) -> list[SeriesFile]:
         for name in sorted(n for n in names if not n.startswith(".")):
             path = Path(current) / name
             relative = str(path.relative_to(folder))
+            if path.is_symlink() and _loops(path):
+                raise ImageReadError(folder, f"{relative} is {LOOPING_LINK}")
             if path.is_symlink() and not path.resolve().is_relative_to(root):
                 raise ImageReadError(
                     folder,
@@ -175,6 +179,22 @@ def _folder_files(folder: Path, limits: ReadLimits) -> list[SeriesFile]:
     if not files:
         raise ImageReadError(folder, "empty folder: no files to read")
     return files
+
+
+def _missing(path: Path) -> ImageReadError:
+    """`exists()` is False for a link that loops as for no file at all; the reader is told which."""
+    return ImageReadError(path, LOOPING_LINK if _loops(path) else "no such file or folder")
+
+
+def _loops(path: Path) -> bool:
+    """Whether following the link `path` never ends (a -> b -> a, or a link to itself). Asked of the system
+    (ELOOP) before `Path.resolve`, which raises RuntimeError for a loop up to Python 3.12 and OSError from
+    3.13: neither names the file to a reader."""
+    try:
+        path.stat()
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _read_member(folder: Path, relative: str, path: Path, budget: int) -> bytes:

@@ -22,6 +22,7 @@ from anomascope.storage import (
     Database,
     StorageError,
     User,
+    accounts_at,
     add_user,
     authenticate,
     case_history,
@@ -58,9 +59,20 @@ def test_users_command_adds_lists_and_disables(tmp_path, capsys, monkeypatch):
 
 
 def test_serve_refuses_the_network_without_accounts(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("ANOMASCOPE_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ANOMASCOPE_DATA_DIR", str(tmp_path / "data"))
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     assert "add reader accounts first" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written: no data folder, no database
+    (tmp_path / "data").mkdir()
+    db = Database(f"sqlite:///{tmp_path / 'data' / 'anomascope.sqlite'}")
+    assert not accounts_at(db.url)  # a database without accounts is refused the same way
+    add_user(db, "dr net", "a long enough password", "test")
+    assert accounts_at(db.url) and not accounts_at(f"sqlite:///{tmp_path / 'elsewhere' / 'none.sqlite'}")
+    assert not (tmp_path / "elsewhere").exists()
+    monkeypatch.setenv("ANOMASCOPE_SIGNIN_LOCK_AFTER", "0")
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "ANOMASCOPE_SIGNIN_LOCK_AFTER='0': give a whole number of at least 1" in capsys.readouterr().err
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20")
 
@@ -110,9 +122,9 @@ def test_the_signed_in_reader_is_the_audit_actor(signed_in_server):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1300})
         page.goto(url)
-        page.locator("input[data-testid=textbox]").fill("dr login")  # Gradio's sign-in form
-        page.locator("input[type=password]").fill("a long enough password")
-        page.get_by_role("button", name="Login").click()
+        page.fill("#signin-name", "dr login")  # the page's own sign-in form (app/static/signin.html)
+        page.fill("#signin-password", "a long enough password")
+        page.click("#signin-button")
         page.wait_for_function("window.anomascope && window.anomascope.viewer.nv", timeout=60_000)
         box = page.locator("#reader input, #reader textarea").first
         page.wait_for_function("() => document.querySelector('#reader textarea, #reader input').value === 'dr login'")

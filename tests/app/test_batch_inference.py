@@ -161,6 +161,21 @@ def test_a_restart_skips_what_is_done_and_tries_the_failures_again(bundle, archi
     assert len(rows(out)) == len(again)
 
 
+def test_links_that_loop_are_bad_inputs_named_in_one_sentence(bundle, archive, tmp_path, capsys):
+    series = archive / "clinic-b" / "series"
+    (series / "a").symlink_to("b")
+    (series / "b").symlink_to("a")
+    (archive / "loop.png").symlink_to("loop.png")  # walked as an input: its name says it is one
+    out = tmp_path / "out"
+    assert infer(bundle, out, archive) == EXIT_BAD_INPUT
+    errors = capsys.readouterr().err
+    assert "anomascope infer: series: a is a link that loops" in errors
+    assert "anomascope infer: loop.png: a link that loops" in errors
+    assert "RuntimeError" not in errors and "Traceback" not in errors
+    failed = {Path(row["file"]).name: row["error"] for row in rows(out) if row["status"] == "failed"}
+    assert set(failed) == {"series", "loop.png", "broken.png"} and "loops" in failed["loop.png"]
+
+
 def test_processes_under_a_launcher_split_the_inputs(bundle, archive, tmp_path):
     """Two processes under torch's launcher (gloo on the CPU): accelerate gives each its part."""
     out = tmp_path / "out"

@@ -61,7 +61,9 @@ def served(tmp_path_factory):
     db = Database(f"sqlite:///{tmp / 'browser.sqlite'}")
     pacs = Pacs(DICOMWEB_URL, *CREDENTIALS) if DICOMWEB_URL else None
     app = ReviewApp(db, discover([ROOT / "assets" / "models"]), tmp / "cases", torch.device("cpu"), pacs=pacs)
-    demo = build_app(app)
+    with pytest.MonkeyPatch.context() as environment:  # the tuning tests' worklists lie in pytest's folders
+        environment.setenv("ANOMASCOPE_WORKLIST_ROOTS", str(tmp_path_factory.getbasetemp()))
+        demo = build_app(app)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}", app
@@ -594,3 +596,30 @@ def test_a_series_from_the_pacs_goes_back_as_the_mask_on_screen(reader_page, tmp
     np.testing.assert_array_equal(decode_mask(annotation.mask_shape, annotation.mask_data), shown)
     segmentation = hd.seg.Segmentation.from_dataset(fetched(app.pacs, study, sent_uids(app, annotation.id)[0]))
     np.testing.assert_array_equal(read_back(segmentation, sources, len(shown)), shown)
+
+
+def test_a_reopened_case_is_saved_with_its_own_threshold(reader_page, tmp_path):
+    """Issue 33: the viewer kept the case shown before's threshold, and the next save recorded it."""
+    from PIL import Image
+
+    reader, app, page = reader_page, reader_page.app, reader_page.page
+    photo = SAMPLES / "ISIC_0024320.jpg"
+    first, second = tmp_path / "kept-threshold.png", tmp_path / "shown-between.png"
+    Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(first)  # pixels no other test opens
+    Image.open(photo).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(second)
+    reader.open(first)
+    _pick(page, "#method", "SPR · ham10000-denoiser")
+    reader.run()
+    reader.save()
+    saved, _ = _latest(app, first.name)
+    reader.open(second)
+    _pick(page, "#method", "PPII · ham10000-ppii")
+    reader.run()
+    assert reader.scene()["threshold"]["value"] != saved.threshold
+    before = reader.shown()
+    page.locator("#worklist").get_by_text(first.name).filter(visible=True).first.click()
+    reader._await_scene(before)
+    reader.save()
+    again, _ = _latest(app, first.name)
+    assert again.version == 2
+    assert (again.threshold, again.threshold_method) == (saved.threshold, saved.threshold_method)

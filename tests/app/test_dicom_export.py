@@ -20,7 +20,7 @@ from anomascope.app.cli import main
 from anomascope.app.dicom_export import NOT_EXPORTED, PM_NOT_EXPORTED, rescored
 from anomascope.app.export import export
 from anomascope.engine.io import ImageReadError, load_dicom_sources
-from tests.app.test_ui import SAMPLE, _payload, app  # noqa: F401 - the review app fixture
+from tests.app.test_ui import SAMPLE, _payload
 from tests.conftest import make_dicom, shipped_dicom, write_dicom
 
 
@@ -104,7 +104,13 @@ def saved_run(app, path: Path, bundle: str, label: str = "lesion") -> tuple[np.n
     slices, _, rows, cols = session.case.shape
     mask = np.random.default_rng(1).random((slices, rows, cols)) > 0.7
     mask[slices // 2] = False
-    app.save(session, _payload(session, mask, 0.25), "Dr Reader", label, acknowledged=True)
+    app.save(
+        session,
+        _payload(session, mask, session.run.threshold, session.run.threshold_method),
+        "Dr Reader",
+        label,
+        acknowledged=True,
+    )
     return mask, session.run.result.heatmap
 
 

@@ -23,7 +23,7 @@ from anomascope.app.tuning_session import TuningService
 from anomascope.engine.io import load_case, load_dicom_sources
 from anomascope.storage import AuditEvent, case_history, decode_mask
 from tests.app.test_dicom_export import SOURCES, choice, oblique_series, read_back, source_of, source_position
-from tests.app.test_ui import _payload, app  # noqa: F401 - the review app fixture
+from tests.app.test_ui import _payload
 from tests.conftest import shipped_dicom
 
 DICOMWEB_URL = os.environ.get("ANOMASCOPE_TEST_DICOMWEB_URL")
@@ -55,7 +55,8 @@ def scored_and_saved(app, session, mask_seed: int = 1) -> tuple:  # noqa: F811
     slices, _, rows, cols = session.case.shape
     mask = np.random.default_rng(mask_seed).random((slices, rows, cols)) > 0.7
     mask[slices // 2] = False
-    session, _ = app.save(session, _payload(session, mask, 0.25), "Dr^Reader", "lesion", acknowledged=True)
+    shown = _payload(session, mask, session.run.threshold, session.run.threshold_method)
+    session, _ = app.save(session, shown, "Dr^Reader", "lesion", acknowledged=True)
     return session, mask, session.run.result.heatmap
 
 

@@ -12,7 +12,7 @@ import torch
 from sqlalchemy import func, select
 
 from anomascope.app.bundles import discover
-from anomascope.app.review import ReviewApp, ReviewSession
+from anomascope.app.review import ReviewApp, ReviewError, ReviewSession
 from anomascope.storage import Annotation, AuditEvent, Database, InferenceRun, StorageError, case_history, decode_mask
 from tests.app.test_ui import _payload
 
@@ -84,3 +84,47 @@ def test_readers_correcting_at_once_lose_nothing(db_url, tmp_path):
         stored = decode_mask(annotation.mask_shape, annotation.mask_data).reshape(1, 150, 200)
         np.testing.assert_array_equal(stored, sent[annotation.id])
     app.db.dispose()
+
+
+def _label(app: ReviewApp, method: str, bundle: str) -> str:
+    return next(label for label in app.catalogue.choices if label.startswith(f"{method.upper()} · {bundle} "))
+
+
+def test_a_save_records_the_threshold_of_its_own_run(tmp_path):
+    """A viewer that kept the previous case's threshold (issue 33) must not get it recorded for this case."""
+    app = _app(f"sqlite:///{tmp_path / 'a.sqlite'}", tmp_path)
+    photo = _ran(app)
+    other = app.open_file(ROOT / "assets" / "samples" / "ISIC_0024318.jpg", "dr a")  # the next case, another method
+    other, _ = app.scene(app.run(other, _label(app, "ppii", "ham10000-ppii"), "dr a"))
+    assert not np.isclose(photo.run.presets["max_f1"], other.run.presets["max_f1"])
+    mask = np.zeros((other.case.shape[0], *other.case.shape[-2:]), bool)
+    before = _counts(app.db)
+    for stale, how, why in [
+        (photo.run.presets["max_f1"], "max_f1", "max_f1 is"),  # another run's preset under its name
+        (-5.0, "manual", "map on screen runs from"),  # typed out of the map's range
+        (photo.run.presets["max_f1"], "site (v1)", "offers no site"),  # a preset this run does not have
+        (None, "manual", "map is on screen"),
+    ]:
+        with pytest.raises(ReviewError, match=f"the viewer sent .*which is not this image's: .*{why}"):
+            app.save(other, _payload(other, mask, stale, how), "dr a")
+    assert _counts(app.db) == before
+    other, said = app.save(other, _payload(other, mask, other.run.presets["max_f1"], "max_f1"), "dr a")
+    assert f"threshold {other.run.presets['max_f1']:.4g} (max_f1)" in said
+    [annotation] = case_history(app.db, other.case_id).annotations
+    assert (annotation.threshold, annotation.threshold_method) == (other.run.presets["max_f1"], "max_f1")
+
+
+def test_a_reopened_annotation_keeps_its_own_threshold(tmp_path):
+    app = _app(f"sqlite:///{tmp_path / 'a.sqlite'}", tmp_path)
+    photo = _ran(app)
+    mask = np.zeros((1, 150, 200), bool)
+    mask[40:80, 60:120] = True
+    app.save(photo, _payload(photo, mask, photo.run.threshold, photo.run.threshold_method), "dr a")
+    reopened, _ = app.scene(app.open_saved(photo.case_id))  # no run: the saved mask, no map
+    assert reopened.run is None
+    with pytest.raises(ReviewError, match="no map is on screen"):
+        app.save(reopened, _payload(reopened, mask, 0.05309, "max_f1"), "dr a")  # the case shown before's
+    reopened, _ = app.save(reopened, _payload(reopened, mask, None, "manual", edited=True), "dr a")
+    first, second = case_history(app.db, photo.case_id).annotations
+    assert (second.threshold, second.threshold_method) == (first.threshold, first.threshold_method)
+    assert (first.threshold, first.threshold_method) == (photo.run.threshold, photo.run.threshold_method)

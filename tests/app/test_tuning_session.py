@@ -43,11 +43,11 @@ def reference(tmp_path_factory):
 
 @pytest.fixture
 def service(reference, tmp_path) -> TuningService:
-    models, _ = reference
+    models, worklist = reference
     app = ReviewApp(
         Database(f"sqlite:///{tmp_path}/db.sqlite"), discover([models]), tmp_path / "cases", torch.device("cpu")
     )
-    return TuningService(app)
+    return TuningService(app, folder_roots=[worklist, tmp_path])
 
 
 def _save(service: TuningService, view, session, mask: np.ndarray, threshold: float):
@@ -75,7 +75,7 @@ def test_a_three_case_session_records_each_save_and_proposes_a_site_threshold(se
         background, score_case(service.app.catalogue.predictor(label, torch.device("cpu")), second.case).heatmap
     )
     second_mask = np.zeros(background.shape[1:], bool)
-    _save(service, view, second, second_mask, float(background.max()) + 1)
+    _save(service, view, second, second_mask, float(background.max()))  # the top of the slider; nothing kept
     view, _ = service.step(view, +5, "dr lead")
     assert view.position == 2  # stepping stops at the last case
     view, again = service.step(view, -2, "dr lead")

@@ -10,7 +10,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from anomascope.app.bundles import discover
 from anomascope.app.review import (
@@ -22,20 +21,10 @@ from anomascope.app.review import (
 )
 from anomascope.app.viewer import from_viewer, pack_mask, read_payload, to_viewer, unpack_mask
 from anomascope.engine.io import ImageReadError, load_case
-from anomascope.storage import Database, case_history, decode_mask
+from anomascope.storage import case_history, decode_mask
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
-
-
-@pytest.fixture
-def app(tmp_path) -> ReviewApp:
-    return ReviewApp(
-        Database(f"sqlite:///{tmp_path / 'a.sqlite'}"),
-        discover([ROOT / "assets" / "models"]),
-        tmp_path / "cases",
-        torch.device("cpu"),
-    )
 
 
 def _label(app: ReviewApp, method: str) -> str:

@@ -67,6 +67,16 @@ def test_the_libraries_warnings_do_not_split_the_sentence(tmp_path, name):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"anomascope inspect: {path.name}: ")
 
 
+@pytest.mark.parametrize("name", ["series folder with links that loop (a -> b -> a)", "a link to itself"])
+def test_a_link_that_loops_is_bad_input_without_a_traceback(tmp_path, name):
+    """As a user runs it: Path.resolve raised RuntimeError on the loop, and inspect exited 1 with a traceback."""
+    path = CORPUS[name].write(tmp_path)
+    result = anomascope("inspect", path)
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"anomascope inspect: {path.name}: ") and "a link that loops" in line, line
+
+
 def test_unreadable_file_in_a_series_refuses_the_series_by_name(tmp_path, monkeypatch):
     series = _series_with(lambda folder: (folder / "IM9.dcm").write_bytes(b"\0" * 200), "series")(tmp_path)
     real_open = builtins.open

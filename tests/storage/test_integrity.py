@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
+import shutil
 import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,7 @@ from anomascope.storage import (
     add_case,
     record_run,
     save_annotation,
+    save_preset,
     start_tuning_session,
     tuning_entries,
 )
@@ -200,6 +206,81 @@ def test_read_only_database_is_exported_without_a_write(tmp_path, monkeypatch):
     db.dispose()
 
 
+NOBODY = 65534
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder another account can reach: pytest's own are root's alone when root runs the tests."""
+    folder = Path(tempfile.mkdtemp(prefix="anomascope-"))
+    folder.chmod(0o755)
+    yield folder
+    for inner in folder.rglob("*"):
+        if inner.is_dir():
+            inner.chmod(0o755)
+    shutil.rmtree(folder)
+
+
+@contextmanager
+def _without_root() -> Iterator[None]:
+    """File permissions as an ordinary account meets them; root, who runs CI, may write anything."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        os.setresgid(NOBODY, NOBODY, 0)
+        os.setresuid(NOBODY, NOBODY, 0)  # root stays the saved id, to come back to
+    except PermissionError:
+        os.setresgid(0, 0, 0)
+        pytest.skip("this process may not take another account's id")
+    try:
+        yield
+    finally:
+        os.setresuid(0, 0, 0)
+        os.setresgid(0, 0, 0)
+
+
+def _export_read_only(url: str, path: Path, out: Path) -> list[dict]:
+    """Export `url` as a reader who may write neither the database nor its folder."""
+    out.mkdir()
+    out.chmod(0o777)
+    # Once as root first, from a database in memory: the imports export needs are done while root's Python
+    # installation can be read, and no connection is left open on this one.
+    assert main(["export", "--db", "sqlite://", "--format", "csv", "--out", str(out / "as root")]) == 0
+    path.chmod(0o444)
+    path.parent.chmod(0o555)
+    with _without_root():
+        assert main(["export", "--db", url, "--format", "csv", "--out", str(out / "reader")]) == 0
+    with (out / "reader" / "annotations.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_read_only_database_in_a_read_only_folder_is_exported(shared_tmp):
+    (shared_tmp / "db").mkdir()
+    url, path = _saved_database(shared_tmp / "db")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    # WAL would need -shm and -wal files beside it, which this reader may not make.
+    assert len(_export_read_only(url, path, shared_tmp / "out")) == 1
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_read_only_export_sees_the_changes_a_writer_has_not_merged_yet(shared_tmp):
+    (shared_tmp / "db").mkdir()
+    url, path = _saved_database(shared_tmp / "db")
+    # An open connection keeps the next save in the -wal file, out of the database file itself.
+    holder = sqlite3.connect(path)
+    holder.execute("SELECT count(*) FROM annotations").fetchone()
+    db = Database(url)
+    save_annotation(db, case_id=1, mask=np.ones((2, 2)), author="dr", note="in the WAL only")
+    db.dispose()
+    try:
+        rows = _export_read_only(url, path, shared_tmp / "out")
+    finally:
+        holder.close()
+    assert [row["note"] for row in rows] == ["'+1 see -2", "in the WAL only"]
+
+
 def test_read_only_database_that_needs_migrating_says_so(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     old = Database(url, migrate=False)
@@ -219,12 +300,33 @@ def test_export_refuses_an_existing_file_as_out(tmp_path, capsys):
 
 def test_csv_cells_are_never_formulas(tmp_path):
     url, _ = _saved_database(tmp_path)
+    db = Database(url)
+    # Spreadsheets drop leading whitespace before they look for a formula.
+    save_annotation(db, case_id=1, mask=np.ones((2, 2)), author="dr", label=" =1+1", note="\n\u00a0@2", threshold=-1)
+    save_preset(db, bundle_id="b", name=" =cmd|' /C calc'!A0", value=-0.25, provenance="\r\n+x", actor="  -me")
+    db.dispose()
     assert main(["export", "--db", url, "--format", "csv", "--out", str(tmp_path / "out")]) == 0
     with (tmp_path / "out" / "annotations.csv").open(newline="") as f:
-        [row] = list(csv.DictReader(f))
-    assert row["label"] == '\'=HYPERLINK("http://example.invalid","click")'
-    assert row["note"] == "'+1 see -2" and row["author"] == "'@dr"
-    assert row["threshold"] == "-0.5"  # a number stays a number
+        first, spaced = list(csv.DictReader(f))
+    assert first["label"] == '\'=HYPERLINK("http://example.invalid","click")'
+    assert first["note"] == "'+1 see -2" and first["author"] == "'@dr"
+    assert first["threshold"] == "-0.5"  # a number stays a number
+    assert (spaced["author"], spaced["label"], spaced["note"]) == ("dr", "' =1+1", "'\n\u00a0@2")
+    assert spaced["threshold"] == "-1.0" and spaced["case_id"] == "1"
+    with (tmp_path / "out" / "presets.csv").open(newline="") as f:
+        [preset] = list(csv.DictReader(f))
+    assert (preset["name"], preset["provenance"], preset["actor"]) == ("' =cmd|' /C calc'!A0", "'\r\n+x", "'  -me")
+    assert preset["value"] == "-0.25"
+
+
+def test_a_cell_is_escaped_only_where_a_spreadsheet_would_run_it():
+    from anomascope.app.export import inert_cell
+
+    for cell in ("=1", " =1", "\n+1", "\t\t-1", "\r@x", "\u3000=1", "\t", "\r"):
+        assert inert_cell(cell) == "'" + cell
+    for cell in ("", " ", "a=1", "x -1", "1-2", " note", "'=1"):
+        assert inert_cell(cell) == cell
+    assert inert_cell(-3) == -3 and inert_cell(-0.5) == -0.5 and inert_cell(None) is None
 
 
 @pytest.mark.parametrize(

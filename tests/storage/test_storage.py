@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from anomascope.storage import (
+    AccountStatus,
     Annotation,
     AuditEvent,
     Case,
@@ -25,7 +26,9 @@ from anomascope.storage import (
     ImmutableRowError,
     StorageError,
     ThresholdPreset,
+    account_status,
     add_case,
+    authenticate,
     case_history,
     decode_mask,
     encode_mask,
@@ -33,6 +36,8 @@ from anomascope.storage import (
     save_annotation,
     save_preset,
 )
+from anomascope.storage.models import utcnow
+from anomascope.storage.users import HASHER
 from tests.conftest import POSTGRES_URL
 
 
@@ -197,7 +202,7 @@ def test_two_processes_writing_at_once_lose_nothing(db_url):
 
 def test_migration_from_empty_and_from_older_schema(db_url):
     fresh = Database(db_url)
-    assert fresh.revision() == "0007"
+    assert fresh.revision() == "0008"
     fresh.dispose()
 
 
@@ -221,12 +226,27 @@ def test_older_database_is_upgraded_with_its_data(tmp_path):
         )
     old.dispose()
     db = Database(url)
-    assert db.revision() == "0007"
+    assert db.revision() == "0008"
     history = case_history(db, 1)
     assert history.annotations[0].author == "dr old" and history.annotations[0].label is None
     assert history.annotations[0].threshold is None  # 0003: older versions keep their run's threshold
     again = save_annotation(db, case_id=1, mask=np.ones((2, 2)), author="dr new", corrects="l1", label="fixed")
     assert again.version == 2
+    db.dispose()
+
+
+def test_accounts_made_before_lockouts_existed_sign_in_after_the_upgrade(db_url):
+    old = Database(db_url, migrate=False)
+    old.upgrade("0007")
+    with old.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO users (name, password_hash, active, created) VALUES ('dr old', :hash, :on, :now)"),
+            {"hash": HASHER.hash("a long enough password"), "on": True, "now": utcnow()},
+        )
+    old.dispose()
+    db = Database(db_url)
+    assert account_status(db, "dr old") is AccountStatus.ACTIVE
+    assert authenticate(db, "dr old", "a long enough password")
     db.dispose()
 
 
