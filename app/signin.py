@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,25 +96,31 @@ class SignInGuard:
         self.clock = clock
         self.accounts: dict[str, _Failures] = {}  # by name, known or not, so waits do not reveal who exists
         self.addresses: dict[str, _Failures] = {}
+        self.lock = threading.Lock()  # sign-ins are checked in Gradio's worker threads, several at once
 
     async def check(self, name: str, password: str) -> bool:
         """Gradio's `auth`: a coroutine, so that hashing the password never holds up the event loop."""
         return await run_in_threadpool(self.sign_in, name, password, client_address.get())
 
     def sign_in(self, name: str, password: str, address: str) -> bool:
-        self._refuse_if_waiting(name, address)
+        with self.lock:
+            self._refuse_if_waiting(name, address)
+            # Counted before the password is checked, so that attempts sent all at once wait like a series.
+            self._count(self.accounts, name)
+            self._count(self.addresses, address)
         if account_status(self.db, name) is AccountStatus.LOCKED:
+            self._uncount(name, address)  # not a guess: the password was never checked
             raise SignInRefused(
                 403,
                 f"The account {name!r} is locked after {self.policy.lock_after} failed sign-ins in a row; "
                 "ask an administrator to unlock it (anomascope users unlock NAME).",
             )
         if authenticate(self.db, name, password):
-            self.accounts.pop(name, None)
+            with self.lock:
+                self.accounts.pop(name, None)
+            self._uncount(name, address)
             note_signed_in(self.db, name)
             return True
-        self._count(self.accounts, name)
-        self._count(self.addresses, address)
         note_failed_sign_in(self.db, name, address, self.policy.lock_after)
         return False
 
@@ -131,6 +138,12 @@ class SignInGuard:
                     429,
                     f"Too many failed sign-ins {whose}: try again in {math.ceil(left)} s.",
                 )
+
+    def _uncount(self, name: str, address: str) -> None:
+        with self.lock:
+            for table, key in ((self.accounts, name), (self.addresses, address)):
+                if key in table:
+                    table[key].count -= 1
 
     def _count(self, table: dict[str, _Failures], key: str) -> None:
         now = self.clock()

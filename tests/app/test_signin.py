@@ -76,6 +76,7 @@ def test_the_account_locks_after_ten_failures_in_a_row_and_says_so(guarded, caps
     assert main(["users", "list", "--db", db.url]) == 0
     assert '"locked": true, "failed_sign_ins": 10' in capsys.readouterr().out
     assert main(["users", "unlock", "carol", "--db", db.url]) == 0
+    clock.now += policy.longest_wait_s  # the wait after the last failure still runs
     assert guard.sign_in("carol", PASSWORD, "192.0.2.8") is True
     with db.sessions() as session:
         assert session.scalars(select(AuditEvent.action).order_by(AuditEvent.id.desc())).first() == "user.unlock"
@@ -159,3 +160,19 @@ def test_the_sign_in_form_says_why_it_refuses(server):
         page.click("#signin-button")
         page.wait_for_function("window.anomascope && window.anomascope.viewer.nv", timeout=60_000)
         browser.close()
+
+
+def test_guesses_sent_all_at_once_wait_like_a_series(guarded):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, guard, _ = guarded
+
+    def attempt(n: int) -> str:
+        try:
+            return str(guard.sign_in("carol", f"guess {n}", "203.0.113.5"))
+        except SignInRefused:
+            return "refused"
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(attempt, range(12)))
+    assert answers.count("False") == guard.policy.free_per_account + 1 and answers.count("refused") == 8
