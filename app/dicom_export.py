@@ -209,9 +209,35 @@ def _sources(row: ExportRow) -> list:
             f"a {case.format} case has no DICOM study or series to refer to; export it as PNG or NIfTI instead"
         )
     try:
-        return load_dicom_sources(_stored_path(row))
+        sources = load_dicom_sources(_stored_path(row))
     except ImageReadError as exc:
         raise SegmentationRefused(str(exc)) from exc
+    for source in sources:
+        _fill_type2(source)
+    return sources
+
+
+# The patient and study attributes highdicom copies into a derived object. DICOM makes them type 2: present,
+# but allowed empty, and anonymised research data leaves many out altogether (highdicom then stops on the
+# first one missing).
+COPIED_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+
+
+def _fill_type2(source) -> None:
+    """Give a source (read for this export only) each copied type 2 attribute it lacks, empty: unknown."""
+    for keyword in COPIED_TYPE2:
+        if keyword not in source:
+            setattr(source, keyword, "")
 
 
 def _stored_path(row: ExportRow) -> str:

@@ -475,6 +475,7 @@ class ReviewApp:
             restoration = result.restoration * 255.0 if result.restoration.shape[1] == 3 else result.restoration[:, 0]
             path = write_volume(folder / "restoration.nii.gz", restoration, spacing)
             part["restoration"] = {
+                "caption": restoration_caption(run),
                 "url": self.volumes.url(path),
                 "rgb": result.restoration.shape[1] == 3,
                 "window": [0.0, 255.0 if result.restoration.shape[1] == 3 else 1.0],
@@ -554,8 +555,8 @@ class ReviewApp:
     ) -> tuple[float | None, str | None]:
         """The threshold a save records and how it was chosen, checked against the run the mask belongs to:
         the viewer's word alone once recorded another case's threshold (a viewer that kept it across cases).
-        With a map on screen it is one of the run's presets at its own value, or a manual value within the
-        map's range; on a reopened annotation with no map, the saved version's own."""
+        With a run on screen it is one of the run's presets at its own value, or a manual value (within the
+        map's range, for a method with maps); on a reopened annotation with no map, the saved version's own."""
         saved = session.saved if _shows_saved(session) else None
         if session.run is None:
             if saved is None:
@@ -568,6 +569,8 @@ class ReviewApp:
             raise ReviewError(_stale_threshold(value, how, f"{run.label}'s map is on screen"))
         if saved is not None and _same_threshold((value, how), (saved.threshold, saved.threshold_method)):
             return value, how
+        if how == "manual" and run.image_level:
+            return value, how  # a cut-off on image scores: above them all flags none, below them all flags all
         if how == "manual":
             low, high = self.threshold_range(run)
             slack = (high - low) * 1e-5  # the number box shows six significant digits
@@ -697,6 +700,13 @@ class ReviewApp:
             for path in paths:
                 zf.write(path, path.name)
         return str(archive)
+
+
+def restoration_caption(run: RunView) -> str:
+    """What the image beside the map is: DIA's is the input dissolved by its denoiser, not a restoration."""
+    if run.method == "dia":
+        return "Dissolved image (DIA's denoiser)"
+    return f"Pseudo-healthy restoration ({run.method.upper()})"
 
 
 def _same_threshold(a: tuple[float | None, str | None], b: tuple[float | None, str | None]) -> bool:

@@ -143,7 +143,7 @@ def curves_figure(tuning: Tuning, title: str | None = None) -> go.Figure:
     means = mean_curves(tuning.curves)
     t = tuning.curves.thresholds
     figure = make_subplots(rows=1, cols=3, subplot_titles=list(CURVES.values()))
-    for column, (name, title) in enumerate(CURVES.items(), start=1):
+    for column, (name, curve) in enumerate(CURVES.items(), start=1):
         if name in tuning.bands:
             low, high = tuning.bands[name]
             band_x = np.concatenate([t, t[::-1]])
@@ -161,7 +161,7 @@ def curves_figure(tuning: Tuning, title: str | None = None) -> go.Figure:
                 row=1,
                 col=column,
             )
-        figure.add_trace(go.Scatter(x=t, y=means[name], name=title, mode="lines"), row=1, col=column)
+        figure.add_trace(go.Scatter(x=t, y=means[name], name=curve, mode="lines"), row=1, col=column)
         figure.add_vline(x=tuning.threshold, line_dash="dash", row=1, col=column)
     figure.update_layout(
         title=title

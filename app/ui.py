@@ -114,7 +114,7 @@ middle or Ctrl+left drag: pan; wheel or arrow keys: slices; Ctrl+wheel: zoom">Na
     <div class="as-main"><canvas></canvas></div>
     <div class="as-second-box" hidden><div class="as-caption as-second-title"></div><canvas></canvas></div>
     <div class="as-side" hidden>
-      <div class="as-restoration-box"><div class="as-caption">Pseudo-healthy restoration (DIA: dissolved image)</div>
+      <div class="as-restoration-box"><div class="as-caption">Pseudo-healthy restoration</div>
         <canvas></canvas></div>
       <div class="as-uncertainty-box"><div class="as-caption">Uncertainty</div><canvas></canvas></div>
     </div>

@@ -27,7 +27,8 @@ from tests.conftest import make_dicom, shipped_dicom, write_dicom
 def oblique_series(folder: Path, slices: int = 5, complete: bool = True) -> Path:
     """A CT series tilted 30 degrees about the x axis, its files written in shuffled order and numbered
     against their position, so that only sorting along the slice normal puts them right. Not `complete`:
-    without the patient and study attributes that a Segmentation must copy."""
+    anonymised, without the patient and study attributes that a Segmentation copies (no name, patient ID,
+    birth date, sex, accession number, study ID, date or time)."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0 if complete else 1)  # other pixels: another case
     angle = np.deg2rad(30)
@@ -57,6 +58,9 @@ def oblique_series(folder: Path, slices: int = 5, complete: bool = True) -> Path
         if complete:
             ds.update({"PatientBirthDate": "", "PatientSex": "O", "AccessionNumber": "", "StudyID": "1"})
             ds.ReferringPhysicianName = ""
+        else:
+            for keyword in ("PatientName", "PatientID", "StudyDate", "StudyTime"):
+                delattr(ds, keyword)
         write_dicom(folder / f"file{order.index(k)}.dcm", ds)
     return folder
 
@@ -87,17 +91,17 @@ def source_of(kind: str, tmp_path: Path) -> Path:
     return multi_frame(tmp_path / "mf")
 
 
-def choice(app, bundle: str) -> str:  # noqa: F811
+def choice(app, bundle: str) -> str:
     return next(label for label, picked in app.catalogue.choices.items() if picked.bundle.path.name == bundle)
 
 
-def saved_mask(app, path: Path, bundle: str, label: str = "lesion") -> np.ndarray:  # noqa: F811
+def saved_mask(app, path: Path, bundle: str, label: str = "lesion") -> np.ndarray:
     """Open `path`, run the shipped `bundle`, save a mask of varied content on every slice (one slice
     empty), and return it."""
     return saved_run(app, path, bundle, label)[0]
 
 
-def saved_run(app, path: Path, bundle: str, label: str = "lesion") -> tuple[np.ndarray, np.ndarray | None]:  # noqa: F811
+def saved_run(app, path: Path, bundle: str, label: str = "lesion") -> tuple[np.ndarray, np.ndarray | None]:
     """As `saved_mask`; also the map the reader saw."""
     session = app.open_file(path, "dr")
     session, _ = app.scene(app.run(session, choice(app, bundle), "dr"))
@@ -131,7 +135,7 @@ def read_back(segmentation: hd.seg.Segmentation, sources: list[pydicom.Dataset],
 
 
 @pytest.mark.parametrize("kind", SOURCES)
-def test_the_segmentation_holds_the_saved_mask_on_the_source_geometry(app, tmp_path, kind):  # noqa: F811
+def test_the_segmentation_holds_the_saved_mask_on_the_source_geometry(app, tmp_path, kind):
     path = source_of(kind, tmp_path)
     mask = saved_mask(app, path, "lgg-ppii")
     [written] = export(app.db, tmp_path / "out", "dicom-seg")
@@ -153,7 +157,7 @@ def test_the_segmentation_holds_the_saved_mask_on_the_source_geometry(app, tmp_p
 
 
 @pytest.mark.parametrize("kind", SOURCES)
-def test_the_parametric_map_holds_the_map_the_reader_saw(app, tmp_path, kind):  # noqa: F811
+def test_the_parametric_map_holds_the_map_the_reader_saw(app, tmp_path, kind):
     path = source_of(kind, tmp_path)
     _, heatmap = saved_run(app, path, "lgg-ppii")
     [written] = export(app.db, tmp_path / "out", "dicom-pm", heatmap=rescored(app.catalogue, app.device))
@@ -185,7 +189,7 @@ def source_position(frame: pydicom.Dataset, sources: list[pydicom.Dataset]) -> i
     return instances.index(source.ReferencedSOPInstanceUID)
 
 
-def test_a_drawn_mask_is_manual_and_a_photo_is_listed_with_the_reason(app, tmp_path):  # noqa: F811
+def test_a_drawn_mask_is_manual_and_a_photo_is_listed_with_the_reason(app, tmp_path):
     # DIA makes no map: the mask is the reader's drawing.
     saved_mask(app, Path(shipped_dicom("CT_small.dcm")), "chest-xray-dia", label="")
     saved_mask(app, SAMPLE, "ham10000-denoiser")
@@ -202,13 +206,13 @@ def test_a_drawn_mask_is_manual_and_a_photo_is_listed_with_the_reason(app, tmp_p
         load_dicom_sources(SAMPLE)
 
 
-def test_the_page_exports_the_segmentation_the_reader_saved(app):  # noqa: F811
+def test_the_page_exports_the_segmentation_the_reader_saved(app):
     mask = saved_mask(app, Path(shipped_dicom("CT_small.dcm")), "lgg-ppii")
     segmentation = hd.seg.segread(app.export_file("dicom-seg"))  # one file: handed over as it is
     np.testing.assert_array_equal(read_back(segmentation, load_dicom_sources(shipped_dicom("CT_small.dcm")), 1), mask)
 
 
-def test_the_command_line_writes_the_segmentations(app, tmp_path, capsys):  # noqa: F811
+def test_the_command_line_writes_the_segmentations(app, tmp_path, capsys):
     saved_mask(app, Path(shipped_dicom("CT_small.dcm")), "lgg-ppii")
     out = tmp_path / "out"
     assert main(["export", "--format", "dicom-seg", "--db", app.db.url, "--out", str(out)]) == 0
@@ -218,7 +222,7 @@ def test_the_command_line_writes_the_segmentations(app, tmp_path, capsys):  # no
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools' dciodvfy is not installed")
 @pytest.mark.parametrize("kind", SOURCES)
-def test_dciodvfy_finds_no_errors(app, tmp_path, kind):  # noqa: F811
+def test_dciodvfy_finds_no_errors(app, tmp_path, kind):
     saved_mask(app, source_of(kind, tmp_path), "lgg-ppii")
     [written] = export(app.db, tmp_path / "out", "dicom-seg")
     report = subprocess.run(["dciodvfy", str(written)], capture_output=True, text=True, check=False)
@@ -227,17 +231,24 @@ def test_dciodvfy_finds_no_errors(app, tmp_path, kind):  # noqa: F811
     assert "Error" not in said
 
 
-def test_a_source_a_segmentation_cannot_copy_is_listed_and_the_others_are_written(app, tmp_path):  # noqa: F811
-    saved_mask(app, oblique_series(tmp_path / "incomplete", complete=False), "lgg-ppii")
-    saved_mask(app, oblique_series(tmp_path / "complete"), "lgg-ppii")
+def test_an_anonymised_series_exports_its_segmentation_and_map(app, tmp_path):
+    """Issue 33: a source without a birth date (or any other type 2 patient or study attribute) refused both."""
+    folder = oblique_series(tmp_path / "anonymised", complete=False)
+    mask, heatmap = saved_run(app, folder, "lgg-ppii")
+    sources = load_dicom_sources(folder)
+    assert all("PatientBirthDate" not in ds and "PatientName" not in ds for ds in sources)
     written = export(app.db, tmp_path / "out", "dicom-seg")
-    assert [p.name for p in written] == ["annotation-2-v1-seg.dcm", NOT_EXPORTED]
-    with written[1].open() as f:
-        [refused] = list(csv.DictReader(f))
-    assert refused["annotation_id"] == "1" and "highdicom cannot make a Segmentation" in refused["reason"]
+    assert [p.name for p in written] == ["annotation-1-v1-seg.dcm"]
+    segmentation = hd.seg.segread(written[0])
+    np.testing.assert_array_equal(read_back(segmentation, sources, len(sources)), mask)
+    assert segmentation.PatientBirthDate == "" and segmentation.PatientName == "" and segmentation.PatientSex == ""
+    [pm_path] = export(app.db, tmp_path / "pm", "dicom-pm", heatmap=rescored(app.catalogue, app.device))
+    parametric_map = pydicom.dcmread(pm_path)
+    assert parametric_map.StudyInstanceUID == sources[0].StudyInstanceUID and parametric_map.AccessionNumber == ""
+    assert parametric_map.pixel_array.shape == heatmap.shape
 
 
-def test_maps_that_cannot_be_exported_are_listed_with_the_reason(app, tmp_path):  # noqa: F811
+def test_maps_that_cannot_be_exported_are_listed_with_the_reason(app, tmp_path):
     saved_mask(app, Path(shipped_dicom("CT_small.dcm")), "chest-xray-dia")  # image level: no map
     saved_mask(app, SAMPLE, "ham10000-denoiser")  # a photo
     written = export(app.db, tmp_path / "out", "dicom-pm", heatmap=rescored(app.catalogue, app.device))
@@ -249,7 +260,7 @@ def test_maps_that_cannot_be_exported_are_listed_with_the_reason(app, tmp_path):
         export(app.db, tmp_path / "again", "dicom-pm")
 
 
-def test_the_command_line_writes_the_parametric_maps(app, tmp_path, capsys):  # noqa: F811
+def test_the_command_line_writes_the_parametric_maps(app, tmp_path, capsys):
     _, heatmap = saved_run(app, Path(shipped_dicom("CT_small.dcm")), "lgg-ppii")
     out = tmp_path / "out"
     command = ["export", "--format", "dicom-pm", "--device", "cpu", "--db", app.db.url, "--out", str(out)]

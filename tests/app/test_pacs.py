@@ -49,7 +49,7 @@ def files_of(path: Path) -> list[Path]:
     return sorted(path.glob("*.dcm")) if path.is_dir() else [path]
 
 
-def scored_and_saved(app, session, mask_seed: int = 1) -> tuple:  # noqa: F811
+def scored_and_saved(app, session, mask_seed: int = 1) -> tuple:
     """Run lgg-ppii on the open case, save a varied mask (one slice empty); the session, mask and map."""
     session, _ = app.scene(app.run(session, choice(app, "lgg-ppii"), "dr"))
     slices, _, rows, cols = session.case.shape
@@ -67,7 +67,7 @@ def fetched(pacs: Pacs, study: str, sop_instance_uid: str) -> pydicom.Dataset:
     return pacs.client.retrieve_instance(study, series, sop_instance_uid)
 
 
-def sent_uids(app, annotation_id: int) -> list[str]:  # noqa: F811
+def sent_uids(app, annotation_id: int) -> list[str]:
     with app.db.sessions() as s:
         [event] = s.scalars(select(AuditEvent).where(AuditEvent.action == "send_to_pacs")).all()
     assert event.target == f"annotation:{annotation_id}"
@@ -76,7 +76,7 @@ def sent_uids(app, annotation_id: int) -> list[str]:  # noqa: F811
 
 @needs_pacs
 @pytest.mark.parametrize("kind", SOURCES)
-def test_a_series_from_the_pacs_goes_back_as_the_saved_segmentation_and_the_map_shown(app, pacs, tmp_path, kind):  # noqa: F811
+def test_a_series_from_the_pacs_goes_back_as_the_saved_segmentation_and_the_map_shown(app, pacs, tmp_path, kind):
     path = source_of(kind, tmp_path)
     sources = load_dicom_sources(path)
     study, series = sources[0].StudyInstanceUID, sources[0].SeriesInstanceUID
@@ -106,7 +106,7 @@ def test_a_series_from_the_pacs_goes_back_as_the_saved_segmentation_and_the_map_
 
 
 @needs_pacs
-def test_a_series_that_holds_no_image_is_refused_in_one_sentence(app, pacs, tmp_path):  # noqa: F811
+def test_a_series_that_holds_no_image_is_refused_in_one_sentence(app, pacs, tmp_path):
     path = oblique_series(tmp_path / "series")
     pacs.store(files_of(path))
     app.pacs = pacs
@@ -120,7 +120,7 @@ def test_a_series_that_holds_no_image_is_refused_in_one_sentence(app, pacs, tmp_
 
 
 @needs_pacs
-def test_a_refused_store_is_one_sentence_and_the_annotation_stays_saved(app, pacs, tmp_path):  # noqa: F811
+def test_a_refused_store_is_one_sentence_and_the_annotation_stays_saved(app, pacs, tmp_path):
     path = oblique_series(tmp_path / "series")
     pacs.store(files_of(path))
     study = load_dicom_sources(path)[0].StudyInstanceUID
@@ -161,7 +161,7 @@ def test_wrong_credentials_are_said_as_such():
         Pacs(DICOMWEB_URL, "anomascope", "not the password").studies("x")
 
 
-def test_an_unreachable_pacs_is_one_sentence_and_the_annotation_stays_saved(app, tmp_path):  # noqa: F811
+def test_an_unreachable_pacs_is_one_sentence_and_the_annotation_stays_saved(app, tmp_path):
     app.pacs = Pacs(CLOSED)
     with pytest.raises(PacsError, match=f"could not search the studies: the PACS at {CLOSED} cannot be reached"):
         app.pacs_studies("smith")
@@ -172,7 +172,7 @@ def test_an_unreachable_pacs_is_one_sentence_and_the_annotation_stays_saved(app,
     np.testing.assert_array_equal(decode_mask(kept.mask_shape, kept.mask_data).reshape(mask.shape), mask)
 
 
-def test_sending_needs_a_pacs_and_a_saved_annotation(app):  # noqa: F811
+def test_sending_needs_a_pacs_and_a_saved_annotation(app):
     session = app.open_file(shipped_dicom("CT_small.dcm"), "dr")
     with pytest.raises(ReviewError, match="no PACS is configured"):
         app.send_to_pacs(session, "dr")
@@ -207,7 +207,7 @@ def test_serve_starts_when_the_pacs_does_not_answer_and_says_so(capsys):
 
 
 @needs_pacs
-def test_a_tuning_worklist_from_the_pacs_holds_its_image_series_fetched_when_reached(app, pacs, tmp_path):  # noqa: F811
+def test_a_tuning_worklist_from_the_pacs_holds_its_image_series_fetched_when_reached(app, pacs, tmp_path):
     patient = f"Worklist^T{secrets.randbelow(10**8):08d}"  # this test's own patient, whatever the PACS holds
     path = oblique_series(tmp_path / "series")
     for file in files_of(path):

@@ -14,6 +14,7 @@ from PIL import Image
 from anomascope.app.bundles import discover
 from anomascope.app.cli import main
 from anomascope.app.review import ReviewApp, ReviewError
+from anomascope.app.tuning import curves_figure
 from anomascope.app.tuning_session import CaseNotOpened, TuningService
 from anomascope.engine.evaluation import load_test_split
 from anomascope.engine.inference import score_case
@@ -88,6 +89,8 @@ def test_a_three_case_session_records_each_save_and_proposes_a_site_threshold(se
 
     summary = service.summary(view, Criterion("dice"), resamples=20)
     readers = summary.readers
+    for tuning, title in ((readers, "Against the readers' saved masks"), (summary.truth, "Against ground truth")):
+        assert curves_figure(tuning, title).layout.title.text == title  # each plot says what it is against
     assert readers.n_cases == 2 and summary.truth is not None and summary.truth.n_cases == 2
     # The proposed threshold's mean Dice is the Dice of the first case's map against the saved mask there
     # (the second case has no finding), computed directly.
