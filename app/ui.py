@@ -92,6 +92,7 @@ middle or Ctrl+left drag: pan; wheel or arrow keys: slices; Ctrl+wheel: zoom">Na
       <label>Threshold <input class="as-threshold" type="range"></label>
       <input class="as-threshold-number" type="number" step="any">
       <span>chosen by <b class="as-threshold-method"></b></span>
+      <span class="as-threshold-note" role="status"></span>
       <span class="as-presets"></span>
     </div>
     <div class="as-row as-second-row" hidden>
@@ -99,6 +100,7 @@ middle or Ctrl+left drag: pan; wheel or arrow keys: slices; Ctrl+wheel: zoom">Na
         <input class="as-second-threshold" type="range"></label>
       <input class="as-second-threshold-number" type="number" step="any">
       <span>chosen by <b class="as-second-threshold-method"></b></span>
+      <span class="as-second-threshold-note" role="status"></span>
       <span class="as-second-presets"></span>
     </div>
     <div class="as-row as-heatmap-row">
@@ -130,6 +132,7 @@ VIEWER_CSS = """
 .as-row button { padding: 2px 8px; border: 1px solid #999; border-radius: 4px; }
 .as-row button.as-active { background: #2a7; color: white; }
 .as-brush-size, .as-threshold-number { width: 7em; }
+.as-threshold-note, .as-second-threshold-note { color: #b45309; }
 .as-threshold { width: 22em; }
 .as-verdict { font-weight: 600; }
 .as-compare { color: #c0c; }

@@ -203,6 +203,30 @@
     return true;
   }
 
+  // A typed threshold: an empty or invalid entry keeps the last value, one outside the map's range is
+  // clamped to it (an image-level method's cut-off may be any number), and the page says which.
+  function typedThreshold(input, t, current) {
+    const text = input.value.trim();
+    const value = Number(text);
+    if (text === "" || !Number.isFinite(value)) {
+      return { value: null, note: `Not a number: the threshold stays at ${Number(current).toPrecision(4)}.` };
+    }
+    if (t.image_level || (value >= t.min && value <= t.max)) return { value, note: "" };
+    const clamped = Math.min(t.max, Math.max(t.min, value));
+    return {
+      value: clamped,
+      note: `${value} is outside this map's range (${t.min.toPrecision(4)} to ${t.max.toPrecision(4)}): ` +
+        `set to ${clamped.toPrecision(4)}.`,
+    };
+  }
+
+  function typeThreshold(pane, t, current, apply, show) {
+    const typed = typedThreshold($(`.as${pane}-threshold-number`), t, current);
+    $(`.as${pane}-threshold-note`).textContent = typed.note;
+    if (typed.value === null) show();
+    else apply(typed.value, "manual");
+  }
+
   function showThreshold() {
     $(".as-threshold").value = viewer.threshold;
     $(".as-threshold-number").value = Number(viewer.threshold).toPrecision(6);
@@ -252,6 +276,7 @@
     $(".as-title").textContent = scene && scene.title ? scene.title : "No image open";
     $(".as-verdict").textContent = "";
     $(".as-area").textContent = "";
+    $(".as-location").textContent = ""; // no reading of the previous case may stand beside this one
     $(".as-controls").hidden = true;
     viewer.nv.broadcastTo([], { "2d": true, "3d": true });
     for (const nv of [viewer.nv, viewer.restoration, viewer.uncertainty, viewer.second]) {
@@ -294,6 +319,7 @@
     // no map) sends none, and the server records the saved version's own.
     viewer.threshold = null;
     viewer.thresholdMethod = "manual";
+    $(".as-threshold-note").textContent = "";
     if (scene.threshold) {
       setupThreshold(scene.threshold);
       viewer.threshold = scene.threshold.value;
@@ -310,6 +336,8 @@
     } else {
       resetHistory();
     }
+    setTool("navigate"); // a tool left active on the previous case would draw on this one at the first click
+    $(".as-location").textContent = scene.dims[2] > 1 ? `Slice ${currentSlice() + 1} / ${scene.dims[2]}` : "";
     nv.drawScene();
     if (scene.second) await showSecond(scene.second);
     viewer.shown += 1;
@@ -552,15 +580,24 @@
     $(".as-zoom-out").addEventListener("click", () => zoom(0.8));
     $(".as-zoom-fit").addEventListener("click", () => zoom(0));
     $(".as-brush-size").addEventListener("input", updateBrush);
-    $(".as-threshold").addEventListener("input", (e) => applyThreshold(Number(e.target.value), "manual"));
-    $(".as-threshold-number").addEventListener("change", (e) => applyThreshold(Number(e.target.value), "manual"));
+    $(".as-threshold").addEventListener("input", (e) => {
+      $(".as-threshold-note").textContent = "";
+      applyThreshold(Number(e.target.value), "manual");
+    });
+    $(".as-threshold-number").addEventListener("change", () =>
+      typeThreshold("", viewer.scene.threshold, viewer.threshold, applyThreshold, showThreshold));
     $(".as-window").addEventListener("change", (e) => setWindow(JSON.parse(e.target.value)));
     $(".as-opacity").addEventListener("input", (e) => {
       if (viewer.heatVolume) viewer.nv.setOpacity(viewer.nv.volumes.indexOf(viewer.heatVolume), Number(e.target.value));
       if (viewer.secondHeat) viewer.second.setOpacity(1, Number(e.target.value));
     });
-    $(".as-second-threshold").addEventListener("input", (e) => applySecondThreshold(Number(e.target.value), "manual"));
-    $(".as-second-threshold-number").addEventListener("change", (e) => applySecondThreshold(Number(e.target.value), "manual"));
+    $(".as-second-threshold").addEventListener("input", (e) => {
+      $(".as-second-threshold-note").textContent = "";
+      applySecondThreshold(Number(e.target.value), "manual");
+    });
+    $(".as-second-threshold-number").addEventListener("change", () =>
+      typeThreshold("-second", viewer.secondSpec.threshold, viewer.secondThreshold, applySecondThreshold,
+        () => applySecondThreshold(viewer.secondThreshold, viewer.secondThresholdMethod)));
     $(".as-colormap").addEventListener("change", (e) => {
       if (viewer.heatVolume) viewer.nv.setColormap(viewer.heatVolume.id, e.target.value);
       if (viewer.secondHeat) viewer.second.setColormap(viewer.second.volumes[1].id, e.target.value);

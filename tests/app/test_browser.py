@@ -623,3 +623,44 @@ def test_a_reopened_case_is_saved_with_its_own_threshold(reader_page, tmp_path):
     again, _ = _latest(app, first.name)
     assert again.version == 2
     assert (again.threshold, again.threshold_method) == (saved.threshold, saved.threshold_method)
+
+
+def test_the_threshold_box_keeps_the_last_valid_value_and_clamps_to_the_map(reader_page):
+    """Issue 33: an empty entry became 0 and masked the whole image; -5 and 1e9 were taken as they were."""
+    reader, page = reader_page, reader_page.page
+    reader.open(SAMPLES / "ISIC_0024311.jpg")
+    _pick(page, "#method", "SPR · ham10000-denoiser")
+    reader.run()
+    t = reader.scene()["threshold"]
+    box, note = page.locator(".as-threshold-number"), page.locator(".as-threshold-note")
+
+    def typed(text: str) -> float:
+        box.fill(text)
+        box.dispatch_event("change")
+        return page.evaluate("window.anomascope.viewer.threshold")
+
+    start = page.evaluate("window.anomascope.viewer.threshold")
+    shown = reader.mask()
+    assert typed("") == start and note.inner_text().startswith("Not a number: the threshold stays at")
+    np.testing.assert_array_equal(reader.mask(), shown)  # nothing re-thresholded
+    assert float(box.input_value()) == pytest.approx(start, rel=1e-5)  # the box shows the kept value again
+    assert typed("-5") == t["min"] and "-5 is outside this map's range" in note.inner_text()
+    assert typed("1e9") == t["max"] and "1000000000 is outside this map's range" in note.inner_text()
+    middle = (t["min"] + t["max"]) / 2
+    assert typed(f"{middle:.6g}") == pytest.approx(middle, rel=1e-5) and note.inner_text() == ""
+
+
+def test_opening_a_case_resets_every_reading_and_the_tool(reader_page):
+    """Issue 33: "Slice 16 / 25" and a score stayed under a single PNG, and the eraser stayed active."""
+    reader, page = reader_page, reader_page.page
+    reader.open(SAMPLES / "anatomical.nii")
+    location = page.locator(".as-location")
+    slices = reader.scene()["dims"][2]
+    assert location.inner_text().strip() == f"Slice {slices // 2 + 1} / {slices}"
+    page.locator(".as-main canvas").click()  # the crosshair there: its voxel joins the reading
+    page.wait_for_function("document.querySelector('.as-location').textContent.includes(' x ')")
+    page.locator(".as-viewer [data-tool=eraser]").click()
+    reader.open(SAMPLES / "ISIC_0024311.jpg")
+    assert location.inner_text().strip() == ""  # a single photo: no slice, and no score without a map
+    assert page.evaluate("window.anomascope.viewer.tool") == "navigate"
+    assert page.locator(".as-viewer [data-tool=navigate]").get_attribute("class") == "as-active"
