@@ -460,6 +460,8 @@ class ReviewApp:
                 "presets": run.presets,
                 "image_score": result.image_score,
                 "image_level": run.image_level,
+                # What a cut-off on image scores means: how the normal validation images fall around it.
+                "normal_scores": sorted(predictor.calibration.normal_image_scores) if run.image_level else [],
             }
         }
         if result.heatmap is not None:
@@ -502,8 +504,6 @@ class ReviewApp:
         with `tuning` (session id, worklist position) it is also that tuning session's entry for the case."""
         if session.case is None or session.token is None:
             raise ReviewError("open an image first")
-        if session.run is None and session.saved is None:
-            raise ReviewError("run a method on the image (or reopen a saved annotation) before saving")
         if not reader or not reader.strip():
             raise ReviewError("enter the reader's name before saving")
         if session.warnings and not acknowledged:
@@ -514,7 +514,7 @@ class ReviewApp:
         except MaskPayloadError as exc:
             raise ReviewError(str(exc)) from exc
         threshold, how = self._recorded_threshold(session, sent.threshold, sent.threshold_method)
-        run_id = session.run.run_id if session.run else session.saved.run_id
+        run_id = session.run.run_id if session.run else session.saved.run_id if session.saved else None
         mask = sent.mask if slices > 1 else sent.mask[0]
         annotation = save_annotation(
             self.db,
@@ -544,7 +544,7 @@ class ReviewApp:
         return saved, (
             f"Saved annotation {annotation.id} (version {annotation.version}) by {reader.strip()}: "
             f"{area}, "
-            + ("no threshold" if threshold is None else f"threshold {threshold:.4g} ({how})")
+            + (f"threshold {threshold:.4g} ({how})" if threshold is not None else "drawn by hand (no method run)")
             + (", with edits" if sent.edited else "")
             + (f"; the mask came from {session.run.label}" if session.second is not None else "")
             + "."
@@ -558,9 +558,11 @@ class ReviewApp:
         With a run on screen it is one of the run's presets at its own value, or a manual value (within the
         map's range, for a method with maps); on a reopened annotation with no map, the saved version's own."""
         saved = session.saved if _shows_saved(session) else None
+        if session.run is None and saved is None:  # drawn by hand before any run: a manual annotation
+            if value is not None:
+                raise ReviewError(_stale_threshold(value, how, "no method has run on it"))
+            return None, None
         if session.run is None:
-            if saved is None:
-                raise ReviewError("run a method on the image (or reopen a saved annotation) before saving")
             if value is not None and not _same_threshold((value, how), (saved.threshold, saved.threshold_method)):
                 raise ReviewError(_stale_threshold(value, how, "no map is on screen"))
             return saved.threshold, saved.threshold_method

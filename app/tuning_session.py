@@ -327,7 +327,13 @@ class TuningService:
         return self.app.open_saved(case.case_id)
 
     def step(self, view: TuningView, delta: int, reader: str) -> tuple[TuningView, ReviewSession]:
-        return self.open(view, min(max(view.position + delta, 0), len(view.cases) - 1), reader)
+        """The case `delta` away, stopping at either end; at an end already, the reader is told so and the case
+        on screen stays as it is (reloading it would drop the reader's edits)."""
+        position = min(max(view.position + delta, 0), len(view.cases) - 1)
+        if position == view.position and delta:
+            end = "last" if delta > 0 else "first"
+            raise ReviewError(f"case {position + 1} of {len(view.cases)} is the {end} case of this session")
+        return self.open(view, position, reader)
 
     def save(
         self,

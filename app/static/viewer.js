@@ -179,8 +179,15 @@
     const t = viewer.scene.threshold;
     if (!t.image_level) return "";
     const flagged = t.image_score >= value;
+    const normals = t.normal_scores || [];
+    const percent = (count) => Math.round((100 * count) / normals.length);
+    const below = percent(normals.filter((s) => s < t.image_score).length);
+    const alarms = percent(normals.filter((s) => s >= value).length);
     return `Image score ${t.image_score.toPrecision(4)} ${flagged ? "≥" : "<"} threshold ${Number(value).toPrecision(4)}:` +
-      ` this image is ${flagged ? "FLAGGED" : "not flagged"} (${viewer.thresholdMethod}). This method makes no map: the mask is what you draw.`;
+      ` this image is ${flagged ? "FLAGGED" : "not flagged"} (${viewer.thresholdMethod}).` +
+      (normals.length ? ` It scores higher than ${below}% of the ${normals.length} normal validation images;` +
+        ` this threshold would flag ${alarms}% of them (false alarms).` : "") +
+      " This method makes no map: the mask is what you draw.";
   }
 
   function applyThreshold(value, method) {

@@ -342,6 +342,14 @@ def test_volume_stroke_lands_on_the_slice_on_screen(reader_page, tmp_path, name)
     scene = reader.scene()
     width, height, slices = scene["dims"]
     assert scene["threshold"]["image_level"] and "flagged" in page.locator(".as-verdict").inner_text().lower()
+    t = scene["threshold"]
+    normals = np.array(t["normal_scores"])
+    below = int(np.floor(100 * (normals < t["image_score"]).mean() + 0.5))
+    alarms = int(np.floor(100 * (normals >= t["value"]).mean() + 0.5))
+    assert (  # what the cut-off means, in the normal images' terms (issue 33)
+        f"higher than {below}% of the {len(normals)} normal validation images; this threshold would flag "
+        f"{alarms}% of them" in page.locator(".as-verdict").inner_text()
+    )
 
     target = min(slices - 1, slices // 2 + 2)
     page.locator(".as-main canvas").hover()
@@ -432,6 +440,10 @@ def test_a_three_case_tuning_session(reader_page, tmp_path):
             reader.stroke("brush", [(20, 20), (80, 20)])  # the reader's correction on the second case
         shown.append(reader.mask())
         reader.save("Recorded for the tuning session")
+    last = reader.shown()
+    page.locator("#tuning-next").click()  # past the last case: said, and nothing reloads
+    _wait_text(page, "#message", "case 3 of 3 is the last case of this session")
+    assert reader.shown() == last
 
     names = sorted(p.name for p in worklist.iterdir())
     for name, mask in zip(names, shown, strict=True):
@@ -664,3 +676,20 @@ def test_opening_a_case_resets_every_reading_and_the_tool(reader_page):
     assert location.inner_text().strip() == ""  # a single photo: no slice, and no score without a map
     assert page.evaluate("window.anomascope.viewer.tool") == "navigate"
     assert page.locator(".as-viewer [data-tool=navigate]").get_attribute("class") == "as-active"
+
+
+def test_a_reader_who_draws_before_any_run_saves_a_manual_annotation(reader_page, tmp_path):
+    from PIL import Image
+
+    reader, app = reader_page, reader_page.app
+    photo = tmp_path / "drawn-by-hand.png"
+    Image.open(SAMPLES / "ISIC_0024318.jpg").rotate(90, expand=True).save(photo)  # pixels no other test opens
+    reader.open(photo)
+    reader.stroke("brush", [(30, 40), (90, 40)])
+    shown = reader.mask()
+    assert shown.sum() > 0
+    reader.save()
+    assert "drawn by hand (no method run)" in reader.status()
+    annotation, stored = _latest(app, photo.name)
+    np.testing.assert_array_equal(stored, shown)
+    assert annotation.run_id is None and annotation.threshold is None

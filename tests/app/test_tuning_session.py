@@ -79,6 +79,8 @@ def test_a_three_case_session_records_each_save_and_proposes_a_site_threshold(se
     _save(service, view, second, second_mask, float(background.max()))  # the top of the slider; nothing kept
     view, _ = service.step(view, +5, "dr lead")
     assert view.position == 2  # stepping stops at the last case
+    with pytest.raises(ReviewError, match="case 3 of 3 is the last case of this session"):
+        service.step(view, +1, "dr lead")  # and says so there, instead of reloading it
     view, again = service.step(view, -2, "dr lead")
     assert view.position == 0 and again.saved.version == 1  # the saved mask is what reopens
 

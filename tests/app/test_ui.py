@@ -7,11 +7,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pytest
 
 from anomascope.app.bundles import discover
+from anomascope.app.export import export
 from anomascope.app.review import (
     ReviewApp,
     ReviewError,
@@ -22,6 +24,7 @@ from anomascope.app.review import (
 from anomascope.app.viewer import from_viewer, pack_mask, read_payload, to_viewer, unpack_mask
 from anomascope.engine.io import ImageReadError, load_case
 from anomascope.storage import case_history, decode_mask
+from tests.conftest import shipped_dicom
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"
@@ -31,7 +34,7 @@ def _label(app: ReviewApp, method: str) -> str:
     return next(label for label, choice in app.catalogue.choices.items() if choice.method == method)
 
 
-def _payload(session: ReviewSession, mask: np.ndarray, threshold: float, how: str = "manual", **extra) -> str:
+def _payload(session: ReviewSession, mask: np.ndarray, threshold: float | None, how: str = "manual", **extra) -> str:
     """What the viewer sends on Save (app/static/viewer.js `payload`)."""
     slices, _, rows, cols = session.case.shape
     return json.dumps(
@@ -141,7 +144,7 @@ def test_save_refuses_what_was_not_shown(app):
     session = app.open_file(SAMPLE, "dr")
     session, _ = app.scene(session)
     mask = np.zeros((1, 150, 200), bool)
-    with pytest.raises(ReviewError, match="run a method"):
+    with pytest.raises(ReviewError, match="no method has run on it"):  # a threshold of no run: another case's
         app.save(session, _payload(session, mask, 1.0), "dr")
     session, _ = app.scene(app.run(session, _label(app, "sano")), session.token)
     with pytest.raises(ReviewError, match="reader's name"):
@@ -153,6 +156,22 @@ def test_save_refuses_what_was_not_shown(app):
     with pytest.raises(ReviewError, match="grid"):
         app.save(session, _payload(session, mask, 1.0, dims=[150, 200, 1]), "dr")
     assert case_history(app.db, session.case_id).annotations == []
+
+
+def test_a_mask_drawn_before_any_run_is_saved_as_a_manual_annotation(app, tmp_path):
+    """Issue 33: Save refused a reader who draws by hand, and the strokes were lost."""
+    ct = app.open_file(shipped_dicom("CT_small.dcm"), "dr")
+    ct, _ = app.scene(ct)
+    drawn = np.zeros((1, *ct.case.shape[-2:]), bool)
+    drawn[0, 20:30, 10:40] = True
+    ct, said = app.save(ct, _payload(ct, drawn, None, edited=True), "dr", "nodule")
+    assert "drawn by hand (no method run)" in said
+    [annotation] = case_history(app.db, ct.case_id).annotations
+    assert annotation.run_id is None and annotation.threshold is None and annotation.threshold_method is None
+    np.testing.assert_array_equal(decode_mask(annotation.mask_shape, annotation.mask_data), drawn[0])
+    [written] = export(app.db, tmp_path / "seg", "dicom-seg")
+    [segment] = hd.seg.segread(written).SegmentSequence
+    assert segment.SegmentAlgorithmType == "MANUAL"
 
 
 def test_payload_checks_the_grid():
