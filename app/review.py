@@ -477,7 +477,6 @@ class ReviewApp:
             restoration = result.restoration * 255.0 if result.restoration.shape[1] == 3 else result.restoration[:, 0]
             path = write_volume(folder / "restoration.nii.gz", restoration, spacing)
             part["restoration"] = {
-                "caption": restoration_caption(run),
                 "url": self.volumes.url(path),
                 "rgb": result.restoration.shape[1] == 3,
                 "window": [0.0, 255.0 if result.restoration.shape[1] == 3 else 1.0],
@@ -702,13 +701,6 @@ class ReviewApp:
             for path in paths:
                 zf.write(path, path.name)
         return str(archive)
-
-
-def restoration_caption(run: RunView) -> str:
-    """What the image beside the map is: DIA's is the input dissolved by its denoiser, not a restoration."""
-    if run.method == "dia":
-        return "Dissolved image (DIA's denoiser)"
-    return f"Pseudo-healthy restoration ({run.method.upper()})"
 
 
 def _same_threshold(a: tuple[float | None, str | None], b: tuple[float | None, str | None]) -> bool:

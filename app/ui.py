@@ -116,7 +116,7 @@ middle or Ctrl+left drag: pan; wheel or arrow keys: slices; Ctrl+wheel: zoom">Na
     <div class="as-main"><canvas></canvas></div>
     <div class="as-second-box" hidden><div class="as-caption as-second-title"></div><canvas></canvas></div>
     <div class="as-side" hidden>
-      <div class="as-restoration-box"><div class="as-caption">Pseudo-healthy restoration</div>
+      <div class="as-restoration-box"><div class="as-caption">Pseudo-healthy restoration (DIA: dissolved image)</div>
         <canvas></canvas></div>
       <div class="as-uncertainty-box"><div class="as-caption">Uncertainty</div><canvas></canvas></div>
     </div>
@@ -133,6 +133,7 @@ VIEWER_CSS = """
 .as-row button.as-active { background: #2a7; color: white; }
 .as-brush-size, .as-threshold-number { width: 7em; }
 .as-threshold-note, .as-second-threshold-note { color: #b45309; }
+.as-threshold-note:empty, .as-second-threshold-note:empty { display: none; }
 .as-threshold { width: 22em; }
 .as-verdict { font-weight: 600; }
 .as-compare { color: #c0c; }

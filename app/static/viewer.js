@@ -455,7 +455,6 @@
     if (!spec) { $(box).hidden = true; return; }
     $(".as-side").hidden = false;
     $(box).hidden = false;
-    if (spec.caption) $(`${box} .as-caption`).textContent = spec.caption;
     nv.resizeListener();
     await nv.loadVolumes([volumeOptions(spec, "side.nii.gz", spec.rgb ? "gray" : colormap, {})]);
     nv.scene.crosshairPos = viewer.nv.scene.crosshairPos.slice();

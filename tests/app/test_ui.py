@@ -85,7 +85,6 @@ def test_scene_volumes_are_the_case_in_the_viewers_order(app):
     assert scene["threshold"]["value"] == pytest.approx(
         app.catalogue.predictor(_label(app, "spr"), app.device).calibration.thresholds["max_f1"].value
     )
-    assert scene["restoration"]["caption"] == "Pseudo-healthy restoration (SPR)"
     # Opening another case drops the previous scene's files.
     _, scene2 = app.scene(app.open_file(ROOT / "assets" / "samples" / "chest-xray.png"), scene["token"])
     assert not folder.exists() and (app.volumes.root / scene2["token"]).exists()
@@ -231,7 +230,6 @@ def test_image_level_verdict_and_drawn_mask(app):
     session, scene = app.scene(session)
     t = scene["threshold"]
     assert t["image_level"] and t["min"] <= t["image_score"] <= t["max"] and scene["heatmap"] is None
-    assert scene["restoration"]["caption"] == "Dissolved image (DIA's denoiser)"  # not a restoration
     assert "makes no heatmap" in app.score_text(session)
     drawn = np.zeros((1, 64, 64), bool)
     drawn[0, 20:30, 20:30] = True
