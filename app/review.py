@@ -706,8 +706,10 @@ class ReviewApp:
 def _same_threshold(a: tuple[float | None, str | None], b: tuple[float | None, str | None]) -> bool:
     (value, how), (other, other_how) = a, b
     if value is None or other is None:
-        return value is other and (how or "manual") == (other_how or "manual")
-    return math.isclose(value, other, rel_tol=1e-9) and (how or "manual") == (other_how or "manual")
+        same_value = value is other
+    else:
+        same_value = math.isclose(value, other, rel_tol=1e-9)
+    return same_value and (how or "manual") == (other_how or "manual")
 
 
 def _stale_threshold(value: float | None, how: str, why: str) -> str:

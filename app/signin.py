@@ -161,6 +161,7 @@ class ReaderGate:
     def __init__(self, app, db: Database):
         self.app = app
         self.db = db
+        self.sign_in_page = SIGN_IN_PAGE.read_text()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -170,7 +171,7 @@ class ReaderGate:
         gradio = scope["app"]  # Starlette puts the application itself in the scope before its middleware
         reader = await self._signed_in(gradio, _cookies(scope))
         if reader is None and scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/":
-            return await HTMLResponse(SIGN_IN_PAGE.read_text())(scope, receive, send)
+            return await HTMLResponse(self.sign_in_page)(scope, receive, send)
         return await self.app(scope, receive, send)
 
     async def _signed_in(self, gradio, cookies: dict[str, str]) -> str | None:

@@ -25,6 +25,7 @@ import numpy as np
 from anomascope.app.casestore import content_hash
 from anomascope.app.review import ReviewApp, ReviewError, ReviewSession
 from anomascope.app.tuning import TunedCase, Tuning, summarise
+from anomascope.app.uploads import inside
 from anomascope.engine.data import list_images, read_mask
 from anomascope.engine.inference import CaseResult, score_case
 from anomascope.engine.io import Case, load_case
@@ -163,7 +164,7 @@ def _offered(folder: str, roots: Iterable[Path]) -> Path:
             f"{folder}: server folders are not offered as tuning worklists here; an administrator offers them "
             f"by listing their roots in {ROOTS_ENV}"
         )
-    if not any(real == root or root in real.parents for root in offered):
+    if not any(real == root or inside(real, root) for root in offered):
         raise ReviewError(
             f"{folder}: not under the server folders offered as tuning worklists ({', '.join(map(str, offered))}); "
             f"an administrator offers it by adding its root to {ROOTS_ENV}"
@@ -175,7 +176,7 @@ def _within(cases: list[WorklistCase], root: Path) -> list[WorklistCase]:
     """The cases, once none of their files is a link out of the offered folder (it would open what lies there)."""
     for case in cases:
         for path in (case.path, case.truth):
-            if path is not None and root not in Path(os.path.realpath(path)).parents:
+            if path is not None and not inside(path, root):
                 raise ReviewError(f"{path}: a link out of the worklist folder {root}; links out of it are refused")
     return cases
 

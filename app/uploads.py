@@ -1,4 +1,5 @@
-"""Which files a reader may hand the page to open (no Gradio here).
+"""Which files a reader may hand the page to open (no Gradio here): uploads, and the worklist folders an
+administrator offers.
 
 A file component's value is a path the browser sends back, and anyone who can reach the page can send
 any path; only files that arrived through the page's own uploads are the reader's to open.
@@ -12,12 +13,16 @@ from pathlib import Path
 from anomascope.app.review import ReviewError
 
 
+def inside(path: str | Path, folder: str | Path) -> bool:
+    """Whether `path` lies inside `folder` (not the folder itself), links followed on both: a link inside a
+    folder may point anywhere on the server."""
+    real, root = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return root in real.parents
+
+
 def uploaded(path: str | Path, cache: str | Path) -> Path:
     """`path` with its links resolved, when it lies inside `cache`, the folder uploads land in; any other
     is refused with a ReviewError before anything of it is read."""
-    # Resolved before comparing: a link inside the cache may point anywhere on the server.
-    root = os.path.realpath(cache)
-    real = os.path.realpath(path)
-    if real == root or os.path.commonpath([real, root]) != root:
+    if not inside(path, cache):
         raise ReviewError(f"{Path(path).name} was not uploaded through this page; only files uploaded here are opened")
-    return Path(real)
+    return Path(os.path.realpath(path))

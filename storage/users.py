@@ -37,9 +37,7 @@ def add_user(db: Database, name: str, password: str, actor: str) -> User:
 
 def disable_user(db: Database, name: str, actor: str) -> User:
     with db.transaction() as session:
-        user = session.scalar(select(User).where(User.name == name))
-        if user is None:
-            raise StorageError(f"no reader named {name!r}")
+        user = _named(session, name)
         user.active = False
         audit(session, actor, "user.disable", f"user:{user.id}", name=name)
         return user
@@ -47,12 +45,17 @@ def disable_user(db: Database, name: str, actor: str) -> User:
 
 def unlock_user(db: Database, name: str, actor: str) -> User:
     with db.transaction() as session:
-        user = session.scalar(select(User).where(User.name == name))
-        if user is None:
-            raise StorageError(f"no reader named {name!r}")
+        user = _named(session, name)
         user.locked, user.failed_sign_ins = False, 0
         audit(session, actor, "user.unlock", f"user:{user.id}", name=name)
         return user
+
+
+def _named(session, name: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise StorageError(f"no reader named {name!r}")
+    return user
 
 
 class AccountStatus(enum.Enum):
@@ -74,13 +77,13 @@ def account_status(db: Database, name: str) -> AccountStatus:
     return AccountStatus.LOCKED if locked else AccountStatus.ACTIVE
 
 
-def note_failed_sign_in(db: Database, name: str, address: str, lock_after: int) -> bool:
+def note_failed_sign_in(db: Database, name: str, address: str, lock_after: int) -> None:
     """Count a wrong password for the account `name` (nothing for an unknown name); the `lock_after`-th in
-    a row locks it, audited with the client's address. True when the account is locked."""
+    a row locks it, audited with the client's address."""
     with db.transaction() as session:
         user = session.scalar(select(User).where(User.name == name))
         if user is None:
-            return False
+            return
         user.failed_sign_ins += 1
         if user.failed_sign_ins >= lock_after and not user.locked:
             user.locked = True
@@ -93,7 +96,6 @@ def note_failed_sign_in(db: Database, name: str, address: str, lock_after: int) 
                 failed_sign_ins=user.failed_sign_ins,
                 address=address,
             )
-        return user.locked
 
 
 def note_signed_in(db: Database, name: str) -> None:

@@ -17,7 +17,6 @@ from sqlalchemy.exc import DBAPIError
 from anomascope.storage import (
     APPEND_ONLY,
     Database,
-    add_case,
     add_user,
     disable_user,
     record_run,
@@ -28,6 +27,7 @@ from anomascope.storage import (
 from anomascope.storage.db import head_revision
 from anomascope.storage.models import Base
 from tests.conftest import BACKENDS, POSTGRES_URL, _reset_postgres
+from tests.storage.test_integrity import _case
 
 RECORD_TABLES = [model.__tablename__ for model in APPEND_ONLY]
 # Tables with a unique key besides the id: a REPLACE with a new id still replaces the row holding the key.
@@ -59,17 +59,7 @@ def test_every_table_is_either_the_record_or_the_accounts():
 def _filled(url: str) -> Database:
     """A database with at least one row in every table."""
     db = Database(url)
-    case = add_case(
-        db,
-        content_hash="c" * 64,
-        source_name="x.png",
-        format="png",
-        modality="XC",
-        shape=[1, 1, 2, 2],
-        spacing=None,
-        metadata={},
-        actor="dr",
-    )
+    case = _case(db)
     run = record_run(
         db,
         case_id=case.id,

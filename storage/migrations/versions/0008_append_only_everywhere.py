@@ -36,6 +36,7 @@ APPEND_ONLY = {
 USERS_KEYS = (("id",), ("name",))
 NEWLY_GUARDED = ("cases", "inference_runs")  # the others have had UPDATE/DELETE triggers since 0004-0007
 UNTRUNCATABLE_SINCE_0004 = ("annotations", "audit_events")
+NEWLY_UNTRUNCATABLE = (*(t for t in APPEND_ONLY if t not in UNTRUNCATABLE_SINCE_0004), "users")
 LOCKOUT_COLUMNS = (
     sa.Column("failed_sign_ins", sa.Integer, nullable=False, server_default="0"),
     sa.Column("locked", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -84,7 +85,7 @@ def _postgresql_upgrade():
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION anomascope_append_only()"
         )
-    for table in (*(t for t in APPEND_ONLY if t not in UNTRUNCATABLE_SINCE_0004), "users"):
+    for table in NEWLY_UNTRUNCATABLE:
         op.execute(
             f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
             "FOR EACH STATEMENT EXECUTE FUNCTION anomascope_append_only()"
@@ -113,7 +114,7 @@ def downgrade():
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER users_keep_identity ON users")
         op.execute("DROP FUNCTION anomascope_account_identity()")
-        for table in (*(t for t in APPEND_ONLY if t not in UNTRUNCATABLE_SINCE_0004), "users"):
+        for table in NEWLY_UNTRUNCATABLE:
             op.execute(f"DROP TRIGGER {table}_no_truncate ON {table}")
         for table in NEWLY_GUARDED:
             op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
