@@ -476,7 +476,9 @@ class ReviewApp:
         if result.restoration is not None:
             restoration = result.restoration * 255.0 if result.restoration.shape[1] == 3 else result.restoration[:, 0]
             path = write_volume(folder / "restoration.nii.gz", restoration, spacing)
+            method = self.catalogue.choices[run.label].method
             part["restoration"] = {
+                "caption": f"{registry().get(method).restoration} ({method.upper()})",
                 "url": self.volumes.url(path),
                 "rgb": result.restoration.shape[1] == 3,
                 "window": [0.0, 255.0 if result.restoration.shape[1] == 3 else 1.0],

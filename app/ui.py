@@ -50,7 +50,7 @@ SIGNED_IN = "Readers sign in; every run and annotation is saved under the signed
 NO_COMPARISON = 0  # the comparison menu's "none" (saved versions count from 1)
 HISTORY_HEADERS = ["what", "id", "when", "who / method", "details", "label · note"]
 AGREEMENT_HEADERS = ["case", "readers", "Dice between readers", "thresholds", "threshold spread"]
-WORKLIST_HEADERS = ["case", "file", "modality", "shape", "runs", "annotations", "opened"]
+WORKLIST_HEADERS = ["case", "file", "modality", "shape", "runs", "saved", "opened"]
 PACS_HEADERS = ["patient", "patient ID", "date", "description", "modalities", "accession", "study UID"]
 COLOURMAPS = ["inferno", "viridis", "hot", "jet", "plasma", "turbo"]
 SHOW_SCENE = "(scene) => { window.anomascope.show(scene ? JSON.parse(scene) : null); }"
@@ -103,24 +103,25 @@ middle or Ctrl+left drag: pan; wheel or arrow keys: slices; Ctrl+wheel: zoom">Na
       <span class="as-second-threshold-note" role="status"></span>
       <span class="as-second-presets"></span>
     </div>
-    <div class="as-row as-heatmap-row">
-      <label>Heatmap opacity <input class="as-opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label>
-      <label>colour map <select class="as-colormap">COLOURMAP_OPTIONS</select></label>
+    <div class="as-row">
+      <label class="as-heatmap-row">Heatmap opacity
+        <input class="as-opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label>
+      <label class="as-heatmap-row">colour map <select class="as-colormap">COLOURMAP_OPTIONS</select></label>
+      <label class="as-window-row">Window <select class="as-window"></select></label>
     </div>
-    <div class="as-row as-window-row"><label>Window <select class="as-window"></select></label></div>
     <div class="as-verdict"></div>
-    <div class="as-row"><span class="as-area"></span> <span class="as-location"></span></div>
     <div class="as-compare" hidden></div>
   </div>
   <div class="as-views">
     <div class="as-main"><canvas></canvas></div>
     <div class="as-second-box" hidden><div class="as-caption as-second-title"></div><canvas></canvas></div>
     <div class="as-side" hidden>
-      <div class="as-restoration-box"><div class="as-caption">Pseudo-healthy restoration (DIA: dissolved image)</div>
+      <div class="as-restoration-box"><div class="as-caption as-restoration-caption"></div>
         <canvas></canvas></div>
       <div class="as-uncertainty-box"><div class="as-caption">Uncertainty</div><canvas></canvas></div>
     </div>
   </div>
+  <div class="as-row as-status"><span class="as-area"></span> <span class="as-location"></span></div>
 </div>
 """.replace("COLOURMAP_OPTIONS", "".join(f"<option>{name}</option>" for name in COLOURMAPS))
 
@@ -129,15 +130,21 @@ VIEWER_CSS = """
 .as-viewer { outline: none; }
 .as-title { font-weight: 600; margin-bottom: 4px; }
 .as-row { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 3px 0; }
-.as-row button { padding: 2px 8px; border: 1px solid #999; border-radius: 4px; }
+.as-row button { padding: 1px 8px; border: 1px solid #999; border-radius: 4px; font-size: 13px; font-weight: 500;
+  line-height: 1.5; }
+.as-row label, .as-row span { font-size: 13px; }
+.as-row input[type=number], .as-row select { height: 26px; padding: 0 4px; font-size: 13px; }
+.as-row select { padding-right: 22px; min-width: 7.5em; }
 .as-row button.as-active { background: #2a7; color: white; }
 .as-brush-size, .as-threshold-number { width: 7em; }
 .as-threshold-note, .as-second-threshold-note { color: #b45309; }
 .as-threshold-note:empty, .as-second-threshold-note:empty { display: none; }
-.as-threshold { width: 22em; }
+.as-threshold { width: 16em; }
 .as-verdict { font-weight: 600; }
 .as-compare { color: #c0c; }
-.as-views { display: flex; gap: 8px; height: 68vh; min-height: 360px; }
+/* viewer.js sizes the views to reach the bottom of the reader's window (fitViews). */
+.as-views { display: flex; gap: 8px; height: 60vh; min-height: 280px; }
+.as-status { min-height: 1.4em; }
 .as-main { flex: 2; min-width: 0; overflow: hidden; }
 .as-side { flex: 1; min-width: 0; display: flex; flex-direction: column; gap: 6px; overflow: hidden; }
 .as-second-box { flex: 2; min-width: 0; position: relative; overflow: hidden; }
@@ -147,6 +154,15 @@ VIEWER_CSS = """
 .as-second-box canvas { position: absolute; inset: 0; width: 100%; height: 100%; }
 .as-main canvas { width: 100%; height: 100%; }
 """
+
+
+# Rules for the page around the viewer (the viewer's own CSS is scoped to it): the worklist's columns fit
+# the open panel whole.
+PAGE_STYLE = """<style>
+#worklist th, #worklist td { font-size: 12px; }
+#worklist td span { overflow-wrap: anywhere; }
+#worklist .cell-menu-button { display: none; }
+</style>"""
 
 
 def data_dir() -> Path:
@@ -181,22 +197,63 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
         comparison = gr.Textbox(visible="hidden", elem_id="comparison")
         second_scene = gr.Textbox(visible="hidden", elem_id="second-scene")
         panes = gr.Textbox(visible="hidden", elem_id="panes")
-        gr.Markdown("# Anomascope — anomaly map review")
-        gr.Markdown(SIGNED_IN if login else SINGLE_USER, elem_id="mode")
-        with gr.Row():
-            with gr.Column(scale=1, min_width=300):
-                upload = gr.File(label="Open a file (a DICOM series as .zip)", type="filepath", elem_id="upload")
-                folder = gr.File(
-                    label="…or a folder holding one DICOM series",
-                    file_count="directory",
-                    type="filepath",
-                    elem_id="folder",
+        with gr.Sidebar(label="Open a case", open=True, width=600, elem_id="open-panel") as open_panel:
+            gr.Markdown("### Open a case")
+            upload = gr.File(label="A file (a DICOM series as .zip)", type="filepath", elem_id="upload")
+            folder = gr.File(
+                label="…or a folder holding one DICOM series",
+                file_count="directory",
+                type="filepath",
+                elem_id="folder",
+            )
+            if samples:
+                gr.Examples(samples, inputs=upload, label="Demo cases")
+            with gr.Accordion("Worklist: cases in the database (click a row to open it)", open=True):
+                worklist = gr.Dataframe(
+                    headers=WORKLIST_HEADERS,
+                    value=app.worklist(),
+                    interactive=False,
+                    wrap=True,
+                    elem_id="worklist",
                 )
-                if samples:
-                    gr.Examples(samples, inputs=upload, label="Demo cases")
-                reader = gr.Textbox(
-                    label="Reader (signed in)" if login else "Reader", elem_id="reader", interactive=not login
+            with gr.Accordion("Threshold-tuning session", open=False):
+                tuning_source = gr.Textbox(
+                    label=f"Worklist: a folder of images (X_mask.png beside an image is its ground truth), "
+                    f"a prepared split, '{DATABASE}', or '{PACS_SOURCE}' and a patient name, ID or accession"
+                    " number (the PACS's image series)",
+                    info=f"Server folders under: {', '.join(map(str, folder_roots))}."
+                    if folder_roots
+                    else f"No server folders are offered: an administrator lists them in {ROOTS_ENV}.",
+                    elem_id="tuning-source",
                 )
+                tuning_start = gr.Button("Start a session with the method picked", elem_id="tuning-start")
+            with gr.Accordion(f"PACS: {app.pacs.url}" if app.pacs else "PACS", open=False, visible=bool(app.pacs)):
+                pacs_text = gr.Textbox(
+                    label="Patient name, patient ID or accession number (empty: all)", elem_id="pacs-text"
+                )
+                pacs_search = gr.Button("Search studies", elem_id="pacs-search")
+                pacs_studies = gr.Dataframe(
+                    headers=PACS_HEADERS, interactive=False, elem_id="pacs-studies", label="Click a study"
+                )
+                pacs_study = gr.State("")
+                pacs_series = gr.Dropdown([], label="Series of the study", elem_id="pacs-series")
+                pacs_open = gr.Button("Open the series", elem_id="pacs-open")
+        gr.Markdown(f"**Anomascope** — anomaly map review. {SIGNED_IN if login else SINGLE_USER}", elem_id="mode")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=560):
+                message = gr.Markdown(
+                    "Open an image (" + SUPPORTED + ") from the panel on the left, pick a trained method and press "
+                    "**Run**.",
+                    elem_id="message",
+                )
+                gr.HTML(
+                    html_template=VIEWER_HTML,
+                    css_template=VIEWER_CSS,
+                    head=niivue_script_tags() + PAGE_STYLE,
+                    js_on_load="window.anomascope.mount(element);",
+                    elem_id="viewer",
+                )
+            with gr.Column(scale=1, min_width=320, elem_id="workbench"):
                 # Until a case is open, the method offered is the best for colour photos, what most readers
                 # open first; opening a case the picked method cannot score picks one that can.
                 first_choice = catalogue.best_choice(lambda label: catalogue.takes(label, 3)) or catalogue.best_choice()
@@ -206,8 +263,37 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                     value=first_choice,
                     elem_id="method",
                 )
-                method_info = gr.Markdown(method_text(first_choice), elem_id="method-info")
                 run = gr.Button("Run", variant="primary", elem_id="run")
+                score = gr.Markdown("", elem_id="score")
+                with gr.Column(visible=False, elem_id="tuning-bar") as tuning_bar:
+                    tuning_progress = gr.Markdown("", elem_id="tuning-progress")
+                    with gr.Row():
+                        tuning_previous = gr.Button("◀ Previous (Alt+←)", size="sm", elem_id="tuning-previous")
+                        tuning_next = gr.Button("Next ▶ (Alt+→)", size="sm", elem_id="tuning-next")
+                warning = gr.Markdown("", visible=False, elem_id="warning")
+                acknowledge = gr.Checkbox(label="I have read the warning above", visible=False, elem_id="acknowledge")
+                reader = gr.Textbox(
+                    label="Reader (signed in)" if login else "Reader", elem_id="reader", interactive=not login
+                )
+                with gr.Row():
+                    label = gr.Textbox(label="Label", placeholder="e.g. lesion, artefact", min_width=120)
+                    note = gr.Textbox(label="Note", min_width=120)
+                save = gr.Button("Save annotation (the mask on screen)", variant="primary", elem_id="save")
+                save_status = gr.Markdown("", elem_id="save-status")
+                pacs_send = gr.Button(
+                    "Send the saved annotation to the PACS (Segmentation and Parametric Map)",
+                    visible=bool(app.pacs),
+                    elem_id="pacs-send",
+                )
+                mask_source = gr.Markdown("", elem_id="mask-source")
+                versions = gr.Dropdown(
+                    [], label="Saved versions of this case's annotation", visible=False, elem_id="versions"
+                )
+                compare = gr.Dropdown(
+                    [], label="Compare with a saved version (magenta outline)", visible=False, elem_id="compare"
+                )
+                with gr.Accordion("About this method", open=True):
+                    method_info = gr.Markdown(method_text(first_choice), elem_id="method-info")
                 with gr.Accordion("Compare two methods side by side", open=False):
                     second_method = gr.Dropdown(
                         list(catalogue.choices),
@@ -217,104 +303,41 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                     second_run = gr.Button("Run it beside the first", elem_id="second-run")
                     second_swap = gr.Button("Correct and save the second method's mask instead", elem_id="second-swap")
                     second_close = gr.Button("Close the second pane", elem_id="second-close")
-                with gr.Accordion("Threshold-tuning session", open=False):
-                    tuning_source = gr.Textbox(
-                        label=f"Worklist: a folder of images (X_mask.png beside an image is its ground truth), "
-                        f"a prepared split, '{DATABASE}', or '{PACS_SOURCE}' and a patient name, ID or accession"
-                        " number (the PACS's image series)",
-                        info=f"Server folders under: {', '.join(map(str, folder_roots))}."
-                        if folder_roots
-                        else f"No server folders are offered: an administrator lists them in {ROOTS_ENV}.",
-                        elem_id="tuning-source",
-                    )
-                    tuning_start = gr.Button("Start a session with the method above", elem_id="tuning-start")
-                    with gr.Row():
-                        tuning_previous = gr.Button("◀ Previous case (Alt+←)", elem_id="tuning-previous")
-                        tuning_next = gr.Button("Next case ▶ (Alt+→)", elem_id="tuning-next")
-                    tuning_progress = gr.Markdown("", elem_id="tuning-progress")
-                with gr.Accordion("Worklist: cases in the database (click a row to open it)", open=True):
-                    worklist = gr.Dataframe(
-                        headers=WORKLIST_HEADERS, value=app.worklist(), interactive=False, elem_id="worklist"
-                    )
-                with gr.Accordion(f"PACS: {app.pacs.url}" if app.pacs else "PACS", open=False, visible=bool(app.pacs)):
-                    with gr.Row():
-                        pacs_text = gr.Textbox(
-                            label="Patient name, patient ID or accession number (empty: all)", elem_id="pacs-text"
-                        )
-                        pacs_search = gr.Button("Search studies", elem_id="pacs-search")
-                    pacs_studies = gr.Dataframe(
-                        headers=PACS_HEADERS, interactive=False, elem_id="pacs-studies", label="Click a study"
-                    )
-                    pacs_study = gr.State("")
-                    pacs_series = gr.Dropdown([], label="Series of the study", elem_id="pacs-series")
-                    pacs_open = gr.Button("Open the series", elem_id="pacs-open")
-            with gr.Column(scale=3):
-                message = gr.Markdown(
-                    "Open an image (" + SUPPORTED + "), pick a trained method and press **Run**.", elem_id="message"
-                )
-                score = gr.Markdown("", elem_id="score")
-                warning = gr.Markdown("", visible=False, elem_id="warning")
-                acknowledge = gr.Checkbox(label="I have read the warning above", visible=False, elem_id="acknowledge")
-                gr.HTML(
-                    html_template=VIEWER_HTML,
-                    css_template=VIEWER_CSS,
-                    head=niivue_script_tags(),
-                    js_on_load="window.anomascope.mount(element);",
-                    elem_id="viewer",
-                )
-                mask_source = gr.Markdown("", elem_id="mask-source")
+        with gr.Tabs():
+            with gr.Tab("Tuning summary"):
                 with gr.Row():
-                    versions = gr.Dropdown(
-                        [], label="Saved versions of this case's annotation", visible=False, elem_id="versions"
+                    criterion = gr.Textbox(
+                        value="dice",
+                        label="Criterion: dice (max mean Dice), sensitivity=S or fpr=F (on normal cases)",
+                        elem_id="criterion",
                     )
-                    compare = gr.Dropdown(
-                        [], label="Compare with a saved version (magenta outline)", visible=False, elem_id="compare"
-                    )
-                with gr.Tab("Save"):
-                    with gr.Row():
-                        label = gr.Textbox(label="Label", placeholder="e.g. lesion, jewellery, artefact")
-                        note = gr.Textbox(label="Note")
-                    save = gr.Button("Save annotation (the mask on screen)", variant="primary", elem_id="save")
-                    pacs_send = gr.Button(
-                        "Send the saved annotation to the PACS (Segmentation and Parametric Map)",
-                        visible=bool(app.pacs),
-                        elem_id="pacs-send",
-                    )
-                    save_status = gr.Markdown("", elem_id="save-status")
-                with gr.Tab("Tuning summary"):
-                    with gr.Row():
-                        criterion = gr.Textbox(
-                            value="dice",
-                            label="Criterion: dice (max mean Dice), sensitivity=S or fpr=F (on normal cases)",
-                            elem_id="criterion",
-                        )
-                        summarise = gr.Button("Summarise the session", elem_id="summarise")
-                    summary_text = gr.Markdown("", elem_id="summary")
-                    readers_plot = gr.Plot(label="Against the readers' saved masks", elem_id="readers-plot")
-                    truth_plot = gr.Plot(label="Against ground truth", visible=False, elem_id="truth-plot")
-                    agreement = gr.Dataframe(
-                        headers=AGREEMENT_HEADERS,
-                        label="Readers against each other (latest masks of every tuning session with this method)",
-                        interactive=False,
-                        elem_id="agreement",
-                    )
-                    with gr.Row():
-                        preset_name = gr.Textbox(label="Site threshold name", elem_id="preset-name")
-                        save_preset = gr.Button("Save the proposed site threshold", elem_id="save-preset")
-                    preset_status = gr.Markdown("", elem_id="preset-status")
-                with gr.Tab("History"):
-                    history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, elem_id="history")
-                with gr.Tab("Export"):
-                    with gr.Row():
-                        export_buttons = {
-                            fmt: gr.Button(f"Export {fmt.upper()}", elem_id=f"export-{fmt}") for fmt in FORMATS
-                        }
-                    download = gr.File(label="Download", interactive=False)
-                if catalogue.unavailable:
-                    gr.Markdown(
-                        "**Bundles that could not be loaded:**\n"
-                        + "\n".join(f"- `{k}`: {v}" for k, v in catalogue.unavailable.items())
-                    )
+                    summarise = gr.Button("Summarise the session", elem_id="summarise")
+                summary_text = gr.Markdown("", elem_id="summary")
+                readers_plot = gr.Plot(label="Against the readers' saved masks", elem_id="readers-plot")
+                truth_plot = gr.Plot(label="Against ground truth", visible=False, elem_id="truth-plot")
+                agreement = gr.Dataframe(
+                    headers=AGREEMENT_HEADERS,
+                    label="Readers against each other (latest masks of every tuning session with this method)",
+                    interactive=False,
+                    elem_id="agreement",
+                )
+                with gr.Row():
+                    preset_name = gr.Textbox(label="Site threshold name", elem_id="preset-name")
+                    save_preset = gr.Button("Save the proposed site threshold", elem_id="save-preset")
+                preset_status = gr.Markdown("", elem_id="preset-status")
+            with gr.Tab("History"):
+                history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, elem_id="history")
+            with gr.Tab("Export"):
+                with gr.Row():
+                    export_buttons = {
+                        fmt: gr.Button(f"Export {fmt.upper()}", elem_id=f"export-{fmt}") for fmt in FORMATS
+                    }
+                download = gr.File(label="Download", interactive=False)
+        if catalogue.unavailable:
+            gr.Markdown(
+                "**Bundles that could not be loaded:**\n"
+                + "\n".join(f"- `{k}`: {v}" for k, v in catalogue.unavailable.items())
+            )
 
         def shown(state: ReviewSession, previous: ReviewSession | None, text: str) -> dict:
             """Every view of the page for `state`, replacing whatever the previous case left."""
@@ -378,12 +401,18 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             said = f"{view[message]} {choice} cannot score this image, so **{suited}** is picked; choose another above."
             return {**view, message: said, method: suited, method_info: method_text(suited)}
 
+        def collapsed(view: dict) -> dict:
+            """An opened case gets the whole screen: the panel it was opened from folds away."""
+            return {**view, open_panel: gr.Sidebar(open=False)}
+
         def on_upload(path, who, previous: ReviewSession, choice, request: gr.Request):
             if not path:
                 return {message: gr.update()}
             try:
-                return opened_view(
-                    app.open_file(uploaded(path, get_upload_folder()), actor(who, request)), previous, choice
+                return collapsed(
+                    opened_view(
+                        app.open_file(uploaded(path, get_upload_folder()), actor(who, request)), previous, choice
+                    )
                 )
             except Exception as exc:  # every failure becomes a sentence on the page
                 return failed(previous, exc)
@@ -393,13 +422,13 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 return {message: gr.update()}
             try:
                 files = [str(uploaded(path, get_upload_folder())) for path in paths]
-                return opened_view(app.open_folder(files, actor(who, request)), previous, choice)
+                return collapsed(opened_view(app.open_folder(files, actor(who, request)), previous, choice))
             except Exception as exc:
                 return failed(previous, exc)
 
         def on_worklist(previous: ReviewSession, choice, event: gr.SelectData):
             try:
-                return opened_view(app.open_saved(int(event.row_value[0])), previous, choice)
+                return collapsed(opened_view(app.open_saved(int(event.row_value[0])), previous, choice))
             except Exception as exc:
                 return failed(previous, exc)
 
@@ -422,7 +451,9 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
 
         def on_pacs_open(study_uid, series_uid, who, previous: ReviewSession, choice, request: gr.Request):
             try:
-                return opened_view(app.open_pacs_series(study_uid, series_uid, actor(who, request)), previous, choice)
+                return collapsed(
+                    opened_view(app.open_pacs_series(study_uid, series_uid, actor(who, request)), previous, choice)
+                )
             except Exception as exc:
                 return failed(previous, exc)
 
@@ -433,7 +464,7 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 said = friendly(exc)
             return {save_status: said, message: said}
 
-        open_outputs = [*view_outputs, method, method_info]
+        open_outputs = [*view_outputs, method, method_info, open_panel]
         upload.change(on_upload, [upload, reader, session, method], open_outputs).then(None, scene, None, js=SHOW_SCENE)
         folder.change(on_folder, [folder, reader, session, method], open_outputs).then(None, scene, None, js=SHOW_SCENE)
         worklist.select(on_worklist, [session, method], open_outputs).then(None, scene, None, js=SHOW_SCENE)
@@ -538,12 +569,17 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 view = tuning_service.start(source or "", choice, actor(who, request))
                 view, state = tuning_service.open(view, 0, actor(who, request))
             except CaseNotOpened as exc:
-                return unopened(exc)
+                return {**unopened(exc), tuning_bar: gr.Column(visible=True)}
             except Exception as exc:
                 return {message: friendly(exc)}
             progress = markdown_text(view.progress)
             said = f"Tuning session started: {progress}. Settle the threshold, correct the mask, save, then Next."
-            return {**shown(state, previous, said), tuning: view, tuning_progress: progress}
+            return {
+                **collapsed(shown(state, previous, said)),
+                tuning: view,
+                tuning_progress: progress,
+                tuning_bar: gr.Column(visible=True),
+            }
 
         def tuning_stepper(delta: int):
             def on_step(view: TuningView | None, who, previous: ReviewSession, request: gr.Request):
@@ -564,9 +600,9 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             return on_step
 
         tuning_outputs = [*view_outputs, tuning, tuning_progress]
-        tuning_start.click(on_tuning_start, [tuning_source, method, reader, session], tuning_outputs).then(
-            None, scene, None, js=SHOW_SCENE
-        )
+        tuning_start.click(
+            on_tuning_start, [tuning_source, method, reader, session], [*tuning_outputs, tuning_bar, open_panel]
+        ).then(None, scene, None, js=SHOW_SCENE)
         for button, delta in ((tuning_previous, -1), (tuning_next, +1)):
             button.click(tuning_stepper(delta), [tuning, reader, session], tuning_outputs).then(
                 None, scene, None, js=SHOW_SCENE

@@ -24,16 +24,47 @@
 
   function $(selector) { return viewer.root.querySelector(selector); }
 
-  function newViewer(canvas, withColorbar) {
+  // A heatmap's colour map with its low end transparent: the lowest scores take the colour maps' darkest
+  // colours, which at any opacity dim the whole image. NiiVue draws an overlay voxel either opaque or
+  // not at all (its alpha is a step), so the lowest quarter of the range is left out rather than faded in.
+  const TRANSPARENT_BELOW = 64; // of the colour map's 0..255 index
+
+  function channelAt(lut, channel, index) {
+    const upper = lut.I.findIndex((i) => i >= index);
+    if (upper <= 0) return lut[channel][Math.max(upper, 0)];
+    const [i0, i1] = [lut.I[upper - 1], lut.I[upper]];
+    const [v0, v1] = [lut[channel][upper - 1], lut[channel][upper]];
+    return Math.round(v0 + ((v1 - v0) * (index - i0)) / (i1 - i0));
+  }
+
+  function faded(name) {
+    const key = `${name}-low-transparent`;
+    if (viewer.nv.colormaps().includes(key)) return key;
+    const lut = viewer.nv.colormapFromKey(name);
+    const cut = TRANSPARENT_BELOW;
+    const above = lut.I.map((i, n) => n).filter((n) => lut.I[n] > cut);
+    const points = (channel) => [
+      channelAt(lut, channel, 0), channelAt(lut, channel, cut - 1), channelAt(lut, channel, cut),
+      ...above.map((n) => lut[channel][n]),
+    ];
+    viewer.nv.addColormap(key, {
+      R: points("R"), G: points("G"), B: points("B"), A: [0, 0, 255, ...above.map(() => 255)],
+      I: [0, cut - 1, cut, ...above.map((n) => lut.I[n])],
+    });
+    return key;
+  }
+
+  function newViewer(canvas, withColorbar, emptyText) {
     const nv = new niivue.Niivue({
       backColor: [0.08, 0.08, 0.1, 1], isColorbar: withColorbar, isOrientationTextVisible: false,
       dragAndDropEnabled: false, show3Dcrosshair: false, crosshairColor: [0.2, 0.8, 1, 0.5],
-      crosshairWidth: 0, logLevel: "error", isNearestInterpolation: true,
-      // Left button: crosshair (or the pen while drawing); right: window/level; middle or Ctrl+left: pan.
-      mouseEventConfig: {
-        leftButton: { primary: niivue.DRAG_MODE.crosshair, withCtrl: niivue.DRAG_MODE.pan },
-        rightButton: niivue.DRAG_MODE.windowing, centerButton: niivue.DRAG_MODE.pan,
-      },
+      crosshairWidth: 0, logLevel: "error", isNearestInterpolation: true, loadingText: emptyText,
+    });
+    // Left button: crosshair (or the pen while drawing); right: window/level; middle or Ctrl+left: pan.
+    // NiiVue's constructor drops options whose default is undefined, this one among them, so it is set here.
+    nv.setMouseEventConfig({
+      leftButton: { primary: niivue.DRAG_MODE.crosshair, withCtrl: niivue.DRAG_MODE.pan },
+      rightButton: niivue.DRAG_MODE.windowing, centerButton: niivue.DRAG_MODE.pan,
     });
     nv.attachToCanvas(canvas);
     nv.setSliceType(nv.sliceTypeAxial);
@@ -297,7 +328,7 @@
     const nv = viewer.nv;
     const volumes = [volumeOptions(scene.image, "image.nii.gz", "gray", { colorbarVisible: false })];
     if (scene.heatmap) {
-      volumes.push(volumeOptions(scene.heatmap, "heatmap.nii.gz", scene.heatmap.colormap,
+      volumes.push(volumeOptions(scene.heatmap, "heatmap.nii.gz", faded(scene.heatmap.colormap),
         { opacity: Number($(".as-opacity").value), colorbarVisible: true }));
     }
     await nv.loadVolumes(volumes);
@@ -313,6 +344,7 @@
     nv.scene.crosshairPos = [0.5, 0.5, scene.dims[2] > 1 ? (Math.floor(scene.dims[2] / 2) + 0.5) / scene.dims[2] : 0.5];
     nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
 
+    $(".as-restoration-caption").textContent = scene.restoration ? scene.restoration.caption : "";
     await showSide(viewer.restoration, scene.restoration, "gray", ".as-restoration-box");
     await showSide(viewer.uncertainty, scene.uncertainty, "viridis", ".as-uncertainty-box");
 
@@ -320,7 +352,7 @@
     setupWindowPresets(scene);
     $(".as-controls").hidden = false;
     $(".as-threshold-row").hidden = !scene.threshold;
-    $(".as-heatmap-row").hidden = !scene.heatmap;
+    viewer.root.querySelectorAll(".as-heatmap-row").forEach((row) => { row.hidden = !scene.heatmap; });
     updateBrush();
     // Nothing of the previous case's threshold survives: a scene without one (a reopened annotation with
     // no map) sends none, and the server records the saved version's own.
@@ -381,7 +413,7 @@
       nv.resizeListener();
       await nv.loadVolumes([
         volumeOptions(viewer.scene.image, "image.nii.gz", "gray", { colorbarVisible: false }),
-        volumeOptions(spec.heatmap, "second-heatmap.nii.gz", spec.heatmap.colormap,
+        volumeOptions(spec.heatmap, "second-heatmap.nii.gz", faded(spec.heatmap.colormap),
           { opacity: Number($(".as-opacity").value), colorbarVisible: true }),
       ]);
       viewer.secondHeat = nv.volumes[1].img;
@@ -605,8 +637,8 @@
       typeThreshold("-second", viewer.secondSpec.threshold, viewer.secondThreshold, applySecondThreshold,
         () => applySecondThreshold(viewer.secondThreshold, viewer.secondThresholdMethod)));
     $(".as-colormap").addEventListener("change", (e) => {
-      if (viewer.heatVolume) viewer.nv.setColormap(viewer.heatVolume.id, e.target.value);
-      if (viewer.secondHeat) viewer.second.setColormap(viewer.second.volumes[1].id, e.target.value);
+      if (viewer.heatVolume) viewer.nv.setColormap(viewer.heatVolume.id, faded(e.target.value));
+      if (viewer.secondHeat) viewer.second.setColormap(viewer.second.volumes[1].id, faded(e.target.value));
     });
     const main = $(".as-main");
     // A stroke ends on pointer up; NiiVue has written the bitmap by the next task.
@@ -636,15 +668,30 @@
       .observe(viewer.root);
   }
 
+  // The image and its tools on one screen: the views reach down to the bottom of the reader's window,
+  // whatever the page puts above them (a longer message, a second threshold row) and below (the status line).
+  const MIN_VIEW_HEIGHT = 280;
+
+  function fitViews() {
+    const views = $(".as-views");
+    const below = viewer.root.getBoundingClientRect().bottom - views.getBoundingClientRect().bottom;
+    const top = views.getBoundingClientRect().top + window.scrollY;
+    const height = Math.max(MIN_VIEW_HEIGHT, Math.floor(window.innerHeight - top - below - 12));
+    if (Math.abs(views.offsetHeight - height) > 1) views.style.height = `${height}px`;
+  }
+
   function mount(root) {
     viewer.root = root;
-    viewer.nv = newViewer(root.querySelector(".as-main canvas"), true);
+    viewer.nv = newViewer(root.querySelector(".as-main canvas"), true, "No image open");
     viewer.nv.addColormap(COMPARE_LUT, { R: [0, 255], G: [0, 0], B: [0, 255], A: [0, 255], I: [0, 255] });
-    viewer.restoration = newViewer(root.querySelector(".as-restoration-box canvas"), false);
-    viewer.uncertainty = newViewer(root.querySelector(".as-uncertainty-box canvas"), true);
-    viewer.second = newViewer(root.querySelector(".as-second-box canvas"), true);
+    viewer.restoration = newViewer(root.querySelector(".as-restoration-box canvas"), false, "");
+    viewer.uncertainty = newViewer(root.querySelector(".as-uncertainty-box canvas"), true, "");
+    viewer.second = newViewer(root.querySelector(".as-second-box canvas"), true, "");
     wire();
     setTool("navigate");
+    fitViews();
+    window.addEventListener("resize", fitViews);
+    new ResizeObserver(fitViews).observe(document.body);
   }
 
   window.anomascope = {

@@ -54,6 +54,7 @@ class Method:
     options: tuple[Option, ...] = ()
     reference: bool = False
     maps: bool = True
+    restoration: str = "Pseudo-healthy restoration"  # what its side image is, where it makes one (a caption)
     source: str = field(default="anomascope", compare=False)  # the distribution that registered it
 
     def predictor_class(self) -> type:

@@ -97,11 +97,36 @@ class Reader:
 
     def _await_scene(self, before: int) -> None:
         self.page.wait_for_function(f"window.anomascope.viewer.shown > {before}", timeout=120_000)
+        self.settled()
+
+    def settled(self) -> None:
+        """Wait until the viewer stops moving: the open panel folds away over 0.3 s once a case opens, and
+        a stroke aimed at a moving image would land beside its target."""
+        self.page.wait_for_function(
+            "() => new Promise((done) => { const at = () => document.querySelector('.as-main canvas')"
+            ".getBoundingClientRect().left; const before = at(); setTimeout(() => done(at() === before), 150); })",
+            timeout=30_000,
+        )
+
+    def open_panel(self) -> None:
+        """Unfold the panel cases are opened from (it folds away once a case is open)."""
+        if not self.page.locator("#open-panel.open").count():
+            self.page.locator("#open-panel button[aria-label='Toggle Sidebar']").click()
+            self.page.wait_for_selector("#open-panel.open")
+        self.settled()
+
+    def reopen(self, name: str) -> None:
+        """Open a case from the worklist by its file name."""
+        self.open_panel()
+        before = self.shown()
+        self.page.locator("#worklist").get_by_text(name).filter(visible=True).first.click()
+        self._await_scene(before)
 
     def shown(self) -> int:
         return self.page.evaluate("window.anomascope.viewer.shown")
 
     def open(self, path: Path) -> None:
+        self.open_panel()
         before = self.shown()
         clear = self.page.locator("#upload button[aria-label*='Clear'], #upload button[aria-label*='Remove']")
         if clear.count():
@@ -256,9 +281,7 @@ def test_photo_threshold_strokes_eraser_reopen(reader_page, tmp_path):
     assert page.evaluate("document.querySelector('.as-title').textContent") == "No image open"
 
     # 5. Reopen from the worklist: the latest saved mask is on screen; a correction is version 4.
-    before = reader.shown()
-    page.locator("#worklist").get_by_text("ISIC_0024311.jpg").filter(visible=True).first.click()
-    reader._await_scene(before)
+    reader.reopen("ISIC_0024311.jpg")
     np.testing.assert_array_equal(reader.mask(), saved)
     reader.stroke("eraser", [(150, 10), (190, 10)])
     shown = reader.mask()
@@ -356,7 +379,8 @@ def test_volume_stroke_lands_on_the_slice_on_screen(reader_page, tmp_path, name)
     for _ in range(target - page.evaluate("window.anomascope.currentSlice()")):
         page.keyboard.press("ArrowUp")
     assert page.evaluate("window.anomascope.currentSlice()") == target
-    # The dissolved image beside it shows the same slice.
+    # The dissolved image beside it shows the same slice, and says what it is.
+    assert page.locator(".as-restoration-caption").inner_text().startswith("Dissolved image")
     assert page.evaluate("window.anomascope.viewer.restoration.scene.crosshairPos[2]") == pytest.approx(
         page.evaluate("window.anomascope.viewer.nv.scene.crosshairPos[2]")
     )
@@ -389,9 +413,7 @@ def test_volume_stroke_lands_on_the_slice_on_screen(reader_page, tmp_path, name)
 
     # Reopen from the worklist: the saved volume is on screen, and a correction is version 3.
     reader.open(SAMPLES / "ISIC_0024318.jpg")
-    before = reader.shown()
-    page.locator("#worklist").get_by_text(source).filter(visible=True).first.click()
-    reader._await_scene(before)
+    reader.reopen(source)
     np.testing.assert_array_equal(reader.mask(), erased)
     reader.stroke("brush", [(width // 4, height // 3), (3 * width // 4, height // 3)])
     corrected = reader.mask()
@@ -417,6 +439,7 @@ def test_a_three_case_tuning_session(reader_page, tmp_path):
     worklist.mkdir()
     for name in ("ISIC_0024311.jpg", "ISIC_0024318.jpg", "ISIC_0024320.jpg"):
         shutil.copy(SAMPLES / name, worklist / name)
+    reader.open_panel()
     page.get_by_text("Threshold-tuning session").click()  # the accordion starts closed
     page.locator("#tuning-source input, #tuning-source textarea").first.fill(str(worklist))
     before = reader.shown()
@@ -486,6 +509,7 @@ def test_a_tuning_session_goes_on_past_a_case_that_cannot_be_opened(reader_page,
         shutil.copy(SAMPLES / name, worklist / name)
     # A tilde in the name, as in the path the reason quotes: the message shows both as written.
     (worklist / "ISIC_0024311~broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot the rest of a picture")
+    reader.open_panel()
     page.get_by_text("Threshold-tuning session").click()
     page.locator("#tuning-source input, #tuning-source textarea").first.fill(str(worklist))
     before = reader.shown()
@@ -583,7 +607,8 @@ def test_a_series_from_the_pacs_goes_back_as_the_mask_on_screen(reader_page, tmp
     sources = load_dicom_sources(path)
     study = sources[0].StudyInstanceUID
     app.pacs.store(files_of(path))
-    page.get_by_text(f"PACS: {DICOMWEB_URL}").click()  # the panel starts closed
+    reader.open_panel()
+    page.get_by_text(f"PACS: {DICOMWEB_URL}").click()  # the accordion starts closed
     page.locator("#pacs-text input, #pacs-text textarea").first.fill("test pat")
     page.locator("#pacs-search").click()
     page.wait_for_function("() => document.querySelector('#message').innerText.includes('studies found')")
@@ -628,9 +653,7 @@ def test_a_reopened_case_is_saved_with_its_own_threshold(reader_page, tmp_path):
     _pick(page, "#method", "PPII · ham10000-ppii")
     reader.run()
     assert reader.scene()["threshold"]["value"] != saved.threshold
-    before = reader.shown()
-    page.locator("#worklist").get_by_text(first.name).filter(visible=True).first.click()
-    reader._await_scene(before)
+    reader.reopen(first.name)
     reader.save()
     again, _ = _latest(app, first.name)
     assert again.version == 2
@@ -693,3 +716,111 @@ def test_a_reader_who_draws_before_any_run_saves_a_manual_annotation(reader_page
     annotation, stored = _latest(app, photo.name)
     np.testing.assert_array_equal(stored, shown)
     assert annotation.run_id is None and annotation.threshold is None
+
+
+@pytest.mark.parametrize("width, height", [(1920, 1080), (1440, 900)])
+def test_the_image_and_its_tools_fit_one_screen(served, width, height):
+    """Issue 33.8: once a case is open, the image, the threshold, the correction tools and Save are all on
+    one screen without scrolling; the panel it was opened from folds away, and unfolded, its worklist shows
+    every column whole."""
+    from playwright.sync_api import sync_playwright
+
+    url, app = served
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(url)
+        page.wait_for_function("window.anomascope && window.anomascope.viewer.nv", timeout=60_000)
+        assert page.evaluate("window.anomascope.viewer.nv.opts.loadingText") == "No image open"
+        reader = Reader(page, app)
+        reader.open(SAMPLES / "ISIC_0024320.jpg")
+        reader.run()
+        reader.settled()
+        assert not page.locator("#open-panel.open").count()
+        assert page.evaluate("window.scrollY") == 0
+        for selector in (
+            ".as-main canvas",
+            ".as-threshold",
+            ".as-threshold-number",
+            "[data-tool=brush]",
+            "[data-tool=eraser]",
+            "[data-tool=fill]",
+            ".as-undo",
+            ".as-zoom-fit",
+            "#method",
+            "#run",
+            "#save",
+        ):
+            box = page.locator(selector).first.bounding_box()
+            assert box is not None, selector
+            assert box["x"] >= 0 and box["y"] >= 0, selector
+            assert box["x"] + box["width"] <= width and box["y"] + box["height"] <= height, selector
+        image = page.locator(".as-main canvas").bounding_box()
+        assert image["height"] >= 0.55 * height and image["width"] >= 0.35 * width  # the image gets the room
+
+        reader.open_panel()
+        cut = page.evaluate(
+            "() => [...document.querySelectorAll('#worklist th, #worklist td')]"
+            ".filter((cell) => cell.getBoundingClientRect().width > 0)"
+            ".filter((cell) => cell.scrollWidth > cell.clientWidth + 1).map((cell) => cell.innerText)"
+        )
+        assert cut == []
+        browser.close()
+
+
+def test_ctrl_left_drag_pans_and_leaves_the_crosshair(reader_page):
+    """Issue 33.9: Ctrl+left drag moved the crosshair; the README promises a pan."""
+    reader, page = reader_page, reader_page.page
+    reader.open(SAMPLES / "ISIC_0024311.jpg")
+    _pick(page, "#method", "SPR · ham10000-denoiser")
+    reader.run()
+    reader.settled()
+    crosshair = page.evaluate("Array.from(window.anomascope.viewer.nv.scene.crosshairPos)")
+    box = page.locator(".as-main canvas").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.keyboard.down("Control")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 80, y + 40, steps=8)
+    page.mouse.up()
+    page.keyboard.up("Control")
+    pan = page.evaluate("Array.from(window.anomascope.viewer.nv.scene.pan2Dxyzmm)")
+    assert pan[:2] != [0, 0]
+    assert page.evaluate("Array.from(window.anomascope.viewer.nv.scene.crosshairPos)") == crosshair
+    assert page.evaluate("window.anomascope.viewer.restoration.scene.pan2Dxyzmm[0]") == pytest.approx(pan[0])
+
+
+def _pixel(page, point: list[float]) -> np.ndarray:
+    from io import BytesIO
+
+    from PIL import Image
+
+    shot = page.screenshot(clip={"x": point[0] - 1, "y": point[1] - 1, "width": 3, "height": 3})
+    return np.asarray(Image.open(BytesIO(shot)).convert("RGB"), dtype=int)[1, 1]
+
+
+def test_low_scores_leave_the_image_undimmed_and_captions_name_the_method(reader_page):
+    """Issue 33.9: the heatmap's dark low end dimmed the whole image; the restoration's caption said DIA's
+    "dissolved image" for every method."""
+    reader, app, page = reader_page, reader_page.app, reader_page.page
+    reader.open(SAMPLES / "ISIC_0024318.jpg")
+    _pick(page, "#method", "SPR · ham10000-denoiser")
+    reader.run()
+    reader.settled()
+    assert page.locator(".as-restoration-caption").inner_text() == "Pseudo-healthy restoration (SPR)"
+    heat = _heatmap_on_disk(app, reader)[0]
+    low, high = reader.scene()["heatmap"]["window"]
+    threshold = reader.scene()["threshold"]["value"]
+    faint = (heat > low) & (heat < low + 0.15 * (high - low)) & (heat < threshold)
+    strong = (heat > low + 0.6 * (high - low)) & (heat < threshold)
+    strong = strong if strong.any() else heat > low + 0.6 * (high - low)
+    points = {}
+    for name, where in (("faint", faint), ("strong", strong)):
+        rows, cols = np.nonzero(where)
+        assert rows.size, name
+        points[name] = page.evaluate(f"window.anomascope.screenPoint({int(cols[0])}, {int(rows[0])})")
+    overlaid = {name: _pixel(page, point) for name, point in points.items()}
+    page.evaluate("window.anomascope.viewer.nv.setOpacity(1, 0)")  # the image alone
+    bare = {name: _pixel(page, point) for name, point in points.items()}
+    assert np.abs(overlaid["faint"] - bare["faint"]).max() <= 2  # a low score leaves the image as it is
+    assert np.abs(overlaid["strong"] - bare["strong"]).max() > 20  # a high one is drawn

@@ -14,6 +14,7 @@ METHOD = Method(
     predictor=f"{__name__}.model:DiaPredictor",
     plan=f"{__name__}.training:dia_plan",
     maps=False,
+    restoration="Dissolved image: the denoiser's view the encoder compares",
     options=(
         Option(
             "denoiser",
