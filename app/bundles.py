@@ -15,6 +15,7 @@ from anomascope.engine.io import Case
 from anomascope.engine.methods import make_predictor, registry
 from anomascope.engine.methods.base import Predictor
 from anomascope.engine.preprocess import grey_as_rgb
+from anomascope.engine.profile import CaseProfile, Nearness, TrainingProfile, nearness
 
 # The shipped bundles and demo cases, found from the installed project wherever the app is started.
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -51,23 +52,58 @@ class Catalogue:
         return self.takes(label, case.shape[1]) or (self.takes(label, 1) and grey_as_rgb(case.pixels))
 
     def best_choice(self, suits: Callable[[str], bool] | None = None) -> str | None:
-        """The method offered first (among those that `suits`, when given): a method with heatmaps before
-        an image-level one, then the best validation AUROC (pixel, else image)."""
+        """The method offered first (among those that `suits`, when given), by merit alone."""
         suited = [label for label in self.choices if suits is None or suits(label)]
+        return max(suited, key=self._merit) if suited else None
 
-        def merit(label: str) -> tuple[bool, float]:
-            choice = self.choices[label]
-            metrics = choice.bundle.manifest.get("validation_metrics", {}).get(choice.method, {})
-            pixel = metrics.get("pixel_auroc")
-            return pixel is not None, pixel or metrics.get("image_auroc") or 0.0
+    def nearest_choice(self, case: Case) -> str | None:
+        """The method offered for `case`: among those that can score it, the one trained on images nearest
+        it (modality, body part, size, channels), then the best by merit."""
+        seen = CaseProfile.of(case)
+        readers = [label for label in self.choices if self.reads(label, case)]
+        return min(readers, key=lambda label: (self._nearness(label, seen), _demerit(self._merit(label))), default=None)
 
-        return max(suited, key=merit) if suited else None
+    def choice_for(self, case: Case, current: str | None) -> str | None:
+        """The method for a newly opened `case`: the reader's `current` pick where it can score the case and
+        was trained on images as near it as the nearest method's, else the nearest."""
+        nearest = self.nearest_choice(case)
+        if nearest is None or current not in self.choices or not self.reads(current, case):
+            return nearest
+        seen = CaseProfile.of(case)
+        return current if self._nearness(current, seen) == self._nearness(nearest, seen) else nearest
+
+    def why_picked(self, label: str) -> str:
+        """Why method `label` is offered for a case, in one short sentence of plain text."""
+        choice = self.choices[label]
+        return (
+            f"{choice.method.upper()} ({choice.bundle.path.name}) is picked: trained on "
+            f"{self.training(label).summary()}, nearest this image"
+        )
+
+    def training(self, label: str) -> TrainingProfile:
+        return TrainingProfile.from_manifest(self.choices[label].bundle.manifest)
+
+    def _nearness(self, label: str, seen: CaseProfile) -> Nearness:
+        return nearness(self.training(label), seen)
+
+    def _merit(self, label: str) -> tuple[bool, float]:
+        """A method with heatmaps before an image-level one, then the best validation AUROC (pixel, else image)."""
+        choice = self.choices[label]
+        metrics = choice.bundle.manifest.get("validation_metrics", {}).get(choice.method, {})
+        pixel = metrics.get("pixel_auroc")
+        return pixel is not None, pixel or metrics.get("image_auroc") or 0.0
 
     def predictor(self, label: str, device: torch.device) -> Predictor:
         if label not in self._predictors:
             choice = self.choices[label]
             self._predictors[label] = make_predictor(choice.bundle, device, choice.method, self.precision)
         return self._predictors[label]
+
+
+def _demerit(merit: tuple[bool, float]) -> tuple[int, float]:
+    """`merit` as a key that sorts the best first."""
+    has_heatmap, auroc = merit
+    return -int(has_heatmap), -auroc
 
 
 def discover(folders: list[Path], precision: str = "auto") -> Catalogue:

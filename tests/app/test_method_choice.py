@@ -1,0 +1,115 @@
+"""The method offered for a case is the bundle trained on images nearest it (#33.6): on the shipped bundles
+and demo cases, a chest radiograph gets the chest model and a brain slice a brain model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomascope.app.bundles import Catalogue, discover
+from anomascope.app.review import mismatch_warnings
+from anomascope.engine.io import load_case
+from tests.conftest import make_dicom, write_dicom
+
+ROOT = Path(__file__).parents[2]
+MODELS = ROOT / "assets" / "models"
+SAMPLES = ROOT / "assets" / "samples"
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    return discover([MODELS])
+
+
+def _label(catalogue: Catalogue, bundle: str, method: str | None = None) -> str:
+    return next(
+        label
+        for label, choice in catalogue.choices.items()
+        if choice.bundle.path.name == bundle and method in (None, choice.method)
+    )
+
+
+def _bundle(catalogue: Catalogue, label: str | None) -> str | None:
+    return catalogue.choices[label].bundle.path.name if label else None
+
+
+def _lgg_slice(folder: Path) -> Path:
+    """A 128x128 greyscale FLAIR-like slice as the LGG set stores them: a bright ellipse on black."""
+    rows, columns = np.mgrid[:128, :128]
+    head = ((rows - 64) / 50) ** 2 + ((columns - 64) / 40) ** 2 <= 1
+    path = folder / "TCGA_ZZ_0000_19990101_12.png"
+    Image.fromarray((head * 120).astype(np.uint8)).save(path)
+    return path
+
+
+def test_each_demo_case_gets_the_bundle_trained_nearest_it(catalogue, tmp_path):
+    # Both greyscale PNGs record no modality: their size tells the chest radiograph from the brain slice.
+    assert _bundle(catalogue, catalogue.nearest_choice(load_case(SAMPLES / "chest-xray.png"))) == "chest-xray-dia"
+    assert _bundle(catalogue, catalogue.nearest_choice(load_case(_lgg_slice(tmp_path)))) == "lgg-ppii"
+    photo = load_case(SAMPLES / "ISIC_0024311.jpg")
+    assert _bundle(catalogue, catalogue.nearest_choice(photo)) == "ham10000-denoiser"
+    large = tmp_path / "large.jpg"
+    Image.open(SAMPLES / "ISIC_0024311.jpg").resize((600, 450)).save(large)  # as HAM10000 distributes them
+    assert _bundle(catalogue, catalogue.nearest_choice(load_case(large))).startswith("ham10000-")
+    # No shipped bundle was trained on CT: the nearest in size, with a warning that the modality differs.
+    ct = load_case(SAMPLES / "CT_small.dcm")
+    picked = catalogue.nearest_choice(ct)
+    assert _bundle(catalogue, picked) == "lgg-ppii"
+    [warning] = mismatch_warnings(catalogue.choices[picked].bundle.manifest, ct)
+    assert "trained on MR images" in warning and "this image is CT" in warning
+    # A NIfTI volume records no modality, but a volume is no radiograph.
+    assert _bundle(catalogue, catalogue.nearest_choice(load_case(SAMPLES / "anatomical.nii"))) == "lgg-ppii"
+
+
+def test_a_readers_pick_is_kept_when_as_near_and_replaced_when_farther(catalogue):
+    photo, chest = load_case(SAMPLES / "ISIC_0024311.jpg"), load_case(SAMPLES / "chest-xray.png")
+    ham_ppii, lgg_ppii = _label(catalogue, "ham10000-ppii"), _label(catalogue, "lgg-ppii")
+    spr = _label(catalogue, "ham10000-denoiser", "spr")
+    assert catalogue.nearest_choice(photo) == spr
+    # P-PII was trained on the same photos as SPR: the reader who chose it keeps it.
+    assert catalogue.choice_for(photo, ham_ppii) == ham_ppii
+    # The brain model is farther from a chest radiograph than the chest model; it cannot read a photo at all.
+    assert _bundle(catalogue, catalogue.choice_for(chest, lgg_ppii)) == "chest-xray-dia"
+    assert catalogue.choice_for(photo, lgg_ppii) == spr
+    assert catalogue.choice_for(photo, None) == spr
+    assert catalogue.why_picked(catalogue.choice_for(chest, lgg_ppii)) == (
+        "DIA (chest-xray-dia) is picked: trained on chest radiographs (DX, 64 px), nearest this image"
+    )
+
+
+def test_old_manifests_without_body_part_or_size_still_rank(tmp_path):
+    """Bundles whose manifest names only the dataset (no modality, body part or size) are told apart by it."""
+    for name in ("chest-xray-dia", "lgg-ppii"):
+        shutil.copytree(MODELS / name, tmp_path / name)
+        manifest_file = tmp_path / name / "manifest.json"
+        manifest = json.loads(manifest_file.read_text())
+        manifest["data"] = {"dataset": manifest["data"]["dataset"]}
+        manifest_file.write_text(json.dumps(manifest))
+    catalogue = discover([tmp_path])
+    assert not catalogue.unavailable
+    assert _bundle(catalogue, catalogue.nearest_choice(load_case(SAMPLES / "chest-xray.png"))) == "chest-xray-dia"
+    assert _bundle(catalogue, catalogue.nearest_choice(load_case(_lgg_slice(tmp_path)))) == "lgg-ppii"
+
+
+def test_a_recorded_body_part_that_differs_is_a_warning_and_an_unrecorded_modality_is_not(catalogue, tmp_path):
+    lgg = catalogue.choices[_label(catalogue, "lgg-ppii")].bundle.manifest
+    chest_mr = write_dicom(
+        tmp_path / "chest.dcm", make_dicom(np.zeros((64, 64), np.uint16), Modality="MR", BodyPartExamined="CHEST")
+    )
+    [warning] = mismatch_warnings(lgg, load_case(chest_mr))
+    assert "trained on images of the brain" in warning and "this image is of the chest" in warning
+    head_mr = write_dicom(
+        tmp_path / "head.dcm", make_dicom(np.zeros((64, 64), np.uint16), Modality="MR", BodyPartExamined="HEAD")
+    )
+    assert not mismatch_warnings(lgg, load_case(head_mr))  # the brain is in the head
+    # A greyscale PNG saved as RGB is no colour photograph: the reader's XC guess raises no warning.
+    grey = np.asarray(Image.open(SAMPLES / "chest-xray.png"))
+    rgb = tmp_path / "grey-as-rgb.png"
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(rgb)
+    dia = catalogue.choices[_label(catalogue, "chest-xray-dia")].bundle.manifest
+    assert not mismatch_warnings(dia, load_case(rgb)) and not mismatch_warnings(lgg, load_case(rgb))
