@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from anomascope.app.bundles import Catalogue, discover
-from anomascope.app.review import mismatch_warnings
+from anomascope.app.review import ReviewApp, ReviewSession, mismatch_warnings
 from anomascope.engine.io import load_case
 from tests.conftest import make_dicom, write_dicom
 
@@ -113,3 +114,26 @@ def test_a_recorded_body_part_that_differs_is_a_warning_and_an_unrecorded_modali
     Image.fromarray(np.stack([grey] * 3, axis=-1)).save(rgb)
     dia = catalogue.choices[_label(catalogue, "chest-xray-dia")].bundle.manifest
     assert not mismatch_warnings(dia, load_case(rgb)) and not mismatch_warnings(lgg, load_case(rgb))
+
+
+def test_opening_a_case_on_the_page_picks_the_nearest_method_and_says_why(app: ReviewApp):
+    from anomascope.app.ui import build_app
+
+    page = build_app(app)
+    [on_worklist] = [f.fn for f in page.fns.values() if f.name == "on_worklist"]
+    catalogue = app.catalogue
+    lgg_ppii, ham_ppii = _label(catalogue, "lgg-ppii"), _label(catalogue, "ham10000-ppii")
+
+    def open_on_page(path: Path, picked: str) -> dict:
+        case_id = app.open_file(path, "dr").case_id
+        shown = on_worklist(ReviewSession(), picked, SimpleNamespace(row_value=[case_id]))
+        return {getattr(component, "elem_id", None): value for component, value in shown.items()}
+
+    chest = open_on_page(SAMPLES / "chest-xray.png", lgg_ppii)
+    assert _bundle(catalogue, chest["method"]) == "chest-xray-dia"
+    assert (
+        "DIA (chest-xray-dia) is picked: trained on chest radiographs (DX, 64 px), nearest this image"
+        in (chest["message"])
+    )
+    photo = open_on_page(SAMPLES / "ISIC_0024311.jpg", ham_ppii)
+    assert "method" not in photo and "picked" not in photo["message"]  # the reader's as-near pick stays
