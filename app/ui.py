@@ -202,7 +202,7 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 first_choice = catalogue.best_choice(lambda label: catalogue.takes(label, 3)) or catalogue.best_choice()
                 method = gr.Dropdown(
                     list(catalogue.choices),
-                    label="Method (trained bundle)",
+                    label="Method (trained bundle or training-free reference)",
                     value=first_choice,
                     elem_id="method",
                 )

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomascope.app.bundles import Catalogue, discover
+from anomascope.app.bundles import Catalogue, calibration_summary, discover
 from anomascope.app.review import ReviewApp, ReviewSession, mismatch_warnings
 from anomascope.engine.io import load_case
 from tests.conftest import make_dicom, write_dicom
@@ -137,3 +137,81 @@ def test_opening_a_case_on_the_page_picks_the_nearest_method_and_says_why(app: R
     )
     photo = open_on_page(SAMPLES / "ISIC_0024311.jpg", ham_ppii)
     assert "method" not in photo and "picked" not in photo["message"]  # the reader's as-near pick stays
+
+
+REFERENCES = ("ham10000-median-distance", "lgg-median-distance", "lgg-flair-zscore")
+
+
+def test_the_shipped_references_are_offered_marked_as_references(catalogue):
+    marked = {choice.bundle.path.name for label, choice in catalogue.choices.items() if "reference" in label}
+    assert marked == set(REFERENCES)
+    assert _label(catalogue, "lgg-median-distance") == (
+        "MEDIAN-DISTANCE · lgg-median-distance · training-free reference, calibrated on lgg"
+    )
+    assert _label(catalogue, "lgg-ppii") == "PPII · lgg-ppii · trained on lgg"
+    for name in REFERENCES:
+        choice = catalogue.choices[_label(catalogue, name)]
+        assert "a training-free reference" in calibration_summary(choice.bundle, choice.method)
+    ppii = catalogue.choices[_label(catalogue, "lgg-ppii")]
+    assert "reference" not in calibration_summary(ppii.bundle, ppii.method)
+
+
+def test_a_case_opens_with_a_learned_method_though_a_reference_scores_higher(catalogue, tmp_path):
+    # The references' validation AUROC is above the learned bundles' (HAM10000 median-distance 0.81 against
+    # SPR 0.77, LGG FLAIR z-score 0.956 against P-PII 0.955): merit alone would open cases with them.
+    spr, ham_reference = _label(catalogue, "ham10000-denoiser", "spr"), _label(catalogue, "ham10000-median-distance")
+    assert catalogue._merit(ham_reference) > catalogue._merit(spr)
+    for case, learned in (
+        (load_case(SAMPLES / "ISIC_0024311.jpg"), "ham10000-denoiser"),
+        (load_case(_lgg_slice(tmp_path)), "lgg-ppii"),
+        (load_case(SAMPLES / "chest-xray.png"), "chest-xray-dia"),
+        (load_case(SAMPLES / "anatomical.nii"), "lgg-ppii"),
+    ):
+        assert _bundle(catalogue, catalogue.nearest_choice(case)) == learned
+        assert _bundle(catalogue, catalogue.choice_for(case, None)) == learned
+    # The page's first offer, before any case is open.
+    assert not catalogue.choices[catalogue.best_choice(lambda label: catalogue.takes(label, 3))].reference
+    assert not catalogue.choices[catalogue.best_choice()].reference
+
+
+def test_a_readers_reference_is_kept_when_as_near_and_replaced_when_farther(catalogue, tmp_path):
+    photo, brain = load_case(SAMPLES / "ISIC_0024311.jpg"), load_case(_lgg_slice(tmp_path))
+    chest = load_case(SAMPLES / "chest-xray.png")
+    ham_reference = _label(catalogue, "ham10000-median-distance")
+    lgg_reference = _label(catalogue, "lgg-median-distance")
+    flair = _label(catalogue, "lgg-flair-zscore")
+    assert catalogue.choice_for(photo, ham_reference) == ham_reference
+    assert catalogue.choice_for(brain, lgg_reference) == lgg_reference
+    assert catalogue.choice_for(brain, flair) == flair
+    # Farther than the learned method offered: the brain reference on a photo, the photo one on a radiograph.
+    assert _bundle(catalogue, catalogue.choice_for(photo, lgg_reference)) == "ham10000-denoiser"
+    assert _bundle(catalogue, catalogue.choice_for(chest, ham_reference)) == "chest-xray-dia"
+
+
+def test_a_reference_is_offered_only_where_no_learned_method_can_read_the_case(tmp_path):
+    for name in ("ham10000-ppii", "chest-xray-dia", "lgg-median-distance"):
+        shutil.copytree(MODELS / name, tmp_path / "models" / name)
+    catalogue = discover([tmp_path / "models"])
+    brain, photo = load_case(_lgg_slice(tmp_path)), load_case(SAMPLES / "ISIC_0024311.jpg")
+    # The chest model reads the brain slice, though its training images are farther from it than the
+    # reference's calibration images: the learned method is offered, and the reader's nearer reference kept.
+    reference = _label(catalogue, "lgg-median-distance")
+    assert _bundle(catalogue, catalogue.nearest_choice(brain)) == "chest-xray-dia"
+    assert catalogue.choice_for(brain, reference) == reference
+    assert _bundle(catalogue, catalogue.nearest_choice(photo)) == "ham10000-ppii"
+    # Without the chest model, no learned method reads a greyscale slice: the reference is offered, and says so.
+    shutil.rmtree(tmp_path / "models" / "chest-xray-dia")
+    catalogue = discover([tmp_path / "models"])
+    assert catalogue.nearest_choice(brain) == reference
+    assert catalogue.why_picked(reference) == (
+        "MEDIAN-DISTANCE (lgg-median-distance) is picked: a training-free reference calibrated on brain MRI"
+        " FLAIR slices (MR, 128 px); no trained method can read this image"
+    )
+    assert catalogue.best_choice(lambda label: catalogue.reads(label, brain)) == reference
+
+
+def test_the_page_opens_offering_a_learned_method(app: ReviewApp):
+    from anomascope.app.ui import build_app
+
+    [picker] = [block for block in build_app(app).blocks.values() if getattr(block, "elem_id", None) == "method"]
+    assert picker.value in app.catalogue.choices and not app.catalogue.choices[picker.value].reference
