@@ -40,6 +40,7 @@ from anomascope.engine.io import Case, ImageReadError, load_case
 from anomascope.engine.io.limits import LimitsError
 from anomascope.engine.methods import registry
 from anomascope.engine.preprocess import InputMismatchError
+from anomascope.engine.profile import CaseProfile, TrainingProfile, region
 from anomascope.storage import (
     Database,
     StorageError,
@@ -774,18 +775,21 @@ def area_text(case: Case, mask: np.ndarray) -> str:
 
 
 def mismatch_warnings(manifest: dict, case: Case) -> list[str]:
-    """What the reader must know when a bundle meets an image unlike its training data."""
-    data = manifest.get("data") or {}
-    trained = data.get("modality")
-    described = data.get("normal") or data.get("dataset") or "its training images"
-    if trained and case.modality not in ("OT", trained):
-        return [
-            (
-                f"This model was trained on {trained} images ({described}); this image is {case.modality}. "
-                "Its map may mean nothing here."
-            )
-        ]
-    return []
+    """What the reader must know when a bundle meets an image unlike its training data: another modality
+    or body part, where both the bundle and the image's file record it."""
+    trained, seen = TrainingProfile.from_manifest(manifest), CaseProfile.of(case)
+    described = (manifest.get("data") or {}).get("normal") or trained.images
+    warnings = []
+    if trained.modality and seen.modality and seen.modality != trained.modality:
+        warnings.append(
+            f"This model was trained on {trained.modality} images ({described}); this image is {seen.modality}."
+        )
+    if trained.body_part and seen.body_part and region(seen.body_part) != region(trained.body_part):
+        warnings.append(
+            f"This model was trained on images of the {trained.body_part.lower()} ({described}); this image is of "
+            f"the {seen.body_part.lower()}."
+        )
+    return [f"{warning} Its map may mean nothing here." for warning in warnings]
 
 
 def gather_series(paths: list[str]) -> Path:

@@ -255,11 +255,11 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
                 )
             with gr.Column(scale=1, min_width=320, elem_id="workbench"):
                 # Until a case is open, the method offered is the best for colour photos, what most readers
-                # open first; opening a case the picked method cannot score picks one that can.
+                # open first; opening a case picks the method trained on images nearest it (Catalogue.choice_for).
                 first_choice = catalogue.best_choice(lambda label: catalogue.takes(label, 3)) or catalogue.best_choice()
                 method = gr.Dropdown(
                     list(catalogue.choices),
-                    label="Method (trained bundle)",
+                    label="Method (trained bundle or training-free reference)",
                     value=first_choice,
                     elem_id="method",
                 )
@@ -391,15 +391,13 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
             return (request.username or "") if login else (typed or "")
 
         def opened_view(state: ReviewSession, previous: ReviewSession, choice) -> dict:
-            """The opened case, and a method that can score it when the one picked cannot."""
+            """The opened case, and the method trained on images nearest it unless the one picked is as near."""
             view = shown(state, previous, opened(state))
-            if choice in catalogue.choices and catalogue.reads(choice, state.case):
+            picked = catalogue.choice_for(state.case, choice)
+            if picked is None or picked == choice:
                 return view
-            suited = catalogue.best_choice(lambda label: catalogue.reads(label, state.case))
-            if suited is None:
-                return view
-            said = f"{view[message]} {choice} cannot score this image, so **{suited}** is picked; choose another above."
-            return {**view, message: said, method: suited, method_info: method_text(suited)}
+            said = f"{view[message]} {markdown_text(catalogue.why_picked(picked))}; choose another above."
+            return {**view, message: said, method: picked, method_info: method_text(picked)}
 
         def collapsed(view: dict) -> dict:
             """An opened case gets the whole screen: the panel it was opened from folds away."""

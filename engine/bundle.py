@@ -56,7 +56,7 @@ def save_bundle(path: Path, manifest: dict, components: dict[str, torch.nn.Modul
     manifest = dict(manifest)
     manifest.update(
         format_version=FORMAT_VERSION,
-        id=f"{manifest['method']}-{weights_hash[:12]}",
+        id=f"{manifest['method']}-{(weights_hash if tensors else identity_hash(manifest))[:12]}",
         weights=WEIGHTS,
         weights_sha256=weights_hash,
         weights_dtype="float16" if half else "float32",
@@ -64,6 +64,16 @@ def save_bundle(path: Path, manifest: dict, components: dict[str, torch.nn.Modul
     )
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
     return ModelBundle(path, manifest)
+
+
+def identity_hash(manifest: dict) -> str:
+    """What names a bundle without weights (a training-free one): every empty weights file hashes alike,
+    so two such bundles calibrated on different data would share an id, and with it their runs' site
+    thresholds and the bundle that re-makes their maps; its config and training data tell them apart."""
+    defining = json.dumps(
+        {"config": manifest["config"], "data": manifest.get("data")}, sort_keys=True, default=_json_default
+    )
+    return hashlib.sha256(defining.encode()).hexdigest()
 
 
 def update_manifest(bundle: ModelBundle, **fields) -> ModelBundle:

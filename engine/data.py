@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,8 +14,11 @@ import torch
 from PIL import Image
 
 from .config import PreprocessConfig
+from .datasets.layout import median_size
+from .datasets.profiles import DATASET_PROFILES
 from .io import load_case
 from .preprocess import to_model_input
+from .profile import CaseProfile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".nii", ".gz")
 
@@ -91,10 +95,41 @@ def describe_dataset(root: Path) -> dict:
             "normal",
             "anomalous",
             "modality",
+            "body_part",
+            "native_size",
             "licence",
             "counts",
             "source_side",
         )
+    }
+
+
+def with_image_facts(described: dict, files: list[Path]) -> dict:
+    """`described` (describe_dataset's record) with the modality, body part and typical size of the
+    training images filled in where it lacks them: from its dataset's profile (a split prepared before
+    they were recorded), else read from a sample of `files` (a folder of one's own images)."""
+    known = DATASET_PROFILES.get(described.get("dataset") or "")
+    facts = (
+        {"modality": known.modality, "body_part": known.body_part, "native_size": list(known.native_size)}
+        if known
+        else sampled_image_facts(files)
+    )
+    return {**described, **{key: value for key, value in facts.items() if described.get(key) is None}}
+
+
+def sampled_image_facts(files: list[Path], sample: int = 64) -> dict:
+    """Modality and body part where the sampled files record them (the most common), and their median size;
+    a sample spread over the folder, as reading every image twice would double a large folder's load."""
+    profiles = [CaseProfile.of(load_case(path)) for path in files[:: max(1, len(files) // sample)][:sample]]
+
+    def most_common(values: list[str | None]) -> str | None:
+        known = [v for v in values if v]
+        return Counter(known).most_common(1)[0][0] if known else None
+
+    return {
+        "modality": most_common([p.modality for p in profiles]),
+        "body_part": most_common([p.body_part for p in profiles]),
+        "native_size": median_size([p.size for p in profiles]),
     }
 
 

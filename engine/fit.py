@@ -20,6 +20,7 @@ from .data import (
     load_training_images,
     read_mask,
     validation_sample,
+    with_image_facts,
 )
 from .distributed import is_main_process
 from .inference import score_case
@@ -108,7 +109,7 @@ def training_summary(records: list[dict]) -> dict:
 
 def training_data_record(data_root: Path, files: list[Path], n_images: int) -> dict:
     return dict(
-        describe_dataset(data_root),
+        with_image_facts(describe_dataset(data_root), files),
         folder=data_root.name,
         n_train_files=len(files),
         n_train_images=int(n_images),

@@ -22,6 +22,8 @@ RECORD = ROOT / "tests" / "data" / "shipped_maps.json"
 SAMPLES = {
     "chest-xray-dia": "chest-xray.png",
     "lgg-cddpm": "anatomical.nii",
+    "lgg-flair-zscore": "anatomical.nii",
+    "lgg-median-distance": "anatomical.nii",
     "lgg-ppii": "anatomical.nii",
 }  # the others: skin photos
 DEFAULT_SAMPLE = "ISIC_0024311.jpg"

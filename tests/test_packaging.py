@@ -80,7 +80,7 @@ main(["--version"])
     )
     assert result.returncode == 0, result.stderr[-3000:]
     methods, samples, version = result.stdout.strip().splitlines()[-3:]
-    assert methods == "['cddpm', 'dia', 'ppii', 'sano', 'spr'] {}"
+    assert methods == "['cddpm', 'dia', 'flair-zscore', 'median-distance', 'ppii', 'sano', 'spr'] {}"
     assert samples == str(sorted(Path(p).name for p in _tracked("assets/samples")))
     assert version.startswith("anomascope 0.")
     assert (tmp_path / "data" / "anomascope.sqlite").exists()

@@ -35,6 +35,7 @@ class LayoutWriter:
     root: Path
     files: dict[str, list[str]] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
+    whole_sizes: list[tuple[int, int]] = field(default_factory=list)  # (rows, columns) of every image but crops
 
     def add(
         self,
@@ -44,10 +45,14 @@ class LayoutWriter:
         image: Image.Image,
         mask: np.ndarray | None = None,
         group: str | None = None,
+        crop: bool = False,
     ) -> None:
-        """Write one image; `group` (patient, lesion, subject) lets evaluation resample by group."""
+        """Write one image; `group` (patient, lesion, subject) lets evaluation resample by group. A `crop` is
+        a piece of a whole image, so it does not count towards the split's typical image size."""
         if split == "train" and kind != "good":
             raise ValueError("training data is normal only: train/good")
+        if not crop:
+            self.whole_sizes.append((image.height, image.width))
         folder = self.root / split / kind
         folder.mkdir(parents=True, exist_ok=True)
         image.save(folder / f"{name}.png")
@@ -63,9 +68,18 @@ class LayoutWriter:
             names.sort()
         split = dict(
             description,
+            native_size=median_size(self.whole_sizes),
             counts={k: len(v) for k, v in sorted(self.files.items())},
             files=self.files,
             groups=dict(sorted(self.groups.items())),
         )
         (self.root / "split.json").write_text(json.dumps(split, indent=2))
         return split
+
+
+def median_size(sizes: list[tuple[int, int]]) -> list[int] | None:
+    """The median [rows, columns] of `sizes`, each taken on its own; None for no sizes."""
+    if not sizes:
+        return None
+    rows, columns = np.median(np.array(sizes), axis=0)
+    return [int(rows), int(columns)]

@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 from scipy.ndimage import binary_dilation
 
 from .layout import LayoutWriter, split_groups
+from .profiles import DATASET_PROFILES
 
 DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
@@ -43,7 +44,18 @@ def prepare(
     writer = LayoutWriter(out)
     options = {"seed": seed, "limit": limit, "crop_size": crop_size, "crops_per_image": crops_per_image}
     description = PREPARERS[dataset](source, writer, **options)
-    return writer.finish(dict(description, dataset=dataset, seed=seed, limit=limit, fractions=DEFAULT_FRACTIONS))
+    profile = DATASET_PROFILES[dataset]
+    return writer.finish(
+        dict(
+            description,
+            dataset=dataset,
+            modality=profile.modality,
+            body_part=profile.body_part,
+            seed=seed,
+            limit=limit,
+            fractions=DEFAULT_FRACTIONS,
+        )
+    )
 
 
 def _require(path: Path) -> Path:
@@ -110,6 +122,7 @@ def prepare_ham10000(
                 f"{name}_crop{k}",
                 image.crop((x, y, x + crop_size, y + crop_size)),
                 group=row["lesion_id"],
+                crop=True,
             )
         if split != "train":
             writer.add(split, "lesion", name, image, mask, group=row["lesion_id"])
@@ -121,7 +134,6 @@ def prepare_ham10000(
         # The scale the crops were cut at, which a bundle trained on them scores every photo at; crops
         # of images of several sizes have no one scale.
         "source_side": sides.pop() if len(sides) == 1 else None,
-        "modality": "XC",
         "licence": "HAM10000 (Tschandl et al. 2018), CC BY-NC 4.0: research and non-commercial use",
     }
 
@@ -146,7 +158,6 @@ def prepare_hands(source: Path, writer: LayoutWriter, seed: int, limit: int | No
         "grouping": "subject id",
         "normal": "hands without jewellery (accessories = 0)",
         "anomalous": "hands wearing jewellery (accessories = 1), image-level label only",
-        "modality": "XC",
         "licence": "11k Hands (Afifi 2019): academic research use",
     }
 
@@ -174,7 +185,6 @@ def prepare_brain_mri(source: Path, writer: LayoutWriter, seed: int, limit: int 
         "grouping": "file (no patient identity in the source)",
         "normal": "brain MRI slices without tumour (folder no/), stored greyscale",
         "anomalous": "slices with tumour (folder yes/), image-level label only",
-        "modality": "MR",
         "licence": "public Kaggle brain MRI set, no stated licence: research use only",
     }
 
@@ -198,7 +208,6 @@ def prepare_chest_xray(source: Path, writer: LayoutWriter, seed: int, limit: int
         "grouping": "patient id (file name prefix)",
         "normal": "chest X-rays labelled normal (0_normal)",
         "anomalous": "chest X-rays with findings (1_abnormal), image-level label only",
-        "modality": "DX",
         "licence": "NIH ChestX-ray14 subset: public, cite Wang et al. 2017",
     }
 
@@ -231,7 +240,6 @@ def prepare_lgg(source: Path, writer: LayoutWriter, seed: int, limit: int | None
         "anomalous": "tumour slices of held-out patients with FLAIR-abnormality masks (0/255); val and test "
         "hold every slice of their patients, the tumour-free ones as good",
         "training_slices_left_out_next_to_tumour": left_out,
-        "modality": "MR",
         "licence": "TCGA-LGG via TCIA: LGG segmentation dataset, Buda et al. 2019: research use; cite "
         "Buda, Saha, Mazurowski, Comput. Biol. Med. 109:218-225 (2019)",
     }

@@ -41,7 +41,8 @@ class Method:
       the read-outs the bundle offers and what follows training. A plan with no networks makes a
       training-free method: its bundle holds only the config and the calibration.
     - `reference`: a training-free reference that `anomascope eval --baseline` calibrates on the split
-      it evaluates, so that every table has it.
+      it evaluates, so that every table has it; the review page labels its bundles as references and
+      opens no case with one while a learned method can read it.
     - `maps`: whether its predictor makes per-pixel maps (a MapPredictor); False for image-level methods,
       whose masks are what the reader draws."""
 

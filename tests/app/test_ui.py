@@ -57,7 +57,8 @@ def test_catalogue_lists_each_readout_and_reports_broken_bundles(tmp_path):
     broken.mkdir(parents=True)
     (broken / "manifest.json").write_text("{not json")
     catalogue = discover([ROOT / "assets" / "models", tmp_path / "models"])
-    assert {c.method for c in catalogue.choices.values()} == {"sano", "spr", "ppii", "cddpm", "dia"}
+    learned = {"sano", "spr", "ppii", "cddpm", "dia"}
+    assert {c.method for c in catalogue.choices.values()} == learned | {"median-distance", "flair-zscore"}
     assert catalogue.choices[catalogue.best_choice()].method != "dia"  # a method with heatmaps comes first
     assert "not valid JSON" in catalogue.unavailable[str(broken)]
 
@@ -371,4 +372,6 @@ def test_the_method_offered_for_a_case_is_one_that_can_score_it():
     spr = next(label for label, choice in catalogue.choices.items() if choice.method == "spr")
     assert not catalogue.reads(spr, brain) and catalogue.reads(spr, grey_as_rgb)
     readers = {choice.bundle.path.name for label, choice in catalogue.choices.items() if catalogue.reads(label, brain)}
-    assert readers == {"chest-xray-dia", "lgg-cddpm", "lgg-ppii"}
+    learned = {"chest-xray-dia", "lgg-cddpm", "lgg-ppii"}
+    # The references read it too: median-distance takes any channels, the FLAIR z-score greyscale.
+    assert readers == learned | {"ham10000-median-distance", "lgg-median-distance", "lgg-flair-zscore"}

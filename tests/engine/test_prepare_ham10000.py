@@ -62,6 +62,8 @@ def native_ppii(**preprocess):
 def test_the_split_records_the_side_its_crops_were_cut_at(ham_split):
     split = json.loads((ham_split / "split.json").read_text())
     assert split["source_side"] == 200  # the 600x450 originals are brought to their masks' 200x150 grid
+    # The typical size is the whole images', not the crops' cut from them.
+    assert (split["body_part"], split["native_size"]) == ("SKIN", [150, 200])
     crop = Image.open(next((ham_split / "train" / "good").iterdir()))
     assert crop.size == (64, 64)
 

@@ -4,6 +4,7 @@ computation of its definition, and as a calibrated `eval` baseline."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -12,10 +13,13 @@ import torch
 from PIL import Image
 
 from anomascope.app.cli import main
+from anomascope.engine.datasets import prepare
+from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
-from anomascope.engine.methods import make_predictor, reference_bundle
+from anomascope.engine.methods import default_config, make_predictor, reference_bundle
 from anomascope.engine.methods.flair_zscore.readout import zscore_map
+from tests.engine.test_prepare_lgg import _write_lgg
 
 
 def brain_slice(rng: np.random.Generator, size: int = 48, lesion: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -88,3 +92,23 @@ def test_eval_calibrates_the_reference_on_the_split_it_evaluates(tmp_path):
     assert result["pixel_auroc"] > 0.95
     assert result["threshold_method"].startswith("max_f1 (val split: 3 images with masks")
     assert result["image_auroc"] == pytest.approx(1.0)
+
+
+def test_a_training_free_bundle_is_named_by_its_config_and_data_not_its_empty_weights(tmp_path):
+    """Every training-free bundle's weights file is the same empty one: were its id the weights' hash, two
+    bundles calibrated on different data would share it, and with it their site thresholds."""
+    prepared = tmp_path / "lgg"
+    prepare("lgg", _write_lgg(tmp_path / "lgg-flair"), prepared, seed=0)
+    config, cpu = default_config("median-distance"), torch.device("cpu")
+    first = fit_method(config, prepared, tmp_path / "first", cpu, show_progress=False)
+    again = fit_method(config, prepared, tmp_path / "again", cpu, show_progress=False)
+    assert first.id == again.id  # the same reference, made twice
+    other_data = tmp_path / "lgg-other"
+    shutil.copytree(prepared, other_data)
+    changed = sorted((other_data / "train" / "good").iterdir())[0]
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(changed)
+    other = fit_method(config, other_data, tmp_path / "other", cpu, show_progress=False)
+    assert other.manifest["weights_sha256"] == first.manifest["weights_sha256"]
+    assert other.id != first.id and other.id.startswith("median-distance-")
+    coarser = replace(config, median_distance=replace(config.median_distance, sigma_at_256=8.0))
+    assert fit_method(coarser, prepared, tmp_path / "coarser", cpu, show_progress=False).id != first.id
