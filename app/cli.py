@@ -231,7 +231,6 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from anomascope.app.report import render_report
     from anomascope.app.thresholds import resolve_threshold
     from anomascope.engine.bundle import load_bundle
     from anomascope.engine.data import at_split_scale, describe_dataset, validation_sample
@@ -243,15 +242,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.bundle and not args.baseline:
         raise CommandError("name at least one --bundle or --baseline to evaluate")
     out = _output_folder(args.out)
+    render_report = report_renderer(args.no_report)
     device = pick_device(args.device)
     data = Path(args.data)
-    images = load_test_split(data, "test", args.max_images, args.seed)
+    images = load_test_split(data, args.split, args.max_images, args.seed)
     if args.anomalous_only:
         images = [image for image in images if image.kind != "good"]
     if not images:
         raise CommandError(
-            f"{data}: no test images (expected a prepared split's test/good and test/<kind>, or images with"
-            " X_mask.png beside each)"
+            f"{data}: no {args.split} images (expected a prepared split's {args.split}/good and {args.split}/<kind>,"
+            " or images with X_mask.png beside each)"
         )
     if args.baseline and not (data / "val").is_dir():
         raise CommandError(
@@ -291,15 +291,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "data": describe_dataset(data),
-        "split": "test",
+        "split": args.split,
         "seed": args.seed,
         "max_images": args.max_images,
-        "images": "anomalous test images only" if args.anomalous_only else "all test images",
+        "images": f"anomalous {args.split} images only" if args.anomalous_only else f"all {args.split} images",
         "results": {e.name: e.metrics for e in evaluations},
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    (out / "report.html").write_text(render_report(evaluations, images, f"Anomascope evaluation: {data.name}"))
+    if render_report is not None:
+        (out / "report.html").write_text(render_report(evaluations, images, f"Anomascope evaluation: {data.name}"))
     return 0
+
+
+def report_renderer(no_report: bool):
+    """eval's report.html writer, or None with --no-report. Imported before any image is scored, so that a
+    machine without plotly (the lent GPU machine's image) says so at once rather than after the scoring."""
+    if no_report:
+        return None
+    try:
+        from anomascope.app.report import render_report
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "plotly":
+            raise
+        raise CommandError(
+            "report.html needs plotly, which is not installed; pass --no-report to write metrics.json alone"
+        ) from exc
+    return render_report
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -631,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate bundles (and training-free baselines) on a prepared test split",
         description="Writes DIR/metrics.json (per method: pixel_auroc, pixel_ap, max_dice, dice, iou, "
         "image_auroc, image_ap, froc_10fp, each with _std from a grouped bootstrap, plus "
-        "threshold and its method, n_images, seconds_per_image, device, precision) and DIR/report.html.",
+        "threshold and its method, n_images, seconds_per_image, device, precision) and DIR/report.html "
+        "(unless --no-report).",
     )
     p.add_argument("--bundle", action="append", default=[], help="a model bundle; repeat to compare several")
     p.add_argument(
@@ -643,16 +661,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", required=True, help="prepared dataset folder")
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="the prepared split's images to score (default test; val to choose among bundles without looking "
+        "at test, as bench/device/campaign.sh does)",
+    )
     p.add_argument("--max-images", type=int, help="evaluate a seeded random sample of this many test images")
     p.add_argument(
         "--anomalous-only",
         action="store_true",
-        help="pool only the test images with an anomaly (the LGG tumour-slices protocol); pixel metrics only",
+        help="pool only the images with an anomaly (the LGG tumour-slices protocol); pixel metrics only",
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the standard deviations")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     add_precision_argument(p)
+    p.add_argument("--no-report", action="store_true", help="write metrics.json alone (report.html needs plotly)")
     p.add_argument(
         "--threshold",
         help="Dice and IoU at this threshold instead of the calibrated max-F1 (or target-FPR) one: "
@@ -755,41 +781,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --processes` launches again
+def user_errors() -> tuple[type[Exception], ...]:
+    """The failures a command reports as one sentence (exit code 2) rather than a traceback. Storage's
+    own is among them only once a command has imported storage: the device kit's commands never do, and
+    its packages are not installed where they run."""
     from anomascope.app.thresholds import ThresholdChoiceError
     from anomascope.engine.bundle import BundleError
     from anomascope.engine.data import DataError
     from anomascope.engine.datasets import PrepareError
     from anomascope.engine.inference import NonFiniteResultError
-    from anomascope.engine.io import ImageReadError, quiet_reader_libraries
+    from anomascope.engine.io import ImageReadError
     from anomascope.engine.io.limits import LimitsError
     from anomascope.engine.methods import UnknownMethodError
     from anomascope.engine.preprocess import InputMismatchError
     from anomascope.engine.training import TrainingSetupError
     from anomascope.engine.tuning import TuningError
-    from anomascope.storage import StorageError
 
-    quiet_reader_libraries()
-    try:
-        return args.run(args)
-    except (
+    errors: tuple[type[Exception], ...] = (
         ImageReadError,
         InputMismatchError,
         PrepareError,
         CommandError,
         BundleError,
         DataError,
-        StorageError,
         LimitsError,
         TuningError,
         ThresholdChoiceError,
         NonFiniteResultError,
         UnknownMethodError,
         TrainingSetupError,
-    ) as exc:
+    )
+    storage = sys.modules.get("anomascope.storage")
+    return (*errors, storage.StorageError) if storage is not None else errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --processes` launches again
+    from anomascope.engine.io import quiet_reader_libraries
+
+    quiet_reader_libraries()
+    try:
+        return args.run(args)
+    except user_errors() as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
