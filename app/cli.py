@@ -535,13 +535,27 @@ def unavailable_methods(methods: Registry) -> str:
     return "unavailable methods: " + "; ".join(f"{name} ({why})" for name, why in methods.unavailable.items())
 
 
+def package_version() -> str:
+    """The installed package's version; for a tree run uninstalled (bench/device/setup.sh links its folders
+    under the package's name on the lent GPU machine), pyproject.toml's beside them."""
+    try:
+        return metadata.version("anomascope")
+    except metadata.PackageNotFoundError:
+        from anomascope.engine.config import load_toml
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        if not pyproject.is_file():
+            return "unknown (not installed)"
+        return f"{load_toml(pyproject)['project']['version']} (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     methods = registry()
     parser = argparse.ArgumentParser(
         prog="anomascope",
         description="Review unsupervised anomaly maps in medical images. Errors on bad input exit with code 2.",
     )
-    parser.add_argument("--version", action="version", version=f"anomascope {metadata.version('anomascope')}")
+    parser.add_argument("--version", action="version", version=f"anomascope {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(

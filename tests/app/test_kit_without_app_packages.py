@@ -1,6 +1,7 @@
 """The device kit's commands on an image without the app's packages: `train`, `eval` and `infer` run in a
 process where storage, the database, password, web-UI and plotting packages cannot be imported (the lent
-GPU machine's image has none of them, and bench/device/wheels.sh brings none)."""
+GPU machine's image has none of them, and bench/device/wheels.sh brings none) and the package is not
+installed."""
 
 from __future__ import annotations
 
@@ -31,8 +32,19 @@ MISSING = (
 )
 BLOCKED_PACKAGES = ("anomascope.storage",)
 
+# The machine runs the tree uninstalled (bench/device/setup.sh links its folders under the package's name),
+# so the package has no metadata there either.
 RUNNER = """
-import runpy, sys
+import importlib.metadata, runpy, sys
+
+installed_version = importlib.metadata.version
+
+def version(name):
+    if name == "anomascope":
+        raise importlib.metadata.PackageNotFoundError(name)
+    return installed_version(name)
+
+importlib.metadata.version = version
 
 class Missing:
     def find_spec(self, name, path=None, target=None):
@@ -126,3 +138,11 @@ def test_a_preset_name_still_opens_the_database_and_its_failure_is_one_sentence(
     assert main(["infer", *arguments, "--db", "nosuch://x", "--device", "cpu", str(image)]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and error.startswith("anomascope infer: nosuch://x: no installed database driver")
+
+
+def test_version_of_the_uninstalled_tree_is_pyprojects(tmp_path):
+    from anomascope.engine.config import load_toml
+
+    done = without_app_packages(tmp_path, "--version")
+    version = load_toml(Path(__file__).parents[2] / "pyproject.toml")["project"]["version"]
+    assert done.returncode == 0 and done.stdout.strip() == f"anomascope {version} (not installed)"
