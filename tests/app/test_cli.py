@@ -132,3 +132,21 @@ def test_train_on_images_that_do_not_fit_the_config_is_a_clear_error(tmp_path, c
     )
     assert code == 2
     assert "n000.png: has 3 channel(s) but this model was trained on 1-channel images" in capsys.readouterr().err
+
+
+def test_train_seed_overrides_the_configs_and_a_method_that_trains_nothing_refuses_it(tmp_path, capsys):
+    from tests.synthetic import make_blob_dataset
+
+    data = make_blob_dataset(tmp_path / "data", n_train=2, n_val=1, n_test=1)
+    config = tmp_path / "tiny.toml"
+    config.write_text("[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 2\n")
+    arguments = ["train", "--data", str(data), "--quiet", "--seed", "5"]
+    bundle = tmp_path / "b"
+    ppii = ["--method", "ppii", "--config", str(config), "--steps", "1", "--image-size", "32", "--out", str(bundle)]
+    assert main([*arguments, *ppii]) == 0
+    assert json.loads((bundle / "manifest.json").read_text())["config"]["train"]["seed"] == 5
+    capsys.readouterr()
+    assert main([*arguments, "--method", "median-distance", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == (
+        "anomascope train: --steps and --seed apply to methods that train; median-distance trains nothing\n"
+    )
