@@ -64,8 +64,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.setdefault("train", {}).update(steps=args.steps, epochs=None)
     if args.seed is not None:
         overrides.setdefault("train", {})["seed"] = args.seed
+    if args.seconds is not None:
+        overrides.setdefault("train", {})["max_seconds"] = args.seconds
     if "train" in overrides and getattr(config, "train", None) is None:
-        raise CommandError(f"--steps and --seed apply to methods that train; {args.method} trains nothing")
+        raise CommandError(f"--steps, --seconds and --seed apply to methods that train; {args.method} trains nothing")
     if args.image_size is not None:
         overrides["preprocess"] = {"image_size": args.image_size}
     config = merge(config, dict(overrides, method=args.method))
@@ -605,6 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file overriding the paper defaults (same keys as the manifest's config)")
     p.add_argument("--steps", type=int, help="training steps (overrides the config)")
     p.add_argument("--seed", type=int, help="the training's random seed (overrides the config's train.seed)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        help="stop each network's training after this many seconds (counted across resumes), then calibrate and "
+        "write the bundle, which records the steps done (train.max_seconds)",
+    )
     p.add_argument("--image-size", type=int, help="training resolution in px (overrides the config)")
     add_method_options(p, methods)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")

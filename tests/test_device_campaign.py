@@ -16,10 +16,14 @@ from pathlib import Path
 import pytest
 
 from anomascope.app.cli import main
+from anomascope.engine.training import LOSS_READ_EVERY
 from tests.synthetic import make_blob_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_PPII = "[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 2\n[calibration]\nmax_validation_images = 2\n"
+TINY_PPII = (
+    "[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 2\n[calibration]\nmax_validation_images = 2\n"
+    "[train]\nbatch_size = 4\n"
+)
 # Not figures of the bundle: how long the scoring took, where it ran.
 TIMINGS = {"seconds_per_image"}
 
@@ -106,13 +110,14 @@ def test_two_seeds_are_trained_scored_on_val_and_the_better_alone_on_test(data, 
         tmp_path / "plan.toml",
         data_root,
         config,
-        [{"bundle": "tiny", "seed": 0, "steps": 2}, {"bundle": "tiny", "seed": 1, "steps": 3}],
+        [{"bundle": "tiny", "seed": 0, "steps": 2}, {"bundle": "tiny", "seed": 1, "steps": 100000, "seconds": 0.001}],
     )
     runs = tmp_path / "runs"
     out, report = campaign_sh(plan, tmp_path, runs, limit=600, score_seconds=300)
     records = {record["name"]: record for record in report["runs"]}
     assert {name: r["status"] for name, r in records.items()} == {"tiny-seed0": "trained", "tiny-seed1": "trained"}
-    assert [r["training"]["steps"] for r in records.values()] == [2, 3]
+    # Seed 1's budget of seconds ends its training at the first loss read, however many steps it was given.
+    assert [r["training"]["steps"] for r in records.values()] == [2, LOSS_READ_EVERY]
     # Each run's val figures are what `anomascope eval --split val` gives for its bundle.
     expected = eval_metrics(tmp_path, data_root, [runs / name for name in records], "val")
     for name, record in records.items():
@@ -136,7 +141,7 @@ def test_two_seeds_are_trained_scored_on_val_and_the_better_alone_on_test(data, 
 def test_a_run_cut_by_the_limit_comes_back_as_a_checkpoint_and_resumes_in_the_next_window(data, tmp_path):
     data_root, _ = data
     config = tmp_path / "long.toml"
-    config.write_text(TINY_PPII + "[train]\ncheckpoint_every = 2\nbatch_size = 4\n")
+    config.write_text(TINY_PPII + "checkpoint_every = 2\n")
     plan = write_plan(tmp_path / "plan.toml", data_root, config, [{"bundle": "long", "steps": 1_000_000}])
     out, report = campaign_sh(plan, tmp_path, tmp_path / "first", limit=30, score_seconds=10)
     (record,) = report["runs"]
@@ -161,6 +166,8 @@ def test_a_run_cut_by_the_limit_comes_back_as_a_checkpoint_and_resumes_in_the_ne
         ("[[run]]\nbundle = 'b'\n", "run 1 has no method"),
         ("pick_by = 'loss'\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n", "pick_by 'loss' is not one of pixel_ap"),
         ("seconds = 60\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n", "the plan has unknown key(s) seconds; known:"),
+        ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\nseconds = '60'\n", "run 1's seconds is '60', not a number"),
+        ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\nseconds = 0\n", "run 1's seconds must be more than 0"),
         ("[[run]]\nbundle = 'a b'\nmethod = 'ppii'\n", "run 1's bundle 'a b' must be letters, digits"),
         ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\nsteps = '9'\n", "run 1's steps is '9', not an integer"),
         ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\nconfig = 'nowhere.toml'\n", "run 1's config nowhere.toml does not"),

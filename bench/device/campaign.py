@@ -34,7 +34,7 @@ FIGURES = ("pixel_ap", "pixel_auroc", "max_dice", "dice", "iou", "image_auroc", 
 # setup.sh's gpu.txt, five 15 MiB parts of one tar, kept under 62 MiB to leave room for those three.
 HAND_BACK_BYTES = 62 * 2**20
 PLAN_KEYS = {"data", "pick_by", "bootstrap", "run"}
-RUN_KEYS = {"bundle", "method", "config", "seed", "steps", "data", "extra"}
+RUN_KEYS = {"bundle", "method", "config", "seed", "steps", "seconds", "data", "extra"}
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 30
 CLI = (sys.executable, "-m", "anomascope.app.cli")
@@ -52,6 +52,7 @@ class Run:
     seed: int = 0
     config: str | None = None
     steps: int | None = None
+    seconds: float | None = None  # the training's own budget (train --seconds); LIMIT bounds the window
     extra: tuple[str, ...] = ()
 
     @property
@@ -74,7 +75,9 @@ def read_plan(path: Path) -> Plan:
     _known_keys(path, "the plan", table, PLAN_KEYS)
     runs = table.get("run")
     if not isinstance(runs, list) or not runs:
-        raise PlanError(f"{path}: no [[run]] tables; each names bundle, method and, optionally, config, seed, steps")
+        raise PlanError(
+            f"{path}: no [[run]] tables; each names bundle, method and, optionally, config, seed, steps, seconds"
+        )
     plan = Plan(
         tuple(_run(path, k, entry, table.get("data")) for k, entry in enumerate(runs, 1)),
         pick_by=_typed(path, "pick_by", table.get("pick_by", "pixel_ap"), str),
@@ -106,6 +109,7 @@ def _run(path: Path, k: int, entry, data: str | None) -> Run:
         seed=_typed(path, f"{where}'s seed", entry.get("seed", 0), int),
         config=_typed(path, f"{where}'s config", entry.get("config"), str, optional=True),
         steps=_typed(path, f"{where}'s steps", entry.get("steps"), int, optional=True),
+        seconds=_number(path, f"{where}'s seconds", entry.get("seconds")),
         extra=tuple(_typed(path, f"{where}'s extra", entry.get("extra", []), list)),
     )
     if not SAFE_NAME.match(run.bundle):
@@ -115,6 +119,8 @@ def _run(path: Path, k: int, entry, data: str | None) -> Run:
             raise PlanError(f"{path}: {where}'s {label} {file} does not exist")
     if run.steps is not None and run.steps < 1:
         raise PlanError(f"{path}: {where}'s steps must be at least 1")
+    if run.seconds is not None and run.seconds <= 0:
+        raise PlanError(f"{path}: {where}'s seconds must be more than 0")
     return run
 
 
@@ -125,6 +131,15 @@ def _known_keys(path: Path, where: str, table: dict, known: set[str]) -> None:
 
 
 KINDS = {str: "a string", int: "an integer", list: "a list of strings"}
+
+
+def _number(path: Path, what: str, value) -> float | None:
+    """TOML's integers and floats alike (a budget of 300 seconds is written 300)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PlanError(f"{path}: {what} is {value!r}, not a number")
+    return float(value)
 
 
 def _typed(path: Path, what: str, value, kind: type, optional: bool = False):
@@ -161,6 +176,7 @@ def train_arguments(run: Run, folder: Path, device: str) -> list[str]:
     arguments += ["--device", device, "--quiet"]
     arguments += ["--config", run.config] if run.config else []
     arguments += ["--steps", str(run.steps)] if run.steps else []
+    arguments += ["--seconds", str(run.seconds)] if run.seconds else []
     return arguments + list(run.extra)
 
 
