@@ -239,12 +239,15 @@ class Campaign:
                 self.records[run.name]["status"] = "carried"  # trained in an earlier window
                 jobs.append(self.score(run, "val"))
             else:
-                jobs.append(start(run, "train", train_arguments(run, self.folder(run), self.device), self.folder(run),
-                                  self.train_until))  # fmt: skip
+                jobs.append(self.train(run))
         drive(jobs, self.after)
         for run in self.plan.runs:
             if self.records[run.name]["status"] in ("trained", "carried"):
                 self.note_bundle(run)
+
+    def train(self, run: Run) -> Job:
+        arguments = train_arguments(run, self.folder(run), self.device)
+        return start(run, "train", arguments, self.folder(run), self.train_until)
 
     def score(self, run: Run, split: str) -> Job:
         arguments = eval_arguments(run, self.folder(run), split, self.device, self.plan.bootstrap)
