@@ -61,7 +61,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = merge(config, load_toml(Path(args.config)))
     overrides, options = method_option_values(args, method, registry())
     if args.steps is not None:
-        overrides["train"] = {"steps": args.steps, "epochs": None}
+        overrides.setdefault("train", {}).update(steps=args.steps, epochs=None)
+    if args.seed is not None:
+        overrides.setdefault("train", {})["seed"] = args.seed
+    if args.seconds is not None:
+        overrides.setdefault("train", {})["max_seconds"] = args.seconds
+    if "train" in overrides and getattr(config, "train", None) is None:
+        raise CommandError(f"--steps, --seconds and --seed apply to methods that train; {args.method} trains nothing")
     if args.image_size is not None:
         overrides["preprocess"] = {"image_size": args.image_size}
     config = merge(config, dict(overrides, method=args.method))
@@ -231,7 +237,6 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from anomascope.app.report import render_report
     from anomascope.app.thresholds import resolve_threshold
     from anomascope.engine.bundle import load_bundle
     from anomascope.engine.data import at_split_scale, describe_dataset, validation_sample
@@ -243,15 +248,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.bundle and not args.baseline:
         raise CommandError("name at least one --bundle or --baseline to evaluate")
     out = _output_folder(args.out)
+    render_report = report_renderer(args.no_report)
     device = pick_device(args.device)
     data = Path(args.data)
-    images = load_test_split(data, "test", args.max_images, args.seed)
+    images = load_test_split(data, args.split, args.max_images, args.seed)
     if args.anomalous_only:
         images = [image for image in images if image.kind != "good"]
     if not images:
         raise CommandError(
-            f"{data}: no test images (expected a prepared split's test/good and test/<kind>, or images with"
-            " X_mask.png beside each)"
+            f"{data}: no {args.split} images (expected a prepared split's {args.split}/good and {args.split}/<kind>,"
+            " or images with X_mask.png beside each)"
         )
     if args.baseline and not (data / "val").is_dir():
         raise CommandError(
@@ -291,15 +297,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "data": describe_dataset(data),
-        "split": "test",
+        "split": args.split,
         "seed": args.seed,
         "max_images": args.max_images,
-        "images": "anomalous test images only" if args.anomalous_only else "all test images",
+        "images": f"anomalous {args.split} images only" if args.anomalous_only else f"all {args.split} images",
         "results": {e.name: e.metrics for e in evaluations},
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    (out / "report.html").write_text(render_report(evaluations, images, f"Anomascope evaluation: {data.name}"))
+    if render_report is not None:
+        (out / "report.html").write_text(render_report(evaluations, images, f"Anomascope evaluation: {data.name}"))
     return 0
+
+
+def report_renderer(no_report: bool):
+    """eval's report.html writer, or None with --no-report. Imported before any image is scored, so that a
+    machine without plotly (the lent GPU machine's image) says so at once rather than after the scoring."""
+    if no_report:
+        return None
+    try:
+        from anomascope.app.report import render_report
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "plotly":
+            raise
+        raise CommandError(
+            "report.html needs plotly, which is not installed; pass --no-report to write metrics.json alone"
+        ) from exc
+    return render_report
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -518,13 +541,27 @@ def unavailable_methods(methods: Registry) -> str:
     return "unavailable methods: " + "; ".join(f"{name} ({why})" for name, why in methods.unavailable.items())
 
 
+def package_version() -> str:
+    """The installed package's version; for a tree run uninstalled (bench/device/setup.sh links its folders
+    under the package's name on the lent GPU machine), pyproject.toml's beside them."""
+    try:
+        return metadata.version("anomascope")
+    except metadata.PackageNotFoundError:
+        from anomascope.engine.config import load_toml
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        if not pyproject.is_file():
+            return "unknown (not installed)"
+        return f"{load_toml(pyproject)['project']['version']} (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     methods = registry()
     parser = argparse.ArgumentParser(
         prog="anomascope",
         description="Review unsupervised anomaly maps in medical images. Errors on bad input exit with code 2.",
     )
-    parser.add_argument("--version", action="version", version=f"anomascope {metadata.version('anomascope')}")
+    parser.add_argument("--version", action="version", version=f"anomascope {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -569,6 +606,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--config", help="TOML file overriding the paper defaults (same keys as the manifest's config)")
     p.add_argument("--steps", type=int, help="training steps (overrides the config)")
+    p.add_argument("--seed", type=int, help="the training's random seed (overrides the config's train.seed)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        help="stop each network's training after this many seconds (counted across resumes), then calibrate and "
+        "write the bundle, which records the steps done (train.max_seconds)",
+    )
     p.add_argument("--image-size", type=int, help="training resolution in px (overrides the config)")
     add_method_options(p, methods)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -631,7 +675,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate bundles (and training-free baselines) on a prepared test split",
         description="Writes DIR/metrics.json (per method: pixel_auroc, pixel_ap, max_dice, dice, iou, "
         "image_auroc, image_ap, froc_10fp, each with _std from a grouped bootstrap, plus "
-        "threshold and its method, n_images, seconds_per_image, device, precision) and DIR/report.html.",
+        "threshold and its method, n_images, seconds_per_image, device, precision) and DIR/report.html "
+        "(unless --no-report).",
     )
     p.add_argument("--bundle", action="append", default=[], help="a model bundle; repeat to compare several")
     p.add_argument(
@@ -643,16 +688,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", required=True, help="prepared dataset folder")
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="the prepared split's images to score (default test; val to choose among bundles without looking "
+        "at test, as bench/device/campaign.sh does)",
+    )
     p.add_argument("--max-images", type=int, help="evaluate a seeded random sample of this many test images")
     p.add_argument(
         "--anomalous-only",
         action="store_true",
-        help="pool only the test images with an anomaly (the LGG tumour-slices protocol); pixel metrics only",
+        help="pool only the images with an anomaly (the LGG tumour-slices protocol); pixel metrics only",
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the standard deviations")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     add_precision_argument(p)
+    p.add_argument("--no-report", action="store_true", help="write metrics.json alone (report.html needs plotly)")
     p.add_argument(
         "--threshold",
         help="Dice and IoU at this threshold instead of the calibrated max-F1 (or target-FPR) one: "
@@ -755,41 +808,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --processes` launches again
+def user_errors() -> tuple[type[Exception], ...]:
+    """The failures a command reports as one sentence (exit code 2) rather than a traceback. Storage's
+    own is among them only once a command has imported storage: the device kit's commands never do, and
+    its packages are not installed where they run."""
     from anomascope.app.thresholds import ThresholdChoiceError
     from anomascope.engine.bundle import BundleError
     from anomascope.engine.data import DataError
     from anomascope.engine.datasets import PrepareError
     from anomascope.engine.inference import NonFiniteResultError
-    from anomascope.engine.io import ImageReadError, quiet_reader_libraries
+    from anomascope.engine.io import ImageReadError
     from anomascope.engine.io.limits import LimitsError
     from anomascope.engine.methods import UnknownMethodError
     from anomascope.engine.preprocess import InputMismatchError
     from anomascope.engine.training import TrainingSetupError
     from anomascope.engine.tuning import TuningError
-    from anomascope.storage import StorageError
 
-    quiet_reader_libraries()
-    try:
-        return args.run(args)
-    except (
+    errors: tuple[type[Exception], ...] = (
         ImageReadError,
         InputMismatchError,
         PrepareError,
         CommandError,
         BundleError,
         DataError,
-        StorageError,
         LimitsError,
         TuningError,
         ThresholdChoiceError,
         NonFiniteResultError,
         UnknownMethodError,
         TrainingSetupError,
-    ) as exc:
+    )
+    storage = sys.modules.get("anomascope.storage")
+    return (*errors, storage.StorageError) if storage is not None else errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --processes` launches again
+    from anomascope.engine.io import quiet_reader_libraries
+
+    quiet_reader_libraries()
+    try:
+        return args.run(args)
+    except user_errors() as exc:
         print(f"anomascope {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

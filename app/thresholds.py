@@ -4,7 +4,6 @@ thresholds, or the newest version of a site preset stored by `anomascope tune`."
 from __future__ import annotations
 
 from anomascope.engine.calibration import Calibration
-from anomascope.storage import Database, latest_presets
 
 
 class ThresholdChoiceError(ValueError):
@@ -24,11 +23,7 @@ def resolve_threshold(
     calibrated = calibration.thresholds
     if text in calibrated:
         return calibrated[text].value, f"{text} ({calibrated[text].provenance})"
-    presets = {}
-    if bundle_id is not None:
-        db = Database(db_url)
-        presets = {preset.name: preset for preset in latest_presets(db, bundle_id)}
-        db.dispose()
+    presets = stored_presets(bundle_id, db_url) if bundle_id is not None else {}
     if text in presets:
         preset = presets[text]
         return preset.value, f"preset {preset.name!r} v{preset.version} ({preset.provenance})"
@@ -37,3 +32,15 @@ def resolve_threshold(
     raise ThresholdChoiceError(
         f"--threshold {text!r} is not a number, nor a threshold of {owner} ({', '.join(known) or 'it has none'})"
     )
+
+
+def stored_presets(bundle_id: str, db_url: str | None) -> dict:
+    """The newest version of each site preset of the bundle, by name. Storage is imported here, not above:
+    the device kit's `infer` and `eval` run where its database packages are not installed."""
+    from anomascope.storage import Database, latest_presets
+
+    db = Database(db_url)
+    try:
+        return {preset.name: preset for preset in latest_presets(db, bundle_id)}
+    finally:
+        db.dispose()

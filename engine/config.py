@@ -84,6 +84,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     checkpoint_every: int = 1000
+    # A wall-clock budget for a lent GPU's few minutes: training stops at the first loss read (every 25 steps)
+    # after this many seconds, counted across resumes, however many steps remain; the bundle records the steps
+    # done. The learning-rate milestones stay fractions of `steps`.
+    max_seconds: float | None = None
     mixed_precision: str = "bf16"  # on CUDA only: "bf16", "fp16" or "no"
     num_workers: int = 0
     # Throughput only; none of these changes what is optimised. The images and the network in NHWC memory,

@@ -18,13 +18,23 @@ def apply_window(pixels: np.ndarray, centre: float, width: float) -> np.ndarray:
     return image.transpose(1, 2, 0)
 
 
-def colormap_lut(name: str = "Inferno") -> np.ndarray:
-    """(256, 3) uint8 lookup table sampled from a plotly colour scale (the same scales the UI shows)."""
-    import plotly.colors as pc
+# Plotly's colour scales of these names (the ones the UI shows), as their evenly spaced stops: written
+# out here because the engine runs where plotly is not installed (the lent GPU machine's image).
+COLOUR_SCALES = {
+    "Inferno": (
+        "#000004", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925", "#fb9b06", "#f7d13d", "#fcffa4",
+    ),
+}  # fmt: skip
 
-    samples = pc.sample_colorscale(name, list(np.linspace(0.0, 1.0, 256)))
-    rgb = [pc.unlabel_rgb(c) if c.startswith("rgb") else pc.hex_to_rgb(c) for c in samples]
-    return np.clip(np.round(np.asarray(rgb, dtype=np.float64)), 0, 255).astype(np.uint8)
+
+def colormap_lut(name: str = "Inferno") -> np.ndarray:
+    """(256, 3) uint8 lookup table: the colour scale sampled at 256 even points, linear between its stops
+    (plotly's `sample_colorscale`)."""
+    stops = np.array([[int(colour[k : k + 2], 16) for k in (1, 3, 5)] for colour in COLOUR_SCALES[name]], float)
+    at = np.linspace(0.0, 1.0, 256)
+    where = np.linspace(0.0, 1.0, len(stops))
+    rgb = np.stack([np.interp(at, where, stops[:, channel]) for channel in range(3)], axis=1)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
 def overlay_heatmap(

@@ -89,6 +89,9 @@ def check_settings(config: TrainConfig) -> None:
             raise TrainingSetupError(f"unknown train.{key} {value!r}; use one of {', '.join(known)}")
     if not isinstance(config.channels_last, bool):
         raise TrainingSetupError(f"train.channels_last is {config.channels_last!r}; use true or false")
+    budget = config.max_seconds
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+        raise TrainingSetupError(f"train.max_seconds is {config.max_seconds!r}; give a positive number of seconds")
 
 
 def make_optimizer(
@@ -232,7 +235,9 @@ def train(
         total=steps, initial=start, disable=not (show_progress and processes.is_main), unit="step", dynamic_ncols=True
     )
     pending: list[torch.Tensor] = []
-    for step in range(start, steps):
+    done = start
+    last = start if start and out_of_time(config, began, processes) else steps  # resumed with its time spent
+    for step in range(start, last):
         index = on_device(torch.randint(0, len(data), (config.batch_size,), generator=generator)[share], device)
         batch = data_on_device[index].contiguous(memory_format=memory_format)
         with autocast:
@@ -247,12 +252,14 @@ def train(
         pending.append(loss.detach())
         done = step + 1
         # Reading the loss waits for the GPU; do it in batches so the CPU can queue steps ahead.
+        stopping = False
         if len(pending) == LOSS_READ_EVERY or done % config.checkpoint_every == 0 or done == steps:
             losses.extend(processes.mean(torch.stack(pending)).float().cpu().tolist())
             bar.update(len(pending))
             bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
             pending = []
-        if done % config.checkpoint_every == 0 or done == steps:
+            stopping = out_of_time(config, began, processes)
+        if done % config.checkpoint_every == 0 or done == steps or stopping:
             # Every process takes part: its noise stream, and its global RNG (dropout draws from it).
             noise_states = processes.gather({"noise": noise_generator.get_state(), "torch": _global_rng(device)})
             if processes.is_main:
@@ -269,10 +276,20 @@ def train(
                     noise_states,
                 )
             processes.wait()
+        if stopping:
+            break
     bar.close()
     # Weights leave in the plain layout: safetensors and the read-outs expect contiguous tensors.
     trained = in_layout(ema.model, torch.contiguous_format).eval()
-    return TrainResult(trained, steps, time.perf_counter() - began, str(device), losses)
+    return TrainResult(trained, done, time.perf_counter() - began, str(device), losses)
+
+
+def out_of_time(config: TrainConfig, began: float, processes: Processes) -> bool:
+    """Whether train.max_seconds has passed, decided alike by every process (each reads its own clock), so
+    that none goes on to a step the others will not join."""
+    if config.max_seconds is None:
+        return False
+    return any(processes.gather(time.perf_counter() - began >= config.max_seconds))
 
 
 def _autocast(device: torch.device, mixed_precision: str):

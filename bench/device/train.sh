@@ -7,6 +7,7 @@
 set -euo pipefail
 : "${NAME:?}" "${METHOD:?}" "${CONFIG:?}" "${DATA:?}" "${LIMIT:=420}" "${EXTRA:=}" "${DEVICE:=cuda}"
 source bench/device/setup.sh
+source bench/device/handback.sh
 status=0
 # shellcheck disable=SC2086  # EXTRA is a list of options
 timeout --kill-after=30 "$LIMIT" python3 -m anomascope.app.cli train --method "$METHOD" --data "$DATA" \
@@ -16,7 +17,6 @@ if [ -f "runs/$NAME/manifest.json" ]; then
     cp "runs/$NAME/manifest.json" "runs/$NAME/weights.safetensors" "$OUT/"
 fi
 if [ -d "runs/$NAME/checkpoint" ]; then
-    tar -C "runs/$NAME" -cf - checkpoint | split -b 15m - "$OUT/$NAME-checkpoint.tar.part-"
-    (cd "$OUT" && sha256sum "$NAME"-checkpoint.tar.part-* > "$NAME-checkpoint.sha256")
+    hand_back "$NAME-checkpoint" "runs/$NAME" checkpoint
 fi
 ls -l "$OUT"

@@ -132,3 +132,35 @@ def test_train_on_images_that_do_not_fit_the_config_is_a_clear_error(tmp_path, c
     )
     assert code == 2
     assert "n000.png: has 3 channel(s) but this model was trained on 1-channel images" in capsys.readouterr().err
+
+
+def test_train_seed_overrides_the_configs_and_a_method_that_trains_nothing_refuses_it(tmp_path, capsys):
+    from tests.synthetic import make_blob_dataset
+
+    data = make_blob_dataset(tmp_path / "data", n_train=2, n_val=1, n_test=1)
+    config = tmp_path / "tiny.toml"
+    config.write_text("[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 2\n")
+    arguments = ["train", "--data", str(data), "--quiet", "--seed", "5"]
+    bundle = tmp_path / "b"
+    ppii = ["--method", "ppii", "--config", str(config), "--steps", "1", "--image-size", "32", "--out", str(bundle)]
+    assert main([*arguments, *ppii]) == 0
+    assert json.loads((bundle / "manifest.json").read_text())["config"]["train"]["seed"] == 5
+    capsys.readouterr()
+    assert main([*arguments, "--method", "median-distance", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == (
+        "anomascope train: --steps, --seconds and --seed apply to methods that train; median-distance trains nothing\n"
+    )
+
+
+def test_train_seconds_ends_training_early_and_the_bundle_records_the_steps_done(tmp_path):
+    from anomascope.engine.training import LOSS_READ_EVERY
+    from tests.synthetic import make_blob_dataset
+
+    data = make_blob_dataset(tmp_path / "data", n_train=2, n_val=1, n_test=1)
+    config = tmp_path / "tiny.toml"
+    config.write_text("[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 2\n[train]\nbatch_size = 2\n")
+    bundle = tmp_path / "b"
+    arguments = ["--method", "ppii", "--data", str(data), "--config", str(config), "--image-size", "32", "--quiet"]
+    assert main(["train", *arguments, "--out", str(bundle), "--steps", "100000", "--seconds", "0.001"]) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["training"]["steps"] == LOSS_READ_EVERY and manifest["config"]["train"]["max_seconds"] == 0.001

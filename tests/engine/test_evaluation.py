@@ -128,3 +128,18 @@ def test_eval_of_a_folder_says_what_is_missing(tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a_mask.png")
     assert main(["eval", "--baseline", "median-distance", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "calibrated on a prepared split's val images" in capsys.readouterr().err
+
+
+def test_eval_of_the_val_split_scores_the_val_images_alone(tmp_path):
+    data = make_blob_dataset(tmp_path / "data", n_train=4, n_val=4, n_test=6)
+    arguments = ["eval", "--baseline", "median-distance", "--data", str(data), "--bootstrap", "5"]
+    assert main([*arguments, "--out", str(tmp_path / "out"), "--split", "val", "--no-report"]) == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    result = report["results"]["median-distance"]
+    val = load_test_split(data, "val")
+    baseline = make_predictor(reference_bundle("median-distance"), torch.device("cpu"))
+    scores = np.concatenate([score_case(baseline, load_case(item.path)).heatmap[0].ravel() for item in val])
+    truth = np.concatenate([(item.mask if item.mask is not None else np.zeros((32, 32), bool)).ravel() for item in val])
+    assert report["split"] == "val" and report["images"] == "all val images" and result["n_images"] == 8
+    assert result["pixel_auroc"] == pytest.approx(roc_auc_score(truth, scores), abs=1e-9)
+    assert not (tmp_path / "out" / "report.html").exists()
