@@ -75,7 +75,7 @@ class RunView:
 
     label: str  # the catalogue choice
     method: str
-    run_id: int
+    run_id: int | None  # None only in a preview: the next case of a tuning session, shown before it is opened
     result: CaseResult
     presets: dict[str, float]  # calibrated thresholds by name
     threshold: float  # the threshold the viewer starts at
@@ -305,8 +305,7 @@ class ReviewApp:
         except InputMismatchError as exc:
             raise ReviewError(str(exc)) from exc
         bundle = predictor.bundle
-        presets = {**predictor.calibration.values(), **self.site_presets(bundle.id, predictor.name)}
-        threshold, how = default_threshold(predictor.calibration, result)
+        view = self._readout(label, result, run_id=None)
         record = record_run(
             self.db,
             case_id=session.case_id,
@@ -314,14 +313,36 @@ class ReviewApp:
             bundle_id=bundle.id,
             weights_hash=bundle.manifest["weights_sha256"],
             parameters=predictor.parameters,
-            threshold=threshold,
-            threshold_method=how,
+            threshold=view.threshold,
+            threshold_method=view.threshold_method,
             image_score=result.image_score,
             seconds=result.seconds,
             device=self.device.type,
             actor=reader.strip() or "anonymous",
         )
-        return RunView(label, predictor.name, record.id, result, presets, threshold, how, result.heatmap is None)
+        return replace(view, run_id=record.id)
+
+    def _readout(self, label: str, result: CaseResult, run_id: int | None) -> RunView:
+        """Method `label`'s result as the viewer starts it: its presets and the threshold it opens at."""
+        predictor = self.catalogue.predictor(label, self.device)
+        presets = {**predictor.calibration.values(), **self.site_presets(predictor.bundle.id, predictor.name)}
+        threshold, how = default_threshold(predictor.calibration, result)
+        return RunView(label, predictor.name, run_id, result, presets, threshold, how, result.heatmap is None)
+
+    def preview(self, case: Case, label: str, result: CaseResult) -> dict:
+        """How the viewer will show `case` scored by `label`, before it is opened: its volumes, written under
+        a token of their own, and the threshold it will start at. Nothing is stored. The scene that opening
+        the case makes later has the same `content`, so the viewer keeps the volumes it already shows."""
+        token, folder = self.volumes.new_scene()
+        spacing = viewer_spacing(case)
+        run = self._readout(label, result, run_id=None)
+        return {
+            "token": None,  # a scene's token names an opened case; this one is not opened yet
+            **self._case_scene(case, f"{Path(case.source).name} (opening…)", folder, spacing),
+            **self._run_scene(run, folder, spacing),
+            "content": scene_content(case, label),
+            "preview": token,
+        }
 
     def site_presets(self, bundle_id: str, readout: str) -> dict[str, float]:
         """The newest version of each site threshold stored by `anomascope tune` for this read-out."""
@@ -388,26 +409,10 @@ class ReviewApp:
         token, folder = self.volumes.new_scene()
         session.token = token
         spacing = viewer_spacing(case)
-        channels = case.shape[1]
-        image = write_volume(folder / "image.nii.gz", case.pixels if channels == 3 else case.pixels[:, 0], spacing)
-        centre, width = case.window
         scene = {
             "token": token,
-            "title": f"{Path(case.source).name} (case {session.case_id}) · {case.modality} · "
-            f"{'×'.join(map(str, case.shape))}",
-            "dims": [case.shape[3], case.shape[2], case.shape[0]],
-            "spacing": list(spacing) if case.spacing else None,
-            "image": {
-                "url": self.volumes.url(image),
-                "rgb": channels == 3,
-                "window": [centre - width / 2, centre + width / 2],
-            },
-            "window_presets": window_presets(case),
-            "heatmap": None,
-            "restoration": None,
-            "uncertainty": None,
-            "threshold": None,
-            "mask": None,
+            **self._case_scene(case, f"{Path(case.source).name} (case {session.case_id})", folder, spacing),
+            "content": scene_content(case, session.run.label if session.run else None),
         }
         if session.run is not None:
             scene.update(self._run_scene(session.run, folder, spacing))
@@ -435,6 +440,28 @@ class ReviewApp:
             f"Showing the thresholded map of this run; saved version {latest} stays in History, "
             f"and saving makes version {latest + 1}."
         )
+
+    def _case_scene(self, case: Case, name: str, folder: Path, spacing) -> dict:
+        """The case's own part of a scene: its image volume (written to `folder`), title and geometry."""
+        channels = case.shape[1]
+        image = write_volume(folder / "image.nii.gz", case.pixels if channels == 3 else case.pixels[:, 0], spacing)
+        centre, width = case.window
+        return {
+            "title": f"{name} · {case.modality} · {'×'.join(map(str, case.shape))}",
+            "dims": [case.shape[3], case.shape[2], case.shape[0]],
+            "spacing": list(spacing) if case.spacing else None,
+            "image": {
+                "url": self.volumes.url(image),
+                "rgb": channels == 3,
+                "window": [centre - width / 2, centre + width / 2],
+            },
+            "window_presets": window_presets(case),
+            "heatmap": None,
+            "restoration": None,
+            "uncertainty": None,
+            "threshold": None,
+            "mask": None,
+        }
 
     def _scene_folder(self, session: ReviewSession) -> Path:
         try:
@@ -749,6 +776,12 @@ def viewer_spacing(case: Case) -> tuple[float, float, float]:
     """(column, row, slice) voxel size in mm for the viewer; 1 where the source does not say."""
     row, col = case.spacing or (1.0, 1.0)
     return float(col), float(row), float(case.slice_spacing or 1.0)
+
+
+def scene_content(case: Case, label: str | None) -> str:
+    """What a scene shows, independent of where its files lie: the case's pixels and geometry, and the
+    method that scored it. Two scenes with the same content show the same volumes."""
+    return f"{content_hash(case)}|{label or ''}"
 
 
 def window_presets(case: Case) -> list[list]:

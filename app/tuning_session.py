@@ -226,16 +226,28 @@ class Prefetcher:
         never asked for or failed (the page then scores it, and says why it failed)."""
         with self.lock:
             future = self.pending.pop((label, _key(case)), None)
-        if future is None:
-            return None
-        try:
-            return future.result()
-        except Exception:  # noqa: BLE001 - scored again in the foreground, where the error reaches the reader
-            return None
+        scored = _outcome(future)
+        return scored[1] if scored else None
 
-    def _score(self, label: str, case: WorklistCase) -> CaseResult:
+    def peek(self, label: str, case: WorklistCase) -> tuple[Case, CaseResult] | None:
+        """The case as loaded and its background result, waiting for it, and left for `take`; None as there."""
+        with self.lock:
+            future = self.pending.get((label, _key(case)))
+        return _outcome(future)
+
+    def _score(self, label: str, case: WorklistCase) -> tuple[Case, CaseResult]:
         predictor = self.app.catalogue.predictor(label, self.app.device)
-        return score_case(predictor, load_case(case.path if case.path else _stored_path(self.app, case)))
+        loaded = load_case(case.path if case.path else _stored_path(self.app, case))
+        return loaded, score_case(predictor, loaded)
+
+
+def _outcome(future: Future | None) -> tuple[Case, CaseResult] | None:
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except Exception:  # noqa: BLE001 - scored again in the foreground, where the error reaches the reader
+        return None
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -284,6 +296,24 @@ class TuningService:
         self.folder_roots = tuple(folder_roots)
         self.prefetch = Prefetcher(app)
         self.shown = SessionMaps()
+        self.previews: dict[str, str] = {}  # session uid -> the token of its latest preview's files
+
+    def preview(self, view: TuningView) -> dict | None:
+        """The next case of the session as the viewer will show it, ready before the reader steps on
+        (ReviewApp.preview: nothing is stored). None at the last case, for a case not yet scored in the
+        background (a PACS series, say), or one that could not be scored. Only the latest preview of a
+        session keeps its files."""
+        position = view.position + 1
+        if position >= len(view.cases):
+            return None
+        scored = self.prefetch.peek(view.label, view.cases[position])
+        if scored is None:
+            return None
+        case, result = scored
+        described = self.app.preview(case, view.label, result)
+        self.app.volumes.drop(self.previews.get(view.uid))
+        self.previews[view.uid] = described["preview"]
+        return described
 
     def start(self, source: str, label: str, reader: str) -> TuningView:
         if label not in self.app.catalogue.choices:

@@ -66,6 +66,8 @@ TUNING_KEYS = """() => {
     button.click();
   }, true);
 }"""
+PREFETCH = "(spec) => { window.anomascope.prefetch(spec ? JSON.parse(spec) : null); }"
+ADVANCE = "() => { window.anomascope.advance(); }"
 SHOW_COMPARISON = "(spec) => { window.anomascope.compare(spec ? JSON.parse(spec) : null); }"
 SHOW_SECOND = "(spec) => { window.anomascope.showSecond(spec ? JSON.parse(spec) : null); }"
 READ_PANES = "() => window.anomascope.panes()"
@@ -197,6 +199,7 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
         comparison = gr.Textbox(visible="hidden", elem_id="comparison")
         second_scene = gr.Textbox(visible="hidden", elem_id="second-scene")
         panes = gr.Textbox(visible="hidden", elem_id="panes")
+        upcoming = gr.Textbox(visible="hidden", elem_id="upcoming")  # the tuning session's next case, ahead
         with gr.Sidebar(label="Open a case", open=True, width=600, elem_id="open-panel") as open_panel:
             gr.Markdown("### Open a case")
             upload = gr.File(label="A file (a DICOM series as .zip)", type="filepath", elem_id="upload")
@@ -597,14 +600,23 @@ def build_app(review_app: ReviewApp | None = None, login: bool = False) -> gr.Bl
 
             return on_step
 
+        def on_preview(view: TuningView | None, state: ReviewSession) -> str:
+            """The next case, ready for the viewer before the reader steps on (nothing of it is stored)."""
+            preview = tuning_service.preview(view) if view is not None and state.token else None
+            return json.dumps({**preview, "after": state.token}) if preview else ""
+
         tuning_outputs = [*view_outputs, tuning, tuning_progress]
         tuning_start.click(
             on_tuning_start, [tuning_source, method, reader, session], [*tuning_outputs, tuning_bar, open_panel]
-        ).then(None, scene, None, js=SHOW_SCENE)
+        ).then(None, scene, None, js=SHOW_SCENE).then(on_preview, [tuning, session], upcoming).then(
+            None, upcoming, None, js=PREFETCH
+        )
+        # Next puts the case loaded ahead on screen at once; the server's step follows and confirms it.
+        tuning_next.click(None, None, None, js=ADVANCE)
         for button, delta in ((tuning_previous, -1), (tuning_next, +1)):
             button.click(tuning_stepper(delta), [tuning, reader, session], tuning_outputs).then(
                 None, scene, None, js=SHOW_SCENE
-            )
+            ).then(on_preview, [tuning, session], upcoming).then(None, upcoming, None, js=PREFETCH)
 
         def on_summarise(view: TuningView | None, text):
             if view is None:

@@ -79,6 +79,8 @@ def read_payload(text: str, token: str, shape: tuple[int, int, int]) -> MaskPayl
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MaskPayloadError("the viewer's message is not valid JSON") from exc
+    if data.get("opening"):  # a tuning session's next case, on screen from its preview before it is opened
+        raise MaskPayloadError("the case on screen is still opening; save again in a moment (nothing was saved)")
     if data.get("token") != token:
         raise MaskPayloadError("the mask on screen belongs to another image than the one open; open it again")
     if list(data.get("dims", [])) != [shape[2], shape[1], shape[0]]:

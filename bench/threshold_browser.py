@@ -110,6 +110,9 @@ def main() -> None:
             page.wait_for_function("window.anomascope && window.anomascope.viewer.nv", timeout=60_000)
             for scale in args.scales:
                 shown = page.evaluate("window.anomascope.viewer.shown")
+                if not page.locator("#open-panel.open").count():  # it folds away once a case is open
+                    page.locator("#open-panel button[aria-label='Toggle Sidebar']").click()
+                    page.wait_for_selector("#open-panel.open")
                 clear = page.locator("#upload button[aria-label*='Clear'], #upload button[aria-label*='Remove']")
                 if clear.count():
                     clear.first.click()

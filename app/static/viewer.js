@@ -20,6 +20,7 @@
     // The compare view: a second method's map and thresholded mask beside the first, linked to it.
     second: null, secondSpec: null, secondHeat: null, secondThreshold: null, secondThresholdMethod: "manual",
     seconds: 0, // second panes shown (tests wait on it)
+    showing: Promise.resolve(), upcoming: null, prefetched: 0, // previews loaded (tests wait on it)
   };
 
   function $(selector) { return viewer.root.querySelector(selector); }
@@ -300,10 +301,24 @@
     nv.drawScene();
   }
 
-  async function show(scene) {
-    const key = (scene && scene.token) || "";
+  // Scenes are shown one after another: a tuning session's next case may be put on screen from what was
+  // loaded ahead while the server's own scene of it is on its way.
+  function show(scene, loaded = null) {
+    viewer.showing = viewer.showing.then(() => render(scene, loaded));
+    return viewer.showing;
+  }
+
+  async function render(scene, loaded) {
+    const key = (scene && (scene.token || `preview:${scene.preview}`)) || "";
     if (key === viewer.sceneKey) return; // the same scene again (an event that changed nothing)
+    if (scene && scene.token && viewer.scene && viewer.scene.preview && scene.content === viewer.scene.content &&
+        !scene.second) {
+      adopt(scene);
+      return;
+    }
     viewer.sceneKey = key;
+    // The new case's volumes load while the previous one is still on screen.
+    const volumes = scene && scene.image ? loaded || await loadScene(scene) : null;
     viewer.scene = null;
     viewer.heat = null;
     viewer.heatVolume = null;
@@ -326,12 +341,7 @@
     if (!scene || !scene.image) { viewer.shown += 1; return; }
 
     const nv = viewer.nv;
-    const volumes = [volumeOptions(scene.image, "image.nii.gz", "gray", { colorbarVisible: false })];
-    if (scene.heatmap) {
-      volumes.push(volumeOptions(scene.heatmap, "heatmap.nii.gz", faded(scene.heatmap.colormap),
-        { opacity: Number($(".as-opacity").value), colorbarVisible: true }));
-    }
-    await nv.loadVolumes(volumes);
+    for (const image of volumes.main) nv.addVolume(image);
     if (scene.heatmap) {
       viewer.heatVolume = nv.volumes[1];
       viewer.heat = viewer.heatVolume.img;
@@ -345,8 +355,8 @@
     nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
 
     $(".as-restoration-caption").textContent = scene.restoration ? scene.restoration.caption : "";
-    await showSide(viewer.restoration, scene.restoration, "gray", ".as-restoration-box");
-    await showSide(viewer.uncertainty, scene.uncertainty, "viridis", ".as-uncertainty-box");
+    showSide(viewer.restoration, volumes.restoration, ".as-restoration-box");
+    showSide(viewer.uncertainty, volumes.uncertainty, ".as-uncertainty-box");
 
     broadcast();
     setupWindowPresets(scene);
@@ -354,8 +364,17 @@
     $(".as-threshold-row").hidden = !scene.threshold;
     viewer.root.querySelectorAll(".as-heatmap-row").forEach((row) => { row.hidden = !scene.heatmap; });
     updateBrush();
-    // Nothing of the previous case's threshold survives: a scene without one (a reopened annotation with
-    // no map) sends none, and the server records the saved version's own.
+    startMask(scene);
+    setTool("navigate"); // a tool left active on the previous case would draw on this one at the first click
+    $(".as-location").textContent = scene.dims[2] > 1 ? `Slice ${currentSlice() + 1} / ${scene.dims[2]}` : "";
+    nv.drawScene();
+    if (scene.second) await showSecond(scene.second);
+    viewer.shown += 1;
+  }
+
+  // The threshold and mask a scene starts with. Nothing of the previous case's threshold survives: a scene
+  // without one (a reopened annotation with no map) sends none, and the server records the saved version's.
+  function startMask(scene) {
     viewer.threshold = null;
     viewer.thresholdMethod = "manual";
     $(".as-threshold-note").textContent = "";
@@ -375,10 +394,54 @@
     } else {
       resetHistory();
     }
-    setTool("navigate"); // a tool left active on the previous case would draw on this one at the first click
-    $(".as-location").textContent = scene.dims[2] > 1 ? `Slice ${currentSlice() + 1} / ${scene.dims[2]}` : "";
-    nv.drawScene();
-    if (scene.second) await showSecond(scene.second);
+  }
+
+  // The volumes of a scene, loaded from the server: the image and its map for the main view, and the side
+  // views' restoration and uncertainty.
+  async function loadScene(scene) {
+    const prefix = scene.preview ? "preview-" : ""; // which volumes came from a preview (tests look)
+    const load = (spec, name, colormap, extra) =>
+      niivue.NVImage.loadFromUrl({ ...volumeOptions(spec, prefix + name, colormap, extra), trustCalMinMax: true });
+    const main = [load(scene.image, "image.nii.gz", "gray", { colorbarVisible: false })];
+    if (scene.heatmap) {
+      main.push(load(scene.heatmap, "heatmap.nii.gz", faded(scene.heatmap.colormap),
+        { opacity: Number($(".as-opacity").value), colorbarVisible: true }));
+    }
+    const side = (spec, colormap) => (spec ? load(spec, "side.nii.gz", spec.rgb ? "gray" : colormap, {}) : null);
+    const [images, restoration, uncertainty] = await Promise.all([
+      Promise.all(main), side(scene.restoration, "gray"), side(scene.uncertainty, "viridis"),
+    ]);
+    return { main: images, restoration, uncertainty };
+  }
+
+  // --- the next case of a tuning session, loaded while the reader works on this one ----------------
+
+  // The server's preview of the next case (nothing of it is stored) is loaded at once; Next shows it
+  // without waiting for the server, whose own scene of the case then only brings its token and title.
+  async function prefetch(preview) {
+    viewer.upcoming = null;
+    if (!preview || !viewer.scene || preview.after !== viewer.scene.token) return;
+    viewer.upcoming = { scene: preview, loaded: await loadScene(preview) };
+    viewer.prefetched += 1;
+  }
+
+  function advance() {
+    const upcoming = viewer.upcoming;
+    viewer.upcoming = null;
+    // Only from the case the preview was made after: a step taken meanwhile has moved past it.
+    if (!upcoming || !viewer.scene || upcoming.scene.after !== viewer.scene.token) return;
+    show(upcoming.scene, upcoming.loaded);
+  }
+
+  // The server's scene of the case a preview put on screen: the same volumes (`content`), so they stay;
+  // the scene's token, title and threshold replace the preview's, and its mask unless the reader has
+  // already begun correcting.
+  function adopt(scene) {
+    viewer.sceneKey = scene.token;
+    viewer.scene = scene;
+    $(".as-title").textContent = scene.title;
+    if (!edited()) startMask(scene);
+    else if (scene.threshold) setupThreshold(scene.threshold);
     viewer.shown += 1;
   }
 
@@ -483,12 +546,12 @@
     linkSides();
   }
 
-  async function showSide(nv, spec, colormap, box) {
-    if (!spec) { $(box).hidden = true; return; }
+  function showSide(nv, image, box) {
+    if (!image) { $(box).hidden = true; return; }
     $(".as-side").hidden = false;
     $(box).hidden = false;
     nv.resizeListener();
-    await nv.loadVolumes([volumeOptions(spec, "side.nii.gz", spec.rgb ? "gray" : colormap, {})]);
+    nv.addVolume(image);
     nv.scene.crosshairPos = viewer.nv.scene.crosshairPos.slice();
     nv.scene.pan2Dxyzmm = viewer.nv.scene.pan2Dxyzmm.slice();
     nv.drawScene();
@@ -603,7 +666,8 @@
     if (!viewer.scene || !bitmap()) return "";
     const mask = bitmap();
     return JSON.stringify({
-      token: viewer.scene.token, dims: viewer.scene.dims, mask: pack(mask), voxels: count(mask),
+      token: viewer.scene.token, opening: Boolean(viewer.scene.preview), dims: viewer.scene.dims, mask: pack(mask),
+      voxels: count(mask),
       threshold: viewer.threshold, threshold_method: viewer.thresholdMethod, edited: edited(), slice: currentSlice(),
     });
   }
@@ -695,7 +759,7 @@
   }
 
   window.anomascope = {
-    mount, show, compare, showSecond, panes, payload, undo, redo, setTool, applyThreshold, applySecondThreshold,
+    mount, show, compare, showSecond, prefetch, advance, panes, payload, undo, redo, setTool, applyThreshold, applySecondThreshold,
     currentSlice, moveSlice, zoom, setWindow, screenPoint, viewer, pack, unpack,
     mask: () => (bitmap() ? Array.from(bitmap(), (v) => (v ? 1 : 0)) : []),
     secondMask: () => (viewer.second.drawBitmap ? Array.from(viewer.second.drawBitmap, (v) => (v ? 1 : 0)) : []),

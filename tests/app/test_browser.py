@@ -96,7 +96,12 @@ class Reader:
         self.page, self.app = page, app
 
     def _await_scene(self, before: int) -> None:
-        self.page.wait_for_function(f"window.anomascope.viewer.shown > {before}", timeout=120_000)
+        """Wait for the server's scene: a tuning session's next case may first be shown from its preview,
+        which cannot be saved until the server's scene of it has come."""
+        self.page.wait_for_function(
+            f"window.anomascope.viewer.shown > {before} && !(window.anomascope.viewer.scene || {{}}).preview",
+            timeout=120_000,
+        )
         self.settled()
 
     def settled(self) -> None:
@@ -450,6 +455,7 @@ def test_a_three_case_tuning_session(reader_page, tmp_path):
     shown = []
     for step in range(3):
         if step:
+            page.wait_for_function("window.anomascope.viewer.upcoming !== null", timeout=120_000)
             before = reader.shown()
             if step == 1:
                 page.locator("#tuning-next").click()
@@ -458,6 +464,8 @@ def test_a_three_case_tuning_session(reader_page, tmp_path):
                 page.keyboard.press("Alt+ArrowRight")  # the key steps on too
             reader._await_scene(before)
             _wait_text(page, "#tuning-progress", f"case {step + 1} of 3")
+            # It was put on screen from the preview loaded ahead, and the server's scene kept its volumes.
+            assert page.evaluate("window.anomascope.viewer.heatVolume.name").startswith("preview-")
         page.wait_for_function("window.anomascope.viewer.scene && window.anomascope.viewer.scene.threshold")
         if step == 1:
             reader.stroke("brush", [(20, 20), (80, 20)])  # the reader's correction on the second case

@@ -241,3 +241,50 @@ def test_the_summary_uses_the_maps_the_session_showed(service, reference, monkey
     small.put(label, session.case, session.run.result.heatmap)
     small.put("other", session.case, session.run.result.heatmap)
     assert small.get(label, session.case) is None and small.get("other", session.case) is not None
+
+
+def _heatmap_file(app: ReviewApp, described: dict) -> np.ndarray:
+    import nibabel as nib
+
+    url = described["heatmap"]["url"]
+    token = described.get("preview") or described["token"]
+    return np.asarray(nib.load(app.volumes.root / token / url.rsplit("/", 1)[-1]).dataobj)
+
+
+def test_the_next_case_is_previewed_without_storing_and_the_step_shows_the_same(service, reference):
+    """Issue 33.3: the page loads the next case while the reader works on this one. The preview stores
+    nothing (no case, no run, no audit until the reader steps), and the scene the step then makes shows the
+    same volumes (same `content`, same map) at the same threshold."""
+    from sqlalchemy import func, select
+
+    from anomascope.storage.models import AuditEvent, Case, InferenceRun
+
+    _, worklist = reference
+    app = service.app
+    label = next(iter(app.catalogue.choices))
+    view, first = service.open(service.start(str(worklist), label, "dr lead"), 0, "dr lead")
+
+    def stored() -> tuple[int, int, int]:
+        with app.db.transaction() as s:
+            return tuple(
+                s.scalar(select(func.count()).select_from(table)) for table in (Case, InferenceRun, AuditEvent)
+            )
+
+    before = stored()
+    preview = service.preview(view)
+    assert stored() == before
+    assert preview["token"] is None and preview["title"].startswith(view.cases[1].name)
+
+    view, second = service.step(view, +1, "dr lead")
+    second, scene = app.scene(second)
+    assert stored() != before  # stepping on is what opens and runs the case
+    assert scene["content"] == preview["content"]
+    assert scene["threshold"]["value"] == preview["threshold"]["value"]
+    assert scene["threshold"]["presets"] == preview["threshold"]["presets"]
+    np.testing.assert_array_equal(_heatmap_file(app, scene), _heatmap_file(app, preview))
+
+    later = service.preview(view)
+    assert later["content"] != preview["content"]
+    assert not (app.volumes.root / preview["preview"]).exists()  # only the latest preview keeps its files
+    view, _ = service.step(view, +1, "dr lead")
+    assert service.preview(view) is None  # the last case: nothing comes after it

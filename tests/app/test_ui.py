@@ -180,6 +180,10 @@ def test_payload_checks_the_grid():
     assert read_payload(text, "t", (2, 3, 4)).mask.shape == (2, 3, 4)
     with pytest.raises(ValueError, match="holds 8 voxels"):
         read_payload(text.replace(pack_mask(mask), pack_mask(np.zeros(8, bool).reshape(1, 2, 4))), "t", (2, 3, 4))
+    # A tuning session's next case shown from its preview has no token yet: saving it is "wait", not "another image".
+    opening = json.dumps({"token": None, "opening": True, "dims": [4, 3, 2], "mask": pack_mask(mask), "voxels": 0})
+    with pytest.raises(ValueError, match="still opening"):
+        read_payload(opening, "t", (2, 3, 4))
 
 
 def test_bad_inputs_are_sentences(app, tmp_path):
