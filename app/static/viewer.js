@@ -730,6 +730,9 @@
     new ResizeObserver(() => [viewer.nv, viewer.restoration, viewer.uncertainty, viewer.second]
       .filter((nv) => nv.volumes.length).forEach((nv) => nv.resizeListener()))
       .observe(viewer.root);
+    // The tools above the views appear with a case and change height with it (a second threshold row, a
+    // verdict): the views shrink or grow to keep the image's bottom at the window's.
+    new ResizeObserver(fitViews).observe($(".as-controls"));
   }
 
   // The image and its tools on one screen: the views reach down to the bottom of the reader's window,

@@ -47,6 +47,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# The save message itself: the box around it also shows Gradio's progress ("queue: 1/1 | 0.1s") over the
+# previous message while a save is on its way, which a wait for a new message would take for one.
+SAVE_STATUS = "document.querySelector('#save-status [data-testid=markdown]').innerText"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -179,14 +184,13 @@ class Reader:
         before = self.status()
         self.page.locator("#save").click()
         self.page.wait_for_function(
-            "([text, before]) => { const now = document.querySelector('#save-status').innerText;"
-            " return now.includes(text) && now !== before; }",
+            f"([text, before]) => {{ const now = {SAVE_STATUS}; return now.includes(text) && now !== before; }}",
             arg=[expect, before],
             timeout=60_000,
         )
 
     def status(self) -> str:
-        return self.page.locator("#save-status").inner_text()
+        return self.page.evaluate(SAVE_STATUS)
 
 
 def _latest(app: ReviewApp, source_name: str):
