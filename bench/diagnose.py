@@ -5,9 +5,9 @@ where every map's top 1 % of pixels lie (engine/diagnosis.py), per method as mea
 
     python bench/diagnose.py --data PREPARED/lgg --bundle assets/models/lgg-ppii --bundle assets/models/lgg-cddpm \\
         --reference assets/models/lgg-median-distance --reference assets/models/lgg-flair-zscore \\
-        --case-metric pixel_ap --dark-level 0.04 --out docs/experiments --summary bench/eval/diagnosis-lgg.json
+        --case-metric pixel_ap --dark-level 0.04 --out docs/experiments --summary bench/diagnosis/lgg.json
 
-Prints the table of docs/experiments.md (again from the JSON alone: --table-of bench/eval/diagnosis-lgg.json);
+Prints the table of docs/experiments.md (again from the JSON alone: --table-of bench/diagnosis/lgg.json);
 docs/experiments.md gives the command behind each figure.
 """
 
