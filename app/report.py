@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from anomascope.engine.display import apply_window, overlay_heatmap
-from anomascope.engine.evaluation import Evaluation, TestImage
+from anomascope.engine.evaluation import Evaluation, TestImage, best_median_worst
 from anomascope.engine.io import load_case
 
 TABLE_KEYS = ["pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "image_ap", "froc_10fp"]
@@ -76,14 +76,13 @@ def _value(value, std) -> str:
 
 def _examples(evaluation: Evaluation, images: list[TestImage]) -> str:
     """Best, median and worst anomalous cases by Dice at the threshold (by image score if image-level)."""
-    ranked = [(d, i) for i, d in enumerate(evaluation.per_image_dice) if d is not None]
-    if not ranked:
-        anomalous = [i for i, label in enumerate(evaluation.labels) if label]
-        ranked = sorted((evaluation.image_scores[i], i) for i in anomalous)
-    ranked.sort()
-    if not ranked:
+    picks = best_median_worst(evaluation.per_image_dice)
+    if not picks:
+        picks = best_median_worst(
+            [score if label else None for score, label in zip(evaluation.image_scores, evaluation.labels, strict=True)]
+        )
+    if not picks:
         return ""
-    picks = {"worst": ranked[0][1], "median": ranked[len(ranked) // 2][1], "best": ranked[-1][1]}
     cells = []
     for label, index in picks.items():
         case = load_case(images[index].path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,15 @@ class Evaluation:
     heatmaps: list[np.ndarray | None] = field(default_factory=list)
     per_image_dice: list[float | None] = field(default_factory=list)
     curves: dict = field(default_factory=dict)
+
+
+def best_median_worst(values: Sequence[float | None]) -> dict[str, int]:
+    """Indices of the best, median and worst of the values that are not None (a normal image has no figure of
+    its own); ties go to the lower index for the worst, the higher for the best. Empty when none has a value."""
+    ranked = sorted((value, index) for index, value in enumerate(values) if value is not None)
+    if not ranked:
+        return {}
+    return {"best": ranked[-1][1], "median": ranked[len(ranked) // 2][1], "worst": ranked[0][1]}
 
 
 def chosen_threshold(predictor: Predictor) -> tuple[float | None, str | None]:
