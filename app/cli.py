@@ -44,21 +44,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         crop_size=args.crop_size,
         crops_per_image=args.crops_per_image,
         overwrite=args.overwrite,
+        tumour_margin=args.tumour_margin,
     )
     print(json.dumps({"dataset": args.dataset, "out": str(args.out), "counts": split["counts"]}))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from anomascope.engine.config import load_toml, merge
+    from anomascope.engine.config import build_config
     from anomascope.engine.distributed import is_main_process, launched
     from anomascope.engine.fit import fit_method
     from anomascope.engine.training import pick_device
 
     method = registry().get(args.method)
-    config = method.defaults()
-    if args.config:
-        config = merge(config, load_toml(Path(args.config)))
     overrides, options = method_option_values(args, method, registry())
     if args.steps is not None:
         overrides.setdefault("train", {}).update(steps=args.steps, epochs=None)
@@ -66,11 +64,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.setdefault("train", {})["seed"] = args.seed
     if args.seconds is not None:
         overrides.setdefault("train", {})["max_seconds"] = args.seconds
-    if "train" in overrides and getattr(config, "train", None) is None:
+    if "train" in overrides and getattr(method.defaults(), "train", None) is None:
         raise CommandError(f"--steps, --seconds and --seed apply to methods that train; {args.method} trains nothing")
     if args.image_size is not None:
         overrides["preprocess"] = {"image_size": args.image_size}
-    config = merge(config, dict(overrides, method=args.method))
+    config = build_config(method.defaults(), args.config, dict(overrides, method=args.method))
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.overwrite:
         raise CommandError(f"{out} already holds a bundle; pass --overwrite to replace it")
@@ -240,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from anomascope.app.thresholds import resolve_threshold
     from anomascope.engine.bundle import load_bundle
     from anomascope.engine.data import at_split_scale, describe_dataset, validation_sample
-    from anomascope.engine.evaluation import evaluate, load_test_split
+    from anomascope.engine.evaluation import evaluate, load_test_split, seed_spread
     from anomascope.engine.fit import calibrate_predictor
     from anomascope.engine.methods import make_predictor, reference_bundle
     from anomascope.engine.training import pick_device
@@ -264,12 +262,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{data}: a training-free reference is calibrated on a prepared split's val images, which this folder"
             " lacks; calibrate one on your split with `anomascope train --method NAME` and pass it as --bundle"
         )
-    predictors = []
-    for path in args.bundle:
+    predictors, manifests = [], {}
+    for path, label in zip(args.bundle, bundle_labels(args.bundle), strict=True):
         bundle = load_bundle(Path(path))
         for readout in bundle.manifest.get("readouts", [bundle.method]):
             predictor = at_split_scale(make_predictor(bundle, device, readout, args.precision), data)
-            predictors.append((f"{Path(path).name}:{readout}", predictor, bundle.id))
+            predictors.append((f"{label}:{readout}", predictor, bundle.id))
+            manifests[f"{label}:{readout}"] = bundle.manifest
     for name in args.baseline:
         # Calibrated here like a trained bundle is when trained: its config's sample size, FPR target and k.
         reference = reference_bundle(name)
@@ -303,10 +302,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "images": f"anomalous {args.split} images only" if args.anomalous_only else f"all {args.split} images",
         "results": {e.name: e.metrics for e in evaluations},
     }
+    spread = seed_spread([(e.name, manifests[e.name], e.metrics) for e in evaluations if e.name in manifests])
+    if spread:
+        report["seed_spread"] = spread
+        for group in spread:
+            print(json.dumps(group))
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     if render_report is not None:
         (out / "report.html").write_text(render_report(evaluations, images, f"Anomascope evaluation: {data.name}"))
     return 0
+
+
+def bundle_labels(paths: list[str]) -> list[str]:
+    """Each bundle's name in eval's results: its folder's name, or the path as given where two folders share
+    a name (the seeds of one config, such as runs/seed0/bundle and runs/seed1/bundle)."""
+    names = [Path(path).name for path in paths]
+    return [name if names.count(name) == 1 else Path(path).as_posix() for name, path in zip(names, paths, strict=True)]
 
 
 def report_renderer(no_report: bool):
@@ -590,6 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only this many groups (lesions, subjects, patients)")
     p.add_argument("--crop-size", type=int, default=64, help="ham10000: side of the lesion-free training crops (px)")
     p.add_argument("--crops-per-image", type=int, default=4, help="ham10000: at most this many crops per image")
+    p.add_argument(
+        "--tumour-margin",
+        type=int,
+        default=1,
+        help="lgg: leave out of training every tumour-free slice within this many slices of a tumour slice "
+        "(default 1: its neighbours); val and test are the same for every margin",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(run=cmd_prepare)
 
@@ -675,7 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate bundles (and training-free baselines) on a prepared test split",
         description="Writes DIR/metrics.json (per method: pixel_auroc, pixel_ap, max_dice, dice, iou, "
         "image_auroc, image_ap, froc_10fp, each with _std from a grouped bootstrap, plus "
-        "threshold and its method, n_images, seconds_per_image, device, precision) and DIR/report.html "
+        "threshold and its method, n_images, seconds_per_image, device, precision; with seed_spread, the mean ± "
+        "sd of each figure over the bundles that differ only in their training seed) and DIR/report.html "
         "(unless --no-report).",
     )
     p.add_argument("--bundle", action="append", default=[], help="a model bundle; repeat to compare several")

@@ -89,6 +89,9 @@ class TrainConfig:
     # done. The learning-rate milestones stay fractions of `steps`.
     max_seconds: float | None = None
     mixed_precision: str = "bf16"  # on CUDA only: "bf16", "fp16" or "no"
+    # The CPU trains in fp32 unless this is set; set, it autocasts to bf16 as the GPU does (an ablation's
+    # stand-in for a GPU's bf16 run, on a CPU that supports it).
+    bf16_on_cpu: bool = False
     num_workers: int = 0
     # Throughput only; none of these changes what is optimised. The images and the network in NHWC memory,
     # the layout tensor cores' convolutions run in.
@@ -139,6 +142,11 @@ class PpiiGeneratorConfig:
     centre_std: float = 0.08  # fraction of the patch side
     source_weight: tuple[float, float] = (0.05, 0.95)  # PII's interpolation factor alpha, drawn per anomaly
     gradient_scale: float = 2.0  # P-PII's up-scaling of the source gradients
+    # Not the paper's: the share of anomalies whose source is the image's own patch brightened by a smooth
+    # bump (peak drawn from bright_amplitude, in [0, 1] image units) instead of a partner's patch, to resemble a
+    # FLAIR hyperintensity. 0 draws nothing for it, so the paper's generator is unchanged.
+    bright_fraction: float = 0.0
+    bright_amplitude: tuple[float, float] = (0.2, 0.6)
 
 
 @dataclass
@@ -199,6 +207,13 @@ def _deep_update(target: dict, updates: dict) -> None:
             _deep_update(target[key], value)
         else:
             target[key] = value
+
+
+def build_config(defaults, toml: Path | None = None, overrides: dict | None = None):
+    """The one way a method's config is made: its defaults (the paper's), then a TOML file, then overrides
+    (a nested dict, such as the command line's options)."""
+    config = merge(defaults, load_toml(Path(toml))) if toml is not None else defaults
+    return merge(config, overrides) if overrides else config
 
 
 def load_toml(path: Path) -> dict:

@@ -222,3 +222,36 @@ def _image_curves(scores: np.ndarray, labels: np.ndarray) -> dict:
     fpr, tpr, _ = roc_curve(labels, scores)
     precision, recall, _ = precision_recall_curve(labels, scores)
     return {"image_roc": (fpr.tolist(), tpr.tolist()), "image_pr": (recall.tolist(), precision.tolist())}
+
+
+SPREAD_FIGURES = ("pixel_auroc", "pixel_ap", "max_dice", "dice", "iou", "image_auroc", "image_ap", "froc_10fp")
+
+
+def seed_spread(scored: list[tuple[str, dict, dict]]) -> list[dict]:
+    """Mean ± sample sd of each figure over the bundles that differ only in their training seed: `scored` is
+    (name, manifest, metrics) per bundle read-out; a group of one is left out. Bundles of one config are those
+    whose config, less train.seed, read-out and training data are the same."""
+    groups: dict[str, list[tuple[str, dict, dict]]] = {}
+    for name, manifest, metrics in scored:
+        config = json.loads(json.dumps(manifest.get("config", {})))
+        seed = config.get("train", {}).pop("seed", None)
+        key = json.dumps([config, name.rpartition(":")[2], manifest.get("data", {}).get("sha256")], sort_keys=True)
+        groups.setdefault(key, []).append((name, {"seed": seed}, metrics))
+    spreads = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        figures = {}
+        for key in SPREAD_FIGURES:
+            values = [metrics.get(key) for _, _, metrics in members]
+            if all(v is not None for v in values):
+                figures[key] = [float(np.mean(values)), float(np.std(values, ddof=1))]
+        spreads.append(
+            {
+                "bundles": [name for name, _, _ in members],
+                "seeds": [seed["seed"] for _, seed, _ in members],
+                "n": len(members),
+                "figures": figures,
+            }
+        )
+    return spreads

@@ -164,3 +164,20 @@ def equalize_histogram(x: torch.Tensor, bins: int = 256, foreground_above: float
     cdf = counts.cumsum(dim=1)
     cdf = cdf / cdf[:, -1:].clamp(min=1.0)
     return (cdf.gather(1, index) * weights if foreground_above is not None else cdf.gather(1, index)).reshape(x.shape)
+
+
+def standardize_foreground(x: torch.Tensor, foreground_above: float | None = None, spread: float = 3.0) -> torch.Tensor:
+    """Per image and channel z-score of (N, C, H, W) images in [0, 1] over their foreground (every pixel
+    without `foreground_above`), with z in [-spread, spread] mapped to [0, 1] and the background at 0.
+
+    Unlike equalisation it keeps how much brighter than the tissue a region is, the sign of a FLAIR
+    hyperintensity; unlike the raw intensities it does not depend on a scan's overall gain.
+    """
+    x = x.clamp(0, 1)
+    body = torch.ones_like(x[:, :1])
+    if foreground_above is not None:
+        body = (x > foreground_above).any(dim=1, keepdim=True).to(x.dtype)
+    count = body.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
+    mean = (x * body).sum(dim=(2, 3), keepdim=True) / count
+    std = (((x - mean) ** 2 * body).sum(dim=(2, 3), keepdim=True) / count).sqrt().clamp(min=1e-6)
+    return ((0.5 + (x - mean) / (2 * spread * std)).clamp(0, 1) * body).to(x.dtype)

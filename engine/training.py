@@ -87,8 +87,9 @@ def check_settings(config: TrainConfig) -> None:
     for key, (value, known) in choices.items():
         if value not in known:
             raise TrainingSetupError(f"unknown train.{key} {value!r}; use one of {', '.join(known)}")
-    if not isinstance(config.channels_last, bool):
-        raise TrainingSetupError(f"train.channels_last is {config.channels_last!r}; use true or false")
+    for key in ("channels_last", "bf16_on_cpu"):
+        if not isinstance(getattr(config, key), bool):
+            raise TrainingSetupError(f"train.{key} is {getattr(config, key)!r}; use true or false")
     budget = config.max_seconds
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
         raise TrainingSetupError(f"train.max_seconds is {config.max_seconds!r}; give a positive number of seconds")
@@ -221,7 +222,7 @@ def train(
         )
     parallel_model, parallel_optimizer = processes.prepare(model, optimizer)
     network = compiled(parallel_model, config.compile)
-    autocast = _autocast(device, config.mixed_precision)
+    autocast = _autocast(device, config)
     data_on_device = data.to(device)
     if network is not parallel_model:
         # The plain module, compiled alike: gradients through DDP would be averaged among the processes.
@@ -292,10 +293,12 @@ def out_of_time(config: TrainConfig, began: float, processes: Processes) -> bool
     return any(processes.gather(time.perf_counter() - began >= config.max_seconds))
 
 
-def _autocast(device: torch.device, mixed_precision: str):
-    if device.type != "cuda" or mixed_precision == "no":
+def _autocast(device: torch.device, config: TrainConfig):
+    if device.type == "cpu" and config.bf16_on_cpu:
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    if device.type != "cuda" or config.mixed_precision == "no":
         return torch.autocast(device_type=device.type, enabled=False)
-    return torch.autocast(device_type="cuda", dtype=REDUCED_DTYPES[mixed_precision])
+    return torch.autocast(device_type="cuda", dtype=REDUCED_DTYPES[config.mixed_precision])
 
 
 def _global_rng(device: torch.device) -> dict:

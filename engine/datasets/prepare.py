@@ -32,6 +32,7 @@ def prepare(
     crop_size: int = 64,
     crops_per_image: int = 4,
     overwrite: bool = False,
+    tumour_margin: int = 1,
 ) -> dict:
     if dataset not in PREPARERS:
         raise PrepareError(f"unknown dataset {dataset!r}; choose one of {', '.join(PREPARERS)}")
@@ -42,7 +43,15 @@ def prepare(
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     writer = LayoutWriter(out)
-    options = {"seed": seed, "limit": limit, "crop_size": crop_size, "crops_per_image": crops_per_image}
+    if tumour_margin < 0:
+        raise PrepareError(f"the tumour margin must be 0 or more slices, not {tumour_margin}")
+    options = {
+        "seed": seed,
+        "limit": limit,
+        "crop_size": crop_size,
+        "crops_per_image": crops_per_image,
+        "tumour_margin": tumour_margin,
+    }
     description = PREPARERS[dataset](source, writer, **options)
     profile = DATASET_PROFILES[dataset]
     return writer.finish(
@@ -225,21 +234,23 @@ class LggSlice:
     mask: Path
 
 
-def prepare_lgg(source: Path, writer: LayoutWriter, seed: int, limit: int | None, **_) -> dict:
+def prepare_lgg(source: Path, writer: LayoutWriter, seed: int, limit: int | None, tumour_margin: int = 1, **_) -> dict:
     slices_by_patient = _lgg_slices_by_patient(_lgg_root(source))
     assignment = split_groups(list(slices_by_patient), DEFAULT_FRACTIONS, seed)
     keep = _limit_groups(assignment, limit, seed)
-    left_out = sum(_add_lgg_patient(writer, assignment[p], slices_by_patient[p]) for p in sorted(keep))
+    left_out = sum(_add_lgg_patient(writer, assignment[p], slices_by_patient[p], tumour_margin) for p in sorted(keep))
+    near = "next to (index +-1)" if tumour_margin == 1 else f"within {tumour_margin} of"
     return {
         "grouping": "patient (folder name)",
         # A training patient whose every slice is tumour or next to one writes no image, so the
         # image groups alone would not show the patient split.
         "patients": {split: sorted(p for p in keep if assignment[p] == split) for split in DEFAULT_FRACTIONS},
         "normal": "FLAIR slices with an empty mask from training patients (who have a tumour elsewhere), "
-        "leaving out slices next to (index +-1) a tumour slice",
+        f"leaving out slices {near} a tumour slice",
         "anomalous": "tumour slices of held-out patients with FLAIR-abnormality masks (0/255); val and test "
         "hold every slice of their patients, the tumour-free ones as good",
         "training_slices_left_out_next_to_tumour": left_out,
+        **({"tumour_margin": tumour_margin} if tumour_margin != 1 else {}),
         "licence": "TCGA-LGG via TCIA: LGG segmentation dataset, Buda et al. 2019: research use; cite "
         "Buda, Saha, Mazurowski, Comput. Biol. Med. 109:218-225 (2019)",
     }
@@ -278,13 +289,13 @@ def _lgg_patient_slices(folder: Path) -> list[LggSlice]:
     return sorted(slices, key=lambda s: s.index)
 
 
-def _add_lgg_patient(writer: LayoutWriter, split: str, slices: list[LggSlice]) -> int:
+def _add_lgg_patient(writer: LayoutWriter, split: str, slices: list[LggSlice], margin: int = 1) -> int:
     """Write one patient's slices into its split; returns how many tumour-free slices training left out."""
     masks = [_read_lgg_mask(s) for s in slices]
     tumour_indices = {s.index for s, mask in zip(slices, masks, strict=True) if mask.any()}
     left_out = 0
     for lgg_slice, mask in zip(slices, masks, strict=True):
-        if split == "train" and not _fit_for_training(lgg_slice.index, tumour_indices):
+        if split == "train" and not _fit_for_training(lgg_slice.index, tumour_indices, margin):
             left_out += not mask.any()
             continue
         image = Image.open(lgg_slice.image).convert("L")
@@ -303,10 +314,10 @@ def _read_lgg_mask(lgg_slice: LggSlice) -> np.ndarray:
     return np.asarray(mask) > 0
 
 
-def _fit_for_training(index: int, tumour_indices: set[int]) -> bool:
+def _fit_for_training(index: int, tumour_indices: set[int], margin: int = 1) -> bool:
     # A slice next to a tumour slice may hold the tumour's unannotated edge (partial volume), so it is
     # not trusted as normal even when its mask is empty.
-    return not {index - 1, index, index + 1} & tumour_indices
+    return not set(range(index - margin, index + margin + 1)) & tumour_indices
 
 
 def _greyscale_if_grey(image: Image.Image) -> Image.Image:

@@ -27,7 +27,8 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
 
     Each patch is taken at one place of the source and pasted at another place of the target with
     up-scaled mixed gradients and an interpolation factor alpha; inside each patch every simulated
-    rater draws a circle (radius and centre normal, kept inside the patch) as the anomaly mask.
+    rater draws a circle (radius and centre normal, kept inside the patch) as the anomaly mask. With
+    `bright_fraction` set, that share of the patches is the image's own, brightened by a smooth bump.
     """
     draws = parameter_generator(generator)
     n, _, height, width = images.shape
@@ -44,7 +45,11 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
             )
             sy, sx = randint(draws, 0, height - ph), randint(draws, 0, width - pw)
             ty, tx = randint(draws, 1, height - ph - 1), randint(draws, 1, width - pw - 1)
-            canvas[i, :, ty : ty + ph, tx : tx + pw] = partners[i, :, sy : sy + ph, sx : sx + pw]
+            if config.bright_fraction and uniform(draws, 0.0, 1.0) < config.bright_fraction:
+                peak = uniform(draws, *config.bright_amplitude)
+                canvas[i, :, ty : ty + ph, tx : tx + pw] += peak * smooth_bump(ph, pw, images.device, images.dtype)
+            else:
+                canvas[i, :, ty : ty + ph, tx : tx + pw] = partners[i, :, sy : sy + ph, sx : sx + pw]
             weights[i, 0, ty : ty + ph, tx : tx + pw] = uniform(draws, *config.source_weight)
             patches.append((i, ty, tx, ph, pw))
             circles.extend(rater_circle(draws, ph, pw, config) for _ in range(config.raters))
@@ -64,6 +69,15 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
         variance=variance.mean(dim=1, keepdim=True) * union,
         masks=masks,
     )
+
+
+def smooth_bump(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(H, W): 1 at the centre, falling smoothly (a raised cosine) to 0 at the patch's edges; soft-bordered,
+    as a FLAIR hyperintensity fades into the tissue around it."""
+    rows = torch.linspace(-1.0, 1.0, height, device=device)
+    columns = torch.linspace(-1.0, 1.0, width, device=device)
+    radius = (rows[:, None] ** 2 + columns[None, :] ** 2).sqrt().clamp(max=1.0)
+    return ((1.0 + torch.cos(math.pi * radius)) / 2.0).to(dtype)
 
 
 def rater_circle(draws: torch.Generator, ph: int, pw: int, config: PpiiGeneratorConfig) -> tuple[float, float, float]:

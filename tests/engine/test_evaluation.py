@@ -143,3 +143,35 @@ def test_eval_of_the_val_split_scores_the_val_images_alone(tmp_path):
     assert report["split"] == "val" and report["images"] == "all val images" and result["n_images"] == 8
     assert result["pixel_auroc"] == pytest.approx(roc_auc_score(truth, scores), abs=1e-9)
     assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_eval_of_several_seeds_of_one_config_reports_their_spread(tmp_path):
+    from anomascope.engine.config import merge
+    from anomascope.engine.fit import fit_method
+    from anomascope.engine.methods import default_config
+
+    data = make_blob_dataset(tmp_path / "data", n_train=8, n_val=4, n_test=4)
+    tiny = {
+        "net": {"features": [4, 4, 8, 8, 8, 4]},
+        "preprocess": {"image_size": 32},
+        "train": {"steps": 3, "batch_size": 4},
+        "ppii": {"mc_passes": 2},
+        "calibration": {"max_validation_images": 4},
+    }
+    paths = []
+    for seed, dropout in ((0, 0.1), (1, 0.1), (2, 0.1), (0, 0.2)):  # the last is another config
+        config = merge(merge(default_config("ppii"), tiny), {"train": {"seed": seed}, "net": {"dropout": dropout}})
+        path = tmp_path / f"seed{seed}-dropout{dropout}" / "bundle"
+        fit_method(config, data, path, torch.device("cpu"), show_progress=False)
+        paths.append(str(path))
+    arguments = ["eval", "--data", str(data), "--split", "val", "--bootstrap", "0", "--no-report"]
+    assert main([*arguments, *[f"--bundle={p}" for p in paths], "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    names = [f"{p}:ppii" for p in paths]
+    assert sorted(report["results"]) == sorted(names)  # four folders named "bundle", told apart by their paths
+    [spread] = report["seed_spread"]
+    assert spread["bundles"] == names[:3] and spread["seeds"] == [0, 1, 2] and spread["n"] == 3
+    for figure in ("pixel_auroc", "pixel_ap", "image_auroc"):
+        values = [report["results"][name][figure] for name in names[:3]]
+        mean, sd = spread["figures"][figure]
+        assert mean == pytest.approx(np.mean(values)) and sd == pytest.approx(np.std(values, ddof=1))

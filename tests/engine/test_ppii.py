@@ -16,7 +16,8 @@ from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
 from anomascope.engine.methods import default_config, make_predictor
-from anomascope.engine.preprocess import equalize_histogram
+from anomascope.engine.methods.ppii.model import model_input
+from anomascope.engine.preprocess import equalize_histogram, standardize_foreground
 from tests.cli import infer_one, train_tiny
 from tests.synthetic import make_stripe_dataset
 
@@ -83,6 +84,45 @@ def test_equalisation_over_a_foreground_matches_scikit_image_with_that_mask():
     assert np.abs(ours[:, 0][body] - theirs[body]).max() < 2 / 256 + 0.02
     # Without the foreground the background's share lifts the body: its darkest pixel sits near 10/24.
     assert equalize_histogram(torch.from_numpy(image)).numpy()[:, 0][body].min() > 0.35
+
+
+def test_standardise_is_a_z_score_over_the_foreground():
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0.2, 0.9, (2, 1, 24, 24)).astype(np.float32)
+    image[:, :, :6] = 0.01  # air above the head
+    ours = standardize_foreground(torch.from_numpy(image), foreground_above=0.04).numpy()
+    for img, out in zip(image[:, 0], ours[:, 0], strict=True):
+        body = img > 0.04
+        z = (img[body] - img[body].mean()) / img[body].std()
+        np.testing.assert_allclose(out[body], np.clip(0.5 + z / 6, 0, 1), atol=1e-5)
+        assert (out[~body] == 0).all()
+
+
+def test_intensity_options_keep_a_bright_region_bright():
+    image = torch.full((1, 1, 16, 16), 0.4)
+    image[..., 6:10, 6:10] = 0.9  # a hyperintensity over a quarter... of a sixteenth of the slice
+    images = image * 2 - 1
+    preprocess = default_config("ppii").preprocess
+    unit = model_input(images, preprocess, "unit")
+    torch.testing.assert_close(unit, image)
+    standardised = model_input(images, preprocess, "standardise")
+    assert standardised[..., 6:10, 6:10].min() > standardised[..., :4, :4].max() + 0.3
+    with pytest.raises(ValueError, match="unknown ppii.intensity 'gamma'"):
+        model_input(images, preprocess, "gamma")
+
+
+def test_a_bundle_reads_out_with_the_intensity_it_was_trained_with(stripes, tmp_path):
+    with pytest.raises(ValueError, match="unknown ppii.intensity"):
+        fit_method(tiny_config(ppii={"intensity": "gamma"}), stripes, tmp_path / "refused", CPU, show_progress=False)
+    assert not (tmp_path / "refused" / "manifest.json").exists()
+    config = tiny_config(train={"steps": 2}, ppii={"intensity": "standardise"})
+    bundle = fit_method(config, stripes, tmp_path / "standardised", CPU, show_progress=False)
+    predictor = make_predictor(load_bundle(bundle.path), CPU)
+    assert predictor.config.intensity == "standardise"
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    standardised = predictor.predict(images).heatmap
+    predictor.config.intensity = "equalise"  # the same weights fed the paper's input
+    assert np.abs(standardised - predictor.predict(images).heatmap).max() > 1e-3
 
 
 def test_short_training_finds_planted_anomalies(trained, untrained):

@@ -92,3 +92,18 @@ def test_bf16_read_out_is_float32_and_agrees_with_fp32(folder, readout, device):
             continue
         assert approximate.dtype == np.float32
         assert np.corrcoef(exact.ravel(), approximate.ravel())[0, 1] > 0.98
+
+
+def test_training_on_the_cpu_is_fp32_unless_bf16_is_asked_for():
+    from anomascope.engine.config import TrainConfig
+    from anomascope.engine.training import TrainingSetupError, _autocast, check_settings
+
+    layer = torch.nn.Linear(4, 4)
+    x = torch.randn(2, 4)
+    cpu = torch.device("cpu")
+    with _autocast(cpu, TrainConfig()):  # mixed_precision "bf16" is the GPU's; the CPU ignores it
+        assert layer(x).dtype == torch.float32
+    with _autocast(cpu, TrainConfig(bf16_on_cpu=True)):
+        assert layer(x).dtype == torch.bfloat16
+    with pytest.raises(TrainingSetupError, match="train.bf16_on_cpu is 'yes'"):
+        check_settings(TrainConfig(bf16_on_cpu="yes"))

@@ -101,6 +101,21 @@ def test_training_holds_exactly_the_slices_away_from_any_tumour(lgg_source, tmp_
     assert trained_on == set(PATIENTS)
 
 
+def test_a_wider_margin_leaves_out_every_slice_within_it_and_keeps_val_and_test(lgg_source, tmp_path):
+    near = prepare("lgg", lgg_source, tmp_path / "near", seed=0)
+    far = prepare("lgg", lgg_source, tmp_path / "far", seed=0, tumour_margin=2)
+    for patient in far["patients"]["train"]:
+        tumour = PATIENTS[patient][0]
+        kept = {i for p, i in _images(far, "train/good") if p == patient}
+        assert kept == {i for i in SLICES if all(abs(i - t) > 2 for t in tumour)}
+    for folder in ("val/good", "val/tumour", "test/good", "test/tumour"):
+        assert far["files"].get(folder) == near["files"].get(folder)
+    assert "within 2 of a tumour slice" in far["normal"] and far["tumour_margin"] == 2
+    assert "tumour_margin" not in near  # margin 1's description is the one older bundles recorded
+    with pytest.raises(PrepareError, match="margin"):
+        prepare("lgg", lgg_source, tmp_path / "negative", seed=0, tumour_margin=-1)
+
+
 def test_val_and_test_hold_every_slice_of_their_patients(lgg_source, tmp_path):
     split = prepare("lgg", lgg_source, tmp_path / "out", seed=0)
     for name in ("val", "test"):

@@ -145,6 +145,24 @@ def test_ppii_generator_invariants(images):
     assert (sample.variance.flatten(1).amax(1) > 0).all()
 
 
+def test_bright_anomalies_brighten_the_image_inside_the_raters_masks():
+    images = torch.full((4, 1, 48, 48), 0.3)
+    config = PpiiGeneratorConfig(bright_fraction=1.0, bright_amplitude=(0.4, 0.6))
+    sample = ppii_anomalies(images, torch.Generator().manual_seed(0), config)
+    union = sample.masks.amax(dim=1).bool()
+    change = sample.image - images
+    assert change[~union].abs().max() == 0
+    # Every patch is the image's own, brightened: brighter inside the masks, on average and at the peak (the
+    # up-scaled gradients may undershoot a little where a circle cuts the bump off-centre).
+    assert change.min() > -0.05
+    for image_change, inside in zip(change, union, strict=True):
+        assert image_change[inside].mean() > 0.02 and image_change.max() > 0.1
+    torch.testing.assert_close(sample.label, change.abs())
+    # A partner's patch of a flat batch changes nothing: the paper's generator leaves these images alone.
+    flat = ppii_anomalies(images, torch.Generator().manual_seed(0), PpiiGeneratorConfig())
+    assert flat.label.abs().max() < 1e-4
+
+
 def test_ppii_counts_and_circles_stay_within_bounds():
     config = PpiiGeneratorConfig(raters=3, min_anomalies=1, max_anomalies=10)
     # A flat image with one bright pixel per anomaly is hard to count; count patches through alpha

@@ -17,6 +17,10 @@ class PpiiConfig:
     image_score: str = "mean"
     seed: int = 0
     k_sigma: float = 3.0
+    # How an image becomes the network's input, in training and read-out alike: "equalise" (the paper's
+    # histogram equalisation), "unit" (the intensities as they are, in [0, 1]) or "standardise" (a z-score
+    # over the image's foreground, z in [-3, 3] mapped to [0, 1]): the last two keep a hyperintensity bright.
+    intensity: str = "equalise"
 
 
 @dataclass

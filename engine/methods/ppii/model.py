@@ -8,27 +8,41 @@ import torch
 import torch.nn.functional as F
 
 from ...bundle import ModelBundle
-from ...config import PpiiGeneratorConfig, PreprocessConfig, from_dict
+from ...config import PreprocessConfig, from_dict
 from ...nets import build_segmentation_unet, enable_dropout, segmentation_stride
-from ...preprocess import equalize_histogram
+from ...preprocess import equalize_histogram, standardize_foreground
 from ...synthetic import ppii_anomalies
 from ..base import AnomalyResult, MapPredictor
 from ..training_plan import Trainable, TrainingInputs, TrainingPlan
 from .config import PpiiMethodConfig
 
-
-def model_input(images: torch.Tensor, preprocess: PreprocessConfig) -> torch.Tensor:
-    """[-1, 1] images to the network's input: [0, 1], histogram-equalised (the paper's pre-processing)
-    over the foreground where the config defines one."""
-    return equalize_histogram((images.float() + 1.0) / 2.0, foreground_above=preprocess.foreground_above)
+INTENSITIES = ("equalise", "unit", "standardise")
 
 
-def ppii_loss(config: PpiiGeneratorConfig, preprocess: PreprocessConfig):
+def model_input(images: torch.Tensor, preprocess: PreprocessConfig, intensity: str = "equalise") -> torch.Tensor:
+    """[-1, 1] images to the network's input in [0, 1]: histogram-equalised (the paper's pre-processing),
+    as they are, or standardised, over the foreground where the config defines one."""
+    unit = (images.float() + 1.0) / 2.0
+    if intensity == "equalise":
+        return equalize_histogram(unit, foreground_above=preprocess.foreground_above)
+    if intensity == "standardise":
+        return standardize_foreground(unit, preprocess.foreground_above)
+    check_intensity(intensity)
+    return unit.clamp(0, 1)
+
+
+def check_intensity(intensity: str) -> None:
+    if intensity not in INTENSITIES:
+        raise ValueError(f"unknown ppii.intensity {intensity!r}; use one of {', '.join(INTENSITIES)}")
+
+
+def ppii_loss(config: PpiiMethodConfig):
     """Binary cross-entropy between the predicted map and P-PII's soft label |target - mean result|,
-    on images equalised before the anomalies are interpolated in."""
+    on network inputs (equalised, by default) made before the anomalies are interpolated in."""
+    generator_config, preprocess, intensity = config.generator, config.preprocess, config.ppii.intensity
 
     def loss(model: torch.nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        sample = ppii_anomalies(model_input(batch, preprocess), generator, config)
+        sample = ppii_anomalies(model_input(batch, preprocess, intensity), generator, generator_config)
         logits = model(sample.image)
         return F.binary_cross_entropy_with_logits(logits.float(), sample.label.float())
 
@@ -40,7 +54,8 @@ def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
 
 
 def ppii_plan(config: PpiiMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
-    loss = ppii_loss(config.generator, config.preprocess)
+    check_intensity(config.ppii.intensity)  # before any image is loaded
+    loss = ppii_loss(config)
     return TrainingPlan([Trainable("ppii", new_ppii_net(config), loss)], ["ppii"])
 
 
@@ -61,7 +76,7 @@ class PpiiPredictor(MapPredictor):
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:
-        x = model_input(images.to(self.device), self.preprocess)
+        x = model_input(images.to(self.device), self.preprocess, self.config.intensity)
         if not self.mc_dropout:
             maps = torch.sigmoid(self.model(x))[:, 0].cpu().numpy()
             return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), None, None)

@@ -1,0 +1,270 @@
+"""Ablations of a method's recipe (issue #35): every setting of a plan trained with each of its seeds and
+scored on the whole val split, never on test, then reported as mean ± sd over the seeds.
+
+    python bench/ablate.py bench/ablations/lgg-ppii.toml            # train what is missing, then report
+    python bench/ablate.py bench/ablations/lgg-ppii.toml --only paper --only unit
+    python bench/ablate.py --table-of bench/ablations/lgg-ppii.json  # the table again, training nothing
+
+A plan (TOML):
+
+    name = "lgg-ppii-64"                  # the runs go to runs/ablations/NAME/SETTING/seedK
+    method = "ppii"
+    config = "configs/lgg-ppii.toml"      # the shipped config the settings change
+    data = "prepared/lgg"                 # its val split scores every run
+    seeds = [0, 1, 2]
+    steps = 1000
+    overrides = { preprocess = { image_size = 64 } }     # for every setting
+    [[setting]]
+    name = "paper"
+    [[setting]]
+    name = "unit"
+    about = "the intensities as they are"
+    overrides = { ppii = { intensity = "unit" } }
+    data = "prepared/lgg-margin5"         # optional: train on another prepared split (val must be the same)
+    steps = [250, 500, 1000, 2000]        # optional: a curve, one run per seed resumed from step to step
+
+TOML has no null: the string "none" in overrides stands for it. Each run's figures are kept beside its bundle
+(figures.json), so a plan cut short goes on where it stopped; the summary JSON holds every run and the
+settings' mean ± sd, with the machine that trained them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anomascope.engine.bundle import load_bundle
+from anomascope.engine.config import build_config, load_toml
+from anomascope.engine.data import at_split_scale
+from anomascope.engine.evaluation import evaluate, load_test_split
+from anomascope.engine.fit import fit_method
+from anomascope.engine.methods import make_predictor, registry
+from anomascope.engine.training import pick_device
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import machine  # noqa: E402
+
+# The val figures of a run: over every val image, then over the lesion images alone (the LGG tumour-slice
+# protocol pools those).
+ALL_IMAGES = ("pixel_auroc", "image_auroc")
+LESION_IMAGES = ("pixel_ap", "max_dice", "dice")
+FIGURES = tuple(f"{key}_all" for key in ALL_IMAGES) + tuple(f"{key}_lesion" for key in LESION_IMAGES)
+
+
+class PlanError(ValueError):
+    """A plan that cannot be run, said in one sentence naming the file."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    about: str
+    overrides: dict
+    data: str | None
+    steps: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    method: str
+    config: str | None
+    data: str
+    seeds: tuple[int, ...]
+    settings: tuple[Setting, ...]
+    overrides: dict
+
+
+def read_plan(path: Path) -> Plan:
+    try:
+        table = load_toml(path)
+    except (OSError, ValueError) as exc:
+        raise PlanError(f"{path}: cannot read it as TOML ({exc})") from exc
+    for key in ("name", "method", "data", "setting"):
+        if key not in table:
+            raise PlanError(f"{path}: the plan has no {key}")
+    default_steps = table.get("steps", 1000)
+    settings = tuple(
+        Setting(
+            name=entry["name"],
+            about=entry.get("about", ""),
+            overrides=with_nulls(entry.get("overrides", {})),
+            data=entry.get("data"),
+            steps=tuple(np.atleast_1d(entry.get("steps", default_steps)).tolist()),
+        )
+        for entry in table["setting"]
+    )
+    names = [s.name for s in settings]
+    if len(set(names)) != len(names):
+        raise PlanError(f"{path}: two settings share a name; give each its own")
+    return Plan(
+        name=table["name"],
+        method=table["method"],
+        config=table.get("config"),
+        data=table["data"],
+        seeds=tuple(table.get("seeds", [0, 1, 2])),
+        settings=settings,
+        overrides=with_nulls(table.get("overrides", {})),
+    )
+
+
+def with_nulls(overrides: dict) -> dict:
+    """The overrides with every "none" as None (TOML has no null)."""
+    return {
+        key: with_nulls(value) if isinstance(value, dict) else (None if value == "none" else value)
+        for key, value in overrides.items()
+    }
+
+
+def run_config(plan: Plan, setting: Setting, seed: int, steps: int):
+    overrides = {"method": plan.method, "train": {"seed": seed, "steps": steps, "epochs": None}}
+    config = build_config(registry().get(plan.method).defaults(), plan.config, plan.overrides)
+    config = build_config(config, None, setting.overrides)
+    return build_config(config, None, overrides)
+
+
+def val_figures(bundle_path: Path, data: Path, device: torch.device) -> dict:
+    """The run's figures on the whole val split, as `eval --split val` (and `--anomalous-only`) computes them."""
+    bundle = load_bundle(bundle_path)
+    predictor = at_split_scale(make_predictor(bundle, device), data)
+    images = load_test_split(data, "val")
+    lesions = [image for image in images if image.kind != "good"]
+    every = evaluate(predictor, images, bundle.method, device.type, bootstrap=0).metrics
+    lesion = evaluate(predictor, lesions, bundle.method, device.type, bootstrap=0).metrics
+    return {
+        **{f"{key}_all": every[key] for key in ALL_IMAGES},
+        **{f"{key}_lesion": lesion[key] for key in LESION_IMAGES},
+        "threshold": lesion["threshold"],
+        "n_val_images": len(images),
+        "n_val_lesion_images": len(lesions),
+    }
+
+
+def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: torch.device) -> list[dict]:
+    """One seed of a setting: trained to each of its step counts in turn (resuming), scored at each."""
+    folder = root / setting.name / f"seed{seed}"
+    figures_file = folder / "figures.json"
+    done = json.loads(figures_file.read_text()) if figures_file.exists() else []
+    have = {row["steps"] for row in done}
+    for steps in setting.steps:
+        if steps in have:
+            continue
+        config = run_config(plan, setting, seed, steps)
+        began = time.perf_counter()
+        bundle = fit_method(
+            config,
+            Path(setting.data or plan.data),
+            folder / "bundle",
+            device,
+            show_progress=False,
+            keep_checkpoint=True,
+        )
+        assert bundle is not None  # one process
+        trained_seconds = time.perf_counter() - began
+        row = {"setting": setting.name, "seed": seed, "steps": steps, "train_seconds": round(trained_seconds, 1)}
+        row.update(val_figures(folder / "bundle", Path(plan.data), device))
+        done.append(row)
+        figures_file.write_text(json.dumps(done, indent=1))
+        print(json.dumps(row), flush=True)
+    return [row for row in done if row["steps"] in setting.steps]
+
+
+def summary(plan: Plan, rows: list[dict], device: torch.device) -> dict:
+    settings = {}
+    for setting in plan.settings:
+        for steps in setting.steps:
+            mine = [r for r in rows if r["setting"] == setting.name and r["steps"] == steps]
+            if not mine:
+                continue
+            label = setting.name if len(setting.steps) == 1 else f"{setting.name}@{steps}"
+            settings[label] = {
+                "about": setting.about,
+                "steps": steps,
+                "seeds": [r["seed"] for r in mine],
+                **{key: mean_sd([r[key] for r in mine]) for key in FIGURES},
+            }
+    return {
+        "plan": plan.name,
+        "method": plan.method,
+        "config": plan.config,
+        "data": plan.data,
+        "split": "val",
+        "overrides": plan.overrides,
+        "settings_overrides": {s.name: {"overrides": s.overrides, "data": s.data} for s in plan.settings},
+        "machine": machine(device),
+        "settings": settings,
+        "runs": rows,
+    }
+
+
+def mean_sd(values: list[float | None]) -> list[float] | None:
+    """[mean, sample sd] over the seeds (sd 0 for one seed); None when a figure is undefined."""
+    if any(v is None for v in values):
+        return None
+    return [float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0]
+
+
+def table(report: dict) -> str:
+    heads = ["setting", "steps", "seeds", *FIGURES]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for label, row in report["settings"].items():
+        cells = [f"`{label}`", f"{row['steps']:,}", str(len(row["seeds"]))]
+        cells += ["—" if row[key] is None else f"{row[key][0]:.3f} ± {row[key][1]:.3f}" for key in FIGURES]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("plan", nargs="?", help="the plan's TOML")
+    parser.add_argument("--only", action="append", default=[], help="run only this setting (repeatable)")
+    parser.add_argument("--runs", default="runs/ablations", help="where the runs' bundles go")
+    parser.add_argument("--out", help="the summary JSON (default: beside the plan, PLAN.json)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--table-of", help="print the table of a summary JSON and stop")
+    args = parser.parse_args(argv)
+    if args.table_of:
+        print(table(json.loads(Path(args.table_of).read_text())))
+        return 0
+    if not args.plan:
+        parser.error("name a plan, or --table-of a summary")
+    try:
+        plan = read_plan(Path(args.plan))
+    except PlanError as exc:
+        print(f"ablate: {exc}", file=sys.stderr)
+        return 2
+    unknown = set(args.only) - {s.name for s in plan.settings}
+    if unknown:
+        print(f"ablate: {args.plan} has no setting {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    device = pick_device(args.device)
+    root = Path(args.runs) / plan.name
+    rows = []
+    for setting in plan.settings:
+        for seed in plan.seeds:
+            if args.only and setting.name not in args.only:
+                rows += previous_rows(root, setting, seed)
+            else:
+                rows += run_setting(plan, setting, seed, root, device)
+    report = summary(plan, rows, device)
+    out = Path(args.out) if args.out else Path(args.plan).with_suffix(".json")
+    out.write_text(json.dumps(report, indent=1, default=str))
+    print(table(report))
+    return 0
+
+
+def previous_rows(root: Path, setting: Setting, seed: int) -> list[dict]:
+    figures_file = root / setting.name / f"seed{seed}" / "figures.json"
+    rows = json.loads(figures_file.read_text()) if figures_file.exists() else []
+    return [row for row in rows if row["steps"] in setting.steps]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

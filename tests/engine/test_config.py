@@ -1,0 +1,16 @@
+"""The one way a method's config is built: its defaults, then a TOML file, then overrides."""
+
+from __future__ import annotations
+
+from anomascope.engine.config import build_config
+from anomascope.engine.methods import default_config
+
+
+def test_a_toml_file_overrides_the_defaults_and_overrides_override_both(tmp_path):
+    toml = tmp_path / "config.toml"
+    toml.write_text("[train]\nsteps = 3000\nbatch_size = 8\n[preprocess]\nimage_size = 128\n")
+    config = build_config(default_config("ppii"), toml, {"train": {"steps": 10}, "ppii": {"intensity": "unit"}})
+    assert (config.train.steps, config.train.batch_size) == (10, 8)
+    assert config.preprocess.image_size == 128 and config.ppii.intensity == "unit"
+    assert config.train.learning_rate == default_config("ppii").train.learning_rate  # untouched: the paper's
+    assert build_config(default_config("ppii")) == default_config("ppii")

@@ -1,0 +1,105 @@
+"""bench/ablate.py: every setting x seed trained and scored on the whole val split, the same figures as
+`eval --split val`, reported as mean ± sd, and a plan cut short going on where it stopped."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomascope.app.cli import main
+from tests.synthetic import make_blob_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PLAN = """
+name = "tiny"
+method = "ppii"
+data = "{data}"
+seeds = [0, 1]
+steps = 2
+overrides = {{ net = {{ features = [4, 4, 8, 8, 8, 4] }}, preprocess = {{ image_size = 32 }}, \
+train = {{ batch_size = 4 }}, ppii = {{ mc_passes = 2 }}, calibration = {{ max_validation_images = 4 }} }}
+
+[[setting]]
+name = "paper"
+steps = [1, 3]
+
+[[setting]]
+name = "standardise-no-mask"
+overrides = {{ ppii = {{ intensity = "standardise" }}, preprocess = {{ foreground_above = "none" }} }}
+"""
+
+
+@pytest.fixture(scope="module")
+def ablate():
+    spec = importlib.util.spec_from_file_location("ablate", ROOT / "bench" / "ablate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def ablated(ablate, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablate")
+    data = make_blob_dataset(root / "data", n_train=8, n_val=4, n_test=4)
+    plan = root / "tiny.toml"
+    plan.write_text(PLAN.format(data=data))
+    assert ablate.main([str(plan), "--runs", str(root / "runs")]) == 0
+    return root, data, plan, json.loads(plan.with_suffix(".json").read_text())
+
+
+def test_each_setting_is_its_seeds_mean_and_sd(ablated):
+    _, _, _, report = ablated
+    assert sorted(report["settings"]) == ["paper@1", "paper@3", "standardise-no-mask"]
+    assert len(report["runs"]) == 2 * 2 + 2
+    for label, row in report["settings"].items():
+        name, _, steps = label.partition("@")
+        runs = [r for r in report["runs"] if r["setting"] == name and r["steps"] == int(steps or 2)]
+        assert row["seeds"] == [0, 1] == [r["seed"] for r in runs]
+        for figure in ("pixel_auroc_all", "pixel_ap_lesion", "max_dice_lesion"):
+            values = [r[figure] for r in runs]
+            assert row[figure] == pytest.approx([np.mean(values), np.std(values, ddof=1)])
+    assert report["split"] == "val" and report["machine"]["device"] == "cpu"
+
+
+def test_a_runs_figures_are_evals_on_the_val_split(ablated, tmp_path):
+    root, data, _, report = ablated
+    bundle = root / "runs" / "tiny" / "standardise-no-mask" / "seed1" / "bundle"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["config"]["ppii"]["intensity"] == "standardise"
+    assert manifest["config"]["preprocess"]["foreground_above"] is None  # "none" in the plan
+    assert manifest["config"]["train"]["seed"] == 1 and manifest["training"]["steps"] == 2
+    [run] = [r for r in report["runs"] if r["setting"] == "standardise-no-mask" and r["seed"] == 1]
+    arguments = ["eval", "--bundle", str(bundle), "--data", str(data), "--split", "val", "--bootstrap", "0"]
+    assert main([*arguments, "--no-report", "--out", str(tmp_path / "all")]) == 0
+    assert main([*arguments, "--no-report", "--anomalous-only", "--out", str(tmp_path / "lesion")]) == 0
+    every = json.loads((tmp_path / "all" / "metrics.json").read_text())["results"]["bundle:ppii"]
+    lesion = json.loads((tmp_path / "lesion" / "metrics.json").read_text())["results"]["bundle:ppii"]
+    assert run["pixel_auroc_all"] == pytest.approx(every["pixel_auroc"])
+    assert run["pixel_ap_lesion"] == pytest.approx(lesion["pixel_ap"])
+    assert run["max_dice_lesion"] == pytest.approx(lesion["max_dice"])
+
+
+def test_a_plan_run_again_trains_nothing_it_has(ablate, ablated, monkeypatch):
+    root, _, plan, report = ablated
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(ablate, "fit_method", refuse)
+    again = root / "again.json"
+    assert ablate.main([str(plan), "--runs", str(root / "runs"), "--out", str(again)]) == 0
+    assert json.loads(again.read_text())["settings"] == report["settings"]
+
+
+def test_a_plan_naming_an_unknown_setting_is_refused(ablate, ablated, capsys):
+    _, _, plan, _ = ablated
+    assert ablate.main([str(plan), "--only", "nonesuch"]) == 2
+    assert "has no setting nonesuch" in capsys.readouterr().err
