@@ -107,7 +107,7 @@ def _lesion_free_crops(
 
 
 def prepare_ham10000(
-    source: Path, writer: LayoutWriter, seed: int, limit: int | None, crop_size: int, crops_per_image: int
+    source: Path, writer: LayoutWriter, seed: int, limit: int | None, crop_size: int, crops_per_image: int, **_
 ) -> dict:
     root = _require(source / "ham10000" / "data")
     rows = list(csv.DictReader(_require(root / "HAM10000_metadata.csv").open()))
