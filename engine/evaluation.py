@@ -231,12 +231,12 @@ def seed_spread(scored: list[tuple[str, dict, dict]]) -> list[dict]:
     """Mean ± sample sd of each figure over the bundles that differ only in their training seed: `scored` is
     (name, manifest, metrics) per bundle read-out; a group of one is left out. Bundles of one config are those
     whose config, less train.seed, read-out and training data are the same."""
-    groups: dict[str, list[tuple[str, dict, dict]]] = {}
+    groups: dict[str, list[tuple[str, int | None, dict]]] = {}
     for name, manifest, metrics in scored:
         config = json.loads(json.dumps(manifest.get("config", {})))
         seed = config.get("train", {}).pop("seed", None)
         key = json.dumps([config, name.rpartition(":")[2], manifest.get("data", {}).get("sha256")], sort_keys=True)
-        groups.setdefault(key, []).append((name, {"seed": seed}, metrics))
+        groups.setdefault(key, []).append((name, seed, metrics))
     spreads = []
     for members in groups.values():
         if len(members) < 2:
@@ -249,7 +249,7 @@ def seed_spread(scored: list[tuple[str, dict, dict]]) -> list[dict]:
         spreads.append(
             {
                 "bundles": [name for name, _, _ in members],
-                "seeds": [seed["seed"] for _, seed, _ in members],
+                "seeds": [seed for _, seed, _ in members],
                 "n": len(members),
                 "figures": figures,
             }

@@ -146,6 +146,12 @@ def foreground(unit: np.ndarray, above: float) -> np.ndarray:
     return np.any(np.asarray(unit) > above, axis=-3, keepdims=False).astype(bool)
 
 
+def foreground_mask(x: torch.Tensor, above: float) -> torch.Tensor:
+    """(N, 1, H, W) bool: pixels of (N, C, H, W) images in [0, 1] above `above` in any channel, as `foreground`
+    computes it, on the images' device."""
+    return (x.clamp(0, 1) > above).any(dim=1, keepdim=True)
+
+
 def equalize_histogram(x: torch.Tensor, bins: int = 256, foreground_above: float | None = None) -> torch.Tensor:
     """Per image and channel histogram equalisation of (N, C, H, W) images in [0, 1] (values mapped
     through their own cumulative histogram, as skimage.exposure.equalize_hist), batched on any device.
@@ -158,7 +164,7 @@ def equalize_histogram(x: torch.Tensor, bins: int = 256, foreground_above: float
     index = (flat * (bins - 1)).round().long()
     weights = torch.ones_like(flat)
     if foreground_above is not None:
-        body = (x.clamp(0, 1) > foreground_above).any(dim=1, keepdim=True)  # as `foreground`, on the device
+        body = foreground_mask(x, foreground_above)
         weights = body.expand(-1, c, -1, -1).reshape(n * c, -1).to(flat.dtype)
     counts = torch.zeros(n * c, bins, device=x.device, dtype=flat.dtype).scatter_add_(1, index, weights)
     cdf = counts.cumsum(dim=1)
@@ -176,7 +182,7 @@ def standardize_foreground(x: torch.Tensor, foreground_above: float | None = Non
     x = x.clamp(0, 1)
     body = torch.ones_like(x[:, :1])
     if foreground_above is not None:
-        body = (x > foreground_above).any(dim=1, keepdim=True).to(x.dtype)
+        body = foreground_mask(x, foreground_above).to(x.dtype)
     count = body.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
     mean = (x * body).sum(dim=(2, 3), keepdim=True) / count
     std = (((x - mean) ** 2 * body).sum(dim=(2, 3), keepdim=True) / count).sqrt().clamp(min=1e-6)
