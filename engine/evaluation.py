@@ -244,8 +244,9 @@ def seed_spread(scored: list[tuple[str, dict, dict]]) -> list[dict]:
         figures = {}
         for key in SPREAD_FIGURES:
             values = [metrics.get(key) for _, _, metrics in members]
-            if all(v is not None for v in values):
-                figures[key] = [float(np.mean(values)), float(np.std(values, ddof=1))]
+            present = [float(v) for v in values if v is not None]
+            if len(present) == len(values):
+                figures[key] = [float(np.mean(present)), float(np.std(present, ddof=1))]
         spreads.append(
             {
                 "bundles": [name for name, _, _ in members],
