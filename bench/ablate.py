@@ -4,6 +4,8 @@ scored on the whole val split, never on test, then reported as mean ± sd over t
     python bench/ablate.py bench/ablations/lgg-ppii.toml            # train what is missing, then report
     python bench/ablate.py bench/ablations/lgg-ppii.toml --only paper --only unit
     python bench/ablate.py --table-of bench/ablations/lgg-ppii.json  # the table again, training nothing
+    python bench/ablate.py bench/ablations/lgg-ppii-long.toml --ship "standardise+bright-half" \
+        --to assets/models/lgg-ppii       # the best seed on val (at the setting's last steps), for shipping
 
 A plan (TOML):
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -40,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anomascope.engine.bundle import load_bundle
+from anomascope.engine.bundle import load_bundle, update_manifest
 from anomascope.engine.config import build_config, load_toml
 from anomascope.engine.data import at_split_scale
 from anomascope.engine.evaluation import evaluate, load_test_split
@@ -229,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="the summary JSON (default: beside the plan, PLAN.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--table-of", help="print the table of a summary JSON and stop")
+    parser.add_argument("--ship", metavar="SETTING", help="copy the setting's best seed on val to --to, and stop")
+    parser.add_argument("--to", help="the folder --ship writes the bundle to (replaced)")
+    parser.add_argument("--by", default="pixel_ap_lesion", choices=FIGURES, help="the val figure --ship picks on")
     args = parser.parse_args(argv)
     if args.table_of:
         print(table(json.loads(Path(args.table_of).read_text())))
@@ -244,8 +250,18 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"ablate: {args.plan} has no setting {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    device = pick_device(args.device)
     root = Path(args.runs) / plan.name
+    if args.ship:
+        if not args.to:
+            parser.error("--ship needs --to FOLDER")
+        try:
+            picked = ship_best_seed(plan, args.ship, root, Path(args.to), args.by)
+        except PlanError as exc:
+            print(f"ablate: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(picked, indent=1))
+        return 0
+    device = pick_device(args.device)
     rows = []
     for setting in plan.settings:
         for seed in plan.seeds:
@@ -258,6 +274,41 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=1, default=str))
     print(table(report))
     return 0
+
+
+def ship_best_seed(plan: Plan, name: str, root: Path, to: Path, by: str) -> dict:
+    """The shipping rule of #35: of a setting's seeds, the one best on the whole val split by `by`, at the
+    setting's last step count, copied to `to`; its manifest records the pick and the seeds' mean ± sd."""
+    setting = next((s for s in plan.settings if s.name == name), None)
+    if setting is None:
+        raise PlanError(f"the plan {plan.name} has no setting {name!r}")
+    steps = setting.steps[-1]
+    rows = [row for seed in plan.seeds for row in previous_rows(root, setting, seed) if row["steps"] == steps]
+    if len(rows) < 3 or len(rows) < len(plan.seeds):
+        raise PlanError(f"{name}@{steps}: {len(rows)} of {len(plan.seeds)} seeds scored; ship from 3 or more")
+    best = max(rows, key=lambda row: row[by])
+    source = root / setting.name / f"seed{best['seed']}" / "bundle"
+    trained = load_bundle(source)
+    if trained.manifest["training"]["steps"] != steps:
+        raise PlanError(f"{source}: trained to {trained.manifest['training']['steps']} steps, not {steps}")
+    selection = {
+        "rule": f"best of {len(rows)} seeds by val {by}",
+        "plan": plan.name,
+        "setting": setting.name,
+        "steps": steps,
+        "seeds": [row["seed"] for row in rows],
+        "picked_seed": best["seed"],
+        "n_val_images": best["n_val_images"],
+        "n_val_lesion_images": best["n_val_lesion_images"],
+        "val": {key: {"seeds": mean_sd([row[key] for row in rows]), "picked": best[key]} for key in FIGURES},
+    }
+    if to.exists():
+        shutil.rmtree(to)
+    to.mkdir(parents=True)
+    for file in ("manifest.json", "weights.safetensors"):
+        shutil.copy2(source / file, to / file)
+    update_manifest(load_bundle(to), selection=selection)
+    return selection
 
 
 def previous_rows(root: Path, setting: Setting, seed: int) -> list[dict]:

@@ -116,6 +116,23 @@ def training_budget(manifest: dict) -> str:
     return "; ".join(parts) or "not recorded"
 
 
+def selection_line(selection: dict) -> str:
+    """How a shipped bundle was chosen among seeds (bench/ablate.py --ship): the seeds' val mean ± sd beside
+    the picked seed's, so that a test figure can be read against the spread of its recipe."""
+    seeds = ", ".join(str(seed) for seed in selection["seeds"])
+    figures = "; ".join(
+        f"{key} {value['seeds'][0]:.3f} ± {value['seeds'][1]:.3f} (shipped {value['picked']:.3f})"
+        for key, value in selection["val"].items()
+        if value["seeds"] is not None
+    )
+    return (
+        f"is the best of seeds {seeds} by {selection['rule'].rpartition(' by ')[2]} (`{selection['plan']}`, "
+        f"`{selection['setting']}` at {selection['steps']:,} steps), scored once on test. On the whole val split "
+        f"({selection['n_val_images']} images, {selection['n_val_lesion_images']} with a lesion), the seeds' "
+        f"mean ± sd: {figures}"
+    )
+
+
 def where_measured(machine: dict) -> str:
     return machine.get("gpu") or (
         f"{machine['cpu_count']}-core CPU ({machine['processor']}), {machine['torch_threads']} torch threads"
@@ -256,6 +273,8 @@ def main() -> None:
             recorded = json.loads(manifest.read_text())
             trained_on = recorded["data"].get("dataset")
             print(f"`{bundle}` training budget: {training_budget(recorded)}.\n")
+            if "selection" in recorded:
+                print(f"`{bundle}` {selection_line(recorded['selection'])}.\n")
             if trained_on != data.get("dataset"):
                 print(
                     f"`{bundle}` is the shipped bundle as it is, trained on {trained_on}: a domain-shift test here.\n"

@@ -108,67 +108,6 @@ class CalibrationConfig:
     max_validation_images: int = 64
 
 
-@dataclass
-class SyntheticTaskConfig:
-    """The five self-supervised tasks of Baugh et al. ("Many tasks make light work", used by the
-    image-conditioned diffusion model). The papers name the tasks, not every constant: counts, sizes and
-    strengths here are this project's choices, in fractions of the image side where they are lengths."""
-
-    min_anomalies: int = 1
-    max_anomalies: int = 3
-    min_size: float = 0.1  # shape diameter / image side
-    max_size: float = 0.5
-    shape_distortion: float = 0.3  # relative amplitude of the low-frequency radial wobble of each ellipse
-    blend_weight: tuple[float, float] = (0.5, 1.0)  # source weight of the mixed-gradient blend
-    deformation_strength: tuple[float, float] = (0.3, 0.7)
-    intensity_change: tuple[float, float] = (0.1, 0.4)  # |offset| in [0, 1] image units, random sign
-
-
-@dataclass
-class PpiiGeneratorConfig:
-    """Probabilistic Poisson image interpolation (P-PII, Mueller et al. Sec. 2). One to ten anomalies per
-    image; per anomaly a source patch pasted at another location with up-scaled gradients, and per
-    simulated rater a circular mask with normally distributed radius and centre inside the patch.
-    The paper gives no numeric values for the patch sizes, the normal distributions, the rater count
-    or the up-scaling factor: these defaults are this project's."""
-
-    min_anomalies: int = 1
-    max_anomalies: int = 10
-    min_patch: float = 0.1  # patch side / image side
-    max_patch: float = 0.35
-    raters: int = 5
-    radius_mean: float = 0.35  # fraction of the patch side
-    radius_std: float = 0.06
-    centre_std: float = 0.08  # fraction of the patch side
-    source_weight: tuple[float, float] = (0.05, 0.95)  # PII's interpolation factor alpha, drawn per anomaly
-    gradient_scale: float = 2.0  # P-PII's up-scaling of the source gradients
-    # Not the paper's: the share of anomalies whose source is the image's own patch brightened by a smooth
-    # bump (peak drawn from bright_amplitude, in [0, 1] image units) instead of a partner's patch, to resemble a
-    # FLAIR hyperintensity. 0 draws nothing for it, so the paper's generator is unchanged.
-    bright_fraction: float = 0.0
-    bright_amplitude: tuple[float, float] = (0.2, 0.6)
-
-
-@dataclass
-class SegmentationNetConfig:
-    """MONAI BasicUNet for P-PII: five levels (the paper's depth; widths are not given, these are MONAI's
-    defaults: five levels and the up-path's last width); dropout 0.1 gives the MC-dropout U-Net."""
-
-    features: tuple[int, ...] = (32, 32, 64, 128, 256, 32)
-    dropout: float = 0.1
-
-
-@dataclass
-class EncoderNetConfig:
-    """DIA's backbone: MONAI ResNet-18 (no torchvision), with CSI's heads: a 2-layer projection to
-    `projection_dim` for the contrastive loss and a linear shift classifier. stem "imagenet" is the
-    7x7/2 convolution with max-pooling; "cifar" a 3x3/1 convolution without (small images)."""
-
-    widen_factor: float = 1.0
-    stem: str = "imagenet"
-    projection_dim: int = 128
-
-
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 

@@ -103,3 +103,36 @@ def test_a_plan_naming_an_unknown_setting_is_refused(ablate, ablated, capsys):
     _, _, plan, _ = ablated
     assert ablate.main([str(plan), "--only", "nonesuch"]) == 2
     assert "has no setting nonesuch" in capsys.readouterr().err
+
+
+def test_shipping_needs_three_seeds(ablate, ablated, tmp_path, capsys):
+    root, _, plan, _ = ablated
+    arguments = [str(plan), "--runs", str(root / "runs"), "--ship", "standardise-no-mask", "--to", str(tmp_path / "x")]
+    assert ablate.main(arguments) == 2
+    assert "2 of 2 seeds scored; ship from 3 or more" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_shipped_bundle_is_the_best_seed_on_val(ablate, ablated, tmp_path):
+    root, data, _, _ = ablated
+    plan = tmp_path / "three.toml"
+    plan.write_text(PLAN.format(data=data).replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
+    runs = str(root / "runs-three")
+    assert ablate.main([str(plan), "--runs", runs, "--only", "paper"]) == 0
+    shipped = tmp_path / "shipped"
+    assert (
+        ablate.main([str(plan), "--runs", runs, "--ship", "paper", "--to", str(shipped), "--by", "pixel_auroc_all"])
+        == 0
+    )
+    rows = json.loads(plan.with_suffix(".json").read_text())["runs"]
+    last = [row for row in rows if row["steps"] == 3]
+    best = max(last, key=lambda row: row["pixel_auroc_all"])
+    source = root / "runs-three" / "tiny" / "paper" / f"seed{best['seed']}" / "bundle"
+    assert (shipped / "weights.safetensors").read_bytes() == (source / "weights.safetensors").read_bytes()
+    selection = json.loads((shipped / "manifest.json").read_text())["selection"]
+    assert selection["picked_seed"] == best["seed"] and selection["seeds"] == [0, 1, 2]
+    assert selection["steps"] == 3 and selection["rule"] == "best of 3 seeds by val pixel_auroc_all"
+    values = [row["pixel_ap_lesion"] for row in last]
+    assert selection["val"]["pixel_ap_lesion"]["seeds"] == pytest.approx([np.mean(values), np.std(values, ddof=1)])
+    assert selection["val"]["pixel_auroc_all"]["picked"] == best["pixel_auroc_all"]
+    assert not (shipped / "checkpoint").exists()

@@ -1,6 +1,6 @@
-"""Networks (nn.Modules built from typed configs). No training or sampling logic here."""
+"""Networks that several methods share (nn.Modules built from typed configs). No training or sampling logic
+here; a network only one method uses lives in that method's folder."""
 
 from .denoiser import build_denoiser
-from .segmentation import build_segmentation_unet, enable_dropout, segmentation_stride
 
-__all__ = ["build_denoiser", "build_segmentation_unet", "enable_dropout", "segmentation_stride"]
+__all__ = ["build_denoiser"]

@@ -14,9 +14,10 @@ from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
 from anomascope.engine.methods import default_config, make_predictor
+from anomascope.engine.methods.cddpm.foreign import foreign_images
 from anomascope.engine.methods.cddpm.model import corrupt, new_conditional_unet, task_folds
+from anomascope.engine.methods.cddpm.tasks import TASK_NAMES, make_tasks
 from anomascope.engine.preprocess import InputMismatchError
-from anomascope.engine.synthetic import TASK_NAMES, foreign_images, make_tasks
 from tests.cli import anomascope, infer_one, train_tiny
 from tests.conftest import shipped_dicom
 from tests.synthetic import make_blob_dataset, plant_blob, smooth_image
@@ -62,6 +63,27 @@ def test_folds_train_on_three_tasks_and_monitor_the_other_two():
         task_folds(11)
 
 
+def test_a_run_of_one_fold_can_start_at_a_chosen_split():
+    (fold,) = task_folds(1, first=2)
+    assert fold.index == 2 and fold.component == "fold2"
+    assert fold.train_tasks == ("intra_dataset_blend", "foreign_blend", "smooth_intensity_change")
+    assert [f.train_tasks for f in task_folds(3, first=7)] == [f.train_tasks for f in task_folds(10)[7:]]
+    with pytest.raises(ValueError, match="between 1 and 3 from split 7"):
+        task_folds(4, first=7)
+    with pytest.raises(ValueError, match="first_fold must be between 0 and 9"):
+        task_folds(1, first=10)
+
+
+def test_a_bundle_of_a_later_split_reads_its_own_network(trained, tmp_path):
+    config = tiny_config(cddpm={"first_fold": 2})
+    network = new_conditional_unet(config)
+    network.load_state_dict(trained.state_dict("fold0"))
+    bundle = save_bundle(tmp_path / "fold2", dict(trained.manifest, config=to_dict(config)), {"fold2": network})
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    expected = make_predictor(trained, CPU).predict(x)
+    np.testing.assert_array_equal(make_predictor(bundle, CPU).predict(x).heatmap, expected.heatmap)
+
+
 def test_conditioning_doubles_the_input_channels():
     config = tiny_config()
     model = new_conditional_unet(config)
@@ -82,7 +104,7 @@ def test_a_fifth_of_conditions_stay_clean():
 
 def test_which_samples_get_which_task_comes_from_the_parameter_generator(monkeypatch):
     # On a GPU these draws come from a CPU companion generator (no wait for the device per batch).
-    for module in ("anomascope.engine.methods.cddpm.model", "anomascope.engine.synthetic.tasks"):
+    for module in ("anomascope.engine.methods.cddpm.model", "anomascope.engine.methods.cddpm.tasks"):
         monkeypatch.setattr(f"{module}.parameter_generator", lambda _: torch.Generator().manual_seed(5))
     images = torch.rand(12, 3, 16, 16)
     tasks = make_tasks(foreign_images(16))

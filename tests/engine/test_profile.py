@@ -64,7 +64,7 @@ def test_a_folder_of_ones_own_images_records_what_its_files_tell(tmp_path):
 
 
 def test_an_old_manifest_derives_what_it_lacks_from_its_dataset():
-    lgg = _manifest("lgg-ppii")
+    lgg = _manifest("lgg-cddpm")
     assert "body_part" not in lgg["data"] and "native_size" not in lgg["data"]  # as shipped
     profile = TrainingProfile.from_manifest(lgg)
     assert (profile.modality, profile.body_part, profile.native_size, profile.channels) == (

@@ -8,18 +8,14 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from anomascope.engine.config import PpiiGeneratorConfig, SyntheticTaskConfig
+from anomascope.engine.methods.cddpm.config import SyntheticTaskConfig
+from anomascope.engine.methods.cddpm.foreign import foreign_images
 from anomascope.engine.methods.cddpm.model import corrupt
-from anomascope.engine.synthetic import (
-    TASK_NAMES,
-    foreign_images,
-    make_tasks,
-    poisson_blend,
-    ppii_anomalies,
-    solve_poisson,
-)
+from anomascope.engine.methods.cddpm.tasks import TASK_NAMES, make_tasks
+from anomascope.engine.methods.ppii.config import PpiiGeneratorConfig
+from anomascope.engine.methods.ppii.synthetic import ppii_anomalies, rater_masks
+from anomascope.engine.synthetic import poisson_blend, solve_poisson
 from anomascope.engine.synthetic.poisson import dst1, idst1
-from anomascope.engine.synthetic.ppii import rater_masks
 from anomascope.engine.synthetic.shapes import companion_generator
 
 
@@ -231,7 +227,7 @@ def fixed_parameters(_generator: torch.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(123)
 
 
-SYNTHETIC_MODULES = ("anomascope.engine.synthetic.ppii", "anomascope.engine.synthetic.tasks")
+SYNTHETIC_MODULES = ("anomascope.engine.methods.ppii.synthetic", "anomascope.engine.methods.cddpm.tasks")
 
 
 @pytest.mark.parametrize("name", ["ppii", *TASK_NAMES])

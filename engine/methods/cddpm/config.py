@@ -9,9 +9,24 @@ from ...config import (
     DenoiserNetConfig,
     PreprocessConfig,
     ScheduleConfig,
-    SyntheticTaskConfig,
     TrainConfig,
 )
+
+
+@dataclass
+class SyntheticTaskConfig:
+    """The five self-supervised tasks of Baugh et al. ("Many tasks make light work", used by the
+    image-conditioned diffusion model). The papers name the tasks, not every constant: counts, sizes and
+    strengths here are this project's choices, in fractions of the image side where they are lengths."""
+
+    min_anomalies: int = 1
+    max_anomalies: int = 3
+    min_size: float = 0.1  # shape diameter / image side
+    max_size: float = 0.5
+    shape_distortion: float = 0.3  # relative amplitude of the low-frequency radial wobble of each ellipse
+    blend_weight: tuple[float, float] = (0.5, 1.0)  # source weight of the mixed-gradient blend
+    deformation_strength: tuple[float, float] = (0.3, 0.7)
+    intensity_change: tuple[float, float] = (0.1, 0.4)  # |offset| in [0, 1] image units, random sign
 
 
 @dataclass
@@ -24,6 +39,9 @@ class CddpmConfig:
     prediction_type "sample" (x0 prediction) is an option for short CPU runs; the paper's is "epsilon"."""
 
     folds: int = 10
+    # Not the paper's (it trains all ten): the split the first model trains on, so that a short run of one
+    # fold can train on a chosen three tasks; splits follow itertools.combinations of the task names.
+    first_fold: int = 0
     clean_fraction: float = 0.2
     prediction_type: str = "epsilon"
     sampler: str = "ddpm"

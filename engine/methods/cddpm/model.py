@@ -21,9 +21,10 @@ from ...nets import build_denoiser
 from ...nets.denoiser import unet_stride
 from ...preprocess import from_model_range
 from ...schedules import VPSchedule, make_sampler, sample_conditioned
-from ...synthetic import TASK_NAMES, parameter_generator
+from ...synthetic import parameter_generator
 from ..base import AnomalyResult, MapPredictor
 from .config import CddpmMethodConfig
+from .tasks import TASK_NAMES
 
 
 @dataclass
@@ -39,13 +40,16 @@ class TaskFold:
         return f"fold{self.index}"
 
 
-def task_folds(count: int) -> list[TaskFold]:
-    """The first `count` of the C(5, 3) = 10 splits of the five tasks (3 train / 2 monitor)."""
+def task_folds(count: int, first: int = 0) -> list[TaskFold]:
+    """`count` of the C(5, 3) = 10 splits of the five tasks (3 train / 2 monitor), from split `first` on."""
     splits = list(itertools.combinations(TASK_NAMES, 3))
-    if not 1 <= count <= len(splits):
-        raise ValueError(f"cddpm folds must be between 1 and {len(splits)}, not {count}")
+    if not 0 <= first < len(splits):
+        raise ValueError(f"cddpm first_fold must be between 0 and {len(splits) - 1}, not {first}")
+    if not 1 <= count <= len(splits) - first:
+        raise ValueError(f"cddpm folds must be between 1 and {len(splits) - first} from split {first}, not {count}")
     return [
-        TaskFold(i, train, tuple(t for t in TASK_NAMES if t not in train)) for i, train in enumerate(splits[:count])
+        TaskFold(i, train, tuple(t for t in TASK_NAMES if t not in train))
+        for i, train in enumerate(splits[first : first + count], start=first)
     ]
 
 
@@ -134,7 +138,7 @@ class CddpmPredictor(MapPredictor):
         self.config, self.preprocess = self.method_config.cddpm, self.method_config.preprocess
         self.stride = unet_stride(self.method_config.net)
         self.models = []
-        for fold in task_folds(self.config.folds):
+        for fold in task_folds(self.config.folds, self.config.first_fold):
             model = new_conditional_unet(self.method_config)
             model.load_state_dict(bundle.state_dict(fold.component))
             self.models.append(self.ready(model))

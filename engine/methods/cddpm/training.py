@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 
 from ...data import load_training_images, validation_sample
-from ...synthetic import foreign_images, make_tasks
 from ..training_plan import Trainable, Trained, TrainingInputs, TrainingPlan
 from .config import CddpmMethodConfig
+from .foreign import foreign_images
 from .model import conditional_loss, monitor_fold, new_conditional_unet, task_folds
+from .tasks import make_tasks
 
 
 def cddpm_plan(config: CddpmMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
@@ -21,13 +22,13 @@ def cddpm_plan(config: CddpmMethodConfig, inputs: TrainingInputs) -> TrainingPla
             conditional_loss(config, tasks, fold),
             {"train_tasks": list(fold.train_tasks), "monitor_tasks": list(fold.monitor_tasks)},
         )
-        for fold in task_folds(config.cddpm.folds)
+        for fold in task_folds(config.cddpm.folds, config.cddpm.first_fold)
     ]
 
     def monitor_folds(trained: Trained) -> dict:
         normals, _ = validation_sample(trained.data_root, config.cddpm.monitor_images)
         images = load_training_images([item.path for item in normals], config.preprocess).to(trained.device)
-        for fold, record in zip(task_folds(config.cddpm.folds), trained.records, strict=True):
+        for fold, record in zip(task_folds(config.cddpm.folds, config.cddpm.first_fold), trained.records, strict=True):
             generator = torch.Generator(device=trained.device).manual_seed(config.cddpm.seed)
             record.update(monitor_fold(trained.networks[fold.component], images, tasks, fold, config, generator))
         return {}

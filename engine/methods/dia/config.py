@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...config import CalibrationConfig, EncoderNetConfig, PreprocessConfig, TrainConfig
+from ...config import CalibrationConfig, PreprocessConfig, TrainConfig
+
+
+@dataclass
+class EncoderNetConfig:
+    """DIA's backbone: MONAI ResNet-18 (no torchvision), with CSI's heads: a 2-layer projection to
+    `projection_dim` for the contrastive loss and a linear shift classifier. stem "imagenet" is the
+    7x7/2 convolution with max-pooling; "cifar" a 3x3/1 convolution without (small images)."""
+
+    widen_factor: float = 1.0
+    stem: str = "imagenet"
+    projection_dim: int = 128
 
 
 @dataclass

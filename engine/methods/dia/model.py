@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from ...bundle import ModelBundle
 from ...config import from_dict
 from ...nets import build_denoiser
-from ...nets.encoder import ContrastiveEncoder
 from ...preprocess import from_model_range
 from ...schedules import VPSchedule
 from ..base import AnomalyResult, Predictor
 from ..denoiser.config import DenoiserMethodConfig
 from .config import DiaConfig, DiaMethodConfig
+from .net import ContrastiveEncoder
 
 # The jigsaw ("perm") shifts: which quadrant goes where, quadrants numbered row by row.
 JIGSAW = ((0, 1, 2, 3), (1, 0, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0))

@@ -4,7 +4,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...config import CalibrationConfig, PpiiGeneratorConfig, PreprocessConfig, SegmentationNetConfig, TrainConfig
+from ...config import CalibrationConfig, PreprocessConfig, TrainConfig
+
+
+@dataclass
+class PpiiGeneratorConfig:
+    """Probabilistic Poisson image interpolation (P-PII, Mueller et al. Sec. 2). One to ten anomalies per
+    image; per anomaly a source patch pasted at another location with up-scaled gradients, and per
+    simulated rater a circular mask with normally distributed radius and centre inside the patch.
+    The paper gives no numeric values for the patch sizes, the normal distributions, the rater count
+    or the up-scaling factor: these defaults are this project's."""
+
+    min_anomalies: int = 1
+    max_anomalies: int = 10
+    min_patch: float = 0.1  # patch side / image side
+    max_patch: float = 0.35
+    raters: int = 5
+    radius_mean: float = 0.35  # fraction of the patch side
+    radius_std: float = 0.06
+    centre_std: float = 0.08  # fraction of the patch side
+    source_weight: tuple[float, float] = (0.05, 0.95)  # PII's interpolation factor alpha, drawn per anomaly
+    gradient_scale: float = 2.0  # P-PII's up-scaling of the source gradients
+    # Not the paper's: the share of anomalies whose source is the image's own patch brightened by a smooth
+    # bump (peak drawn from bright_amplitude, in [0, 1] image units) instead of a partner's patch, to resemble a
+    # FLAIR hyperintensity. 0 draws nothing for it, so the paper's generator is unchanged.
+    bright_fraction: float = 0.0
+    bright_amplitude: tuple[float, float] = (0.2, 0.6)
+
+
+@dataclass
+class SegmentationNetConfig:
+    """MONAI BasicUNet for P-PII: five levels (the paper's depth; widths are not given, these are MONAI's
+    defaults: five levels and the up-path's last width); dropout 0.1 gives the MC-dropout U-Net."""
+
+    features: tuple[int, ...] = (32, 32, 64, 128, 256, 32)
+    dropout: float = 0.1
 
 
 @dataclass

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 
 from ...bundle import ModelBundle
 from ...config import PreprocessConfig, from_dict
-from ...nets import build_segmentation_unet, enable_dropout, segmentation_stride
 from ...preprocess import equalize_histogram, standardize_foreground
-from ...synthetic import ppii_anomalies
 from ..base import AnomalyResult, MapPredictor
 from ..training_plan import Trainable, TrainingInputs, TrainingPlan
 from .config import PpiiMethodConfig
+from .net import build_segmentation_unet, enable_dropout, segmentation_stride
+from .synthetic import ppii_anomalies
 
 INTENSITIES = ("equalise", "unit", "standardise")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from monai.networks.nets import BasicUNet
 
-from ..config import SegmentationNetConfig
+from .config import SegmentationNetConfig
 
 
 def build_segmentation_unet(config: SegmentationNetConfig, in_channels: int, out_channels: int = 1) -> BasicUNet:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from monai.networks.nets.resnet import ResNet, ResNetBlock
 
-from ..config import EncoderNetConfig
+from .config import EncoderNetConfig
 
 
 class ContrastiveEncoder(torch.nn.Module):

@@ -12,11 +12,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..config import SyntheticTaskConfig
-from ..devices import on_device
-from ..filters import gaussian_blur
-from .poisson import poisson_blend
-from .shapes import parameter_generator, randint, random_ellipse, uniform, wobbly_mask
+from ...devices import on_device
+from ...filters import gaussian_blur
+from ...synthetic.poisson import poisson_blend
+from ...synthetic.shapes import parameter_generator, randint, random_ellipse, uniform, wobbly_mask
+from .config import SyntheticTaskConfig
 
 Task = Callable[[torch.Tensor, torch.Generator, SyntheticTaskConfig], tuple[torch.Tensor, torch.Tensor]]
 

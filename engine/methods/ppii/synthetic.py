@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import PpiiGeneratorConfig
-from ..devices import on_device
-from .poisson import poisson_blend
-from .shapes import normal, parameter_generator, randint, uniform
+from ...devices import on_device
+from ...synthetic.poisson import poisson_blend
+from ...synthetic.shapes import normal, parameter_generator, randint, uniform
+from .config import PpiiGeneratorConfig
 
 
 @dataclass
