@@ -15,6 +15,7 @@ from .tasks import make_tasks
 
 def cddpm_plan(config: CddpmMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
     tasks = make_tasks(foreign_images(config.preprocess.image_size))
+    folds = task_folds(config.cddpm.folds, config.cddpm.first_fold)
     networks = [
         Trainable(
             fold.component,
@@ -22,13 +23,13 @@ def cddpm_plan(config: CddpmMethodConfig, inputs: TrainingInputs) -> TrainingPla
             conditional_loss(config, tasks, fold),
             {"train_tasks": list(fold.train_tasks), "monitor_tasks": list(fold.monitor_tasks)},
         )
-        for fold in task_folds(config.cddpm.folds, config.cddpm.first_fold)
+        for fold in folds
     ]
 
     def monitor_folds(trained: Trained) -> dict:
         normals, _ = validation_sample(trained.data_root, config.cddpm.monitor_images)
         images = load_training_images([item.path for item in normals], config.preprocess).to(trained.device)
-        for fold, record in zip(task_folds(config.cddpm.folds, config.cddpm.first_fold), trained.records, strict=True):
+        for fold, record in zip(folds, trained.records, strict=True):
             generator = torch.Generator(device=trained.device).manual_seed(config.cddpm.seed)
             record.update(monitor_fold(trained.networks[fold.component], images, tasks, fold, config, generator))
         return {}
