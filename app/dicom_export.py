@@ -26,7 +26,7 @@ from anomascope.app.bundles import Catalogue
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import ImageReadError, load_case, load_dicom_sources
 from anomascope.engine.methods import registry
-from anomascope.storage import decode_mask
+from anomascope.storage import InferenceRun, decode_mask
 from anomascope.storage.records import ExportRow
 
 SEG_SERIES_NUMBER = 9901  # series numbers no scanner uses, so the derived objects sort after the images
@@ -75,7 +75,7 @@ def _refusals(path: Path, header: list[str], refused: list[tuple]) -> list[Path]
 
 
 def write_parametric_map(row: ExportRow, out: Path, heatmap: HeatmapOf) -> Path:
-    run = row.run
+    run = _run_of(row)
     sources = _sources(row)
     method = registry().methods.get(run.method)
     if method is None or not method.maps:
@@ -178,7 +178,7 @@ def segment_description(row: ExportRow) -> hd.seg.SegmentDescription:
     run = row.run
     method = registry().methods.get(run.method) if run is not None else None
     label = _text(row.annotation.label or "anomaly")
-    if method is None or not method.maps:
+    if run is None or method is None or not method.maps:
         algorithm_type, algorithm = hd.seg.SegmentAlgorithmTypeValues.MANUAL, None
     else:
         algorithm_type = hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
@@ -240,6 +240,13 @@ def _fill_type2(source) -> None:
             setattr(source, keyword, "")
 
 
+def _run_of(row: ExportRow) -> InferenceRun:
+    """The run whose map a Parametric Map holds: the one the row's annotation came from."""
+    if row.run is None:
+        raise SegmentationRefused(f"annotation {row.annotation.id} was drawn by hand, not from a run's map")
+    return row.run
+
+
 def _stored_path(row: ExportRow) -> str:
     """Where the page keeps the DICOM files of the row's case."""
     stored = (row.case.metadata_json or {}).get("stored_path")
@@ -269,7 +276,7 @@ def rescored(catalogue: Catalogue, device: torch.device) -> HeatmapOf:
     up to the precision the networks run in."""
 
     def heatmap(row: ExportRow) -> np.ndarray:
-        run = row.run
+        run = _run_of(row)
         picked = next(
             (c for c in catalogue.choices.values() if c.bundle.id == run.bundle_id and c.method == run.method), None
         )

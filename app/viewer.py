@@ -16,6 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import nibabel as nib
 import numpy as np
@@ -172,8 +173,8 @@ class VolumeStore:
         return f"/gradio_api/file={path}"
 
 
-def _is_token(token: str | None) -> bool:
-    return bool(token) and "/" not in token and token not in (".", "..")
+def _is_token(token: str | None) -> TypeGuard[str]:
+    return token is not None and token not in ("", ".", "..") and "/" not in token
 
 
 def mask_outline(mask: np.ndarray) -> np.ndarray:

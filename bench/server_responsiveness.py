@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 from run import machine  # noqa: E402
 
 from anomascope.app.bundles import discover  # noqa: E402
-from anomascope.app.review import ReviewApp  # noqa: E402
-from anomascope.app.ui import serve  # noqa: E402
+from anomascope.app.page.server import serve  # noqa: E402
+from anomascope.app.review.app import ReviewApp  # noqa: E402
 from anomascope.storage import Database  # noqa: E402
 from tests.app.test_browser import _free_port  # noqa: E402
 from tests.conftest import make_dicom  # noqa: E402

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from anomascope.app.bundles import discover  # noqa: E402
-from anomascope.app.review import ReviewApp  # noqa: E402
-from anomascope.app.ui import build_app  # noqa: E402
+from anomascope.app.page.layout import build_app  # noqa: E402
+from anomascope.app.review.app import ReviewApp  # noqa: E402
 from anomascope.storage import Database  # noqa: E402
 
 SAMPLE = ROOT / "assets" / "samples" / "ISIC_0024311.jpg"

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from run import machine  # noqa: E402
 
 from anomascope.app.bundles import discover  # noqa: E402
-from anomascope.app.review import ReviewApp  # noqa: E402
-from anomascope.app.tuning_session import TuningService  # noqa: E402
+from anomascope.app.review.app import ReviewApp  # noqa: E402
+from anomascope.app.review.tuning_session import TuningService  # noqa: E402
 from anomascope.storage import Database  # noqa: E402
 
 SAMPLES = sorted((ROOT / "assets" / "samples").glob("ISIC_*.jpg"))

@@ -32,7 +32,7 @@ from threshold_browser import machine  # noqa: E402
 from tuning_step import worklist  # noqa: E402
 
 from anomascope.app.bundles import discover  # noqa: E402
-from anomascope.app.review import ReviewApp  # noqa: E402
+from anomascope.app.review.app import ReviewApp  # noqa: E402
 from anomascope.storage import Database  # noqa: E402
 
 # From the click to the first animation frame that draws the next case (the viewer draws it synchronously,
@@ -56,7 +56,7 @@ STEP = """() => new Promise((done) => {
 def served(folder: Path, cases: Path) -> tuple[object, str]:
     import os
 
-    from anomascope.app.ui import build_app
+    from anomascope.app.page.layout import build_app
 
     app = ReviewApp(
         Database(f"sqlite:///{folder / 'bench.sqlite'}"),

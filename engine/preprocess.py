@@ -187,3 +187,25 @@ def standardize_foreground(x: torch.Tensor, foreground_above: float | None = Non
     mean = (x * body).sum(dim=(2, 3), keepdim=True) / count
     std = (((x - mean) ** 2 * body).sum(dim=(2, 3), keepdim=True) / count).sqrt().clamp(min=1e-6)
     return ((0.5 + (x - mean) / (2 * spread * std)).clamp(0, 1) * body).to(x.dtype)
+
+
+# How a method's network sees intensities: histogram-equalised, as windowed, or z-scored over the foreground.
+INTENSITIES = ("equalise", "unit", "standardise")
+
+
+def network_intensity(unit: torch.Tensor, intensity: str, foreground_above: float | None) -> torch.Tensor:
+    """(N, C, H, W) images in [0, 1] to a network's input in [0, 1], by the config's `intensity`: "equalise"
+    (histogram equalisation), "unit" (as windowed) or "standardise" (z-score), over the foreground where
+    `foreground_above` defines one."""
+    if intensity == "equalise":
+        return equalize_histogram(unit, foreground_above=foreground_above)
+    if intensity == "standardise":
+        return standardize_foreground(unit, foreground_above)
+    check_intensity(intensity, "intensity")
+    return unit.clamp(0, 1)
+
+
+def check_intensity(intensity: str, key: str) -> None:
+    """Raise, naming the config `key`, when `intensity` is not one of INTENSITIES."""
+    if intensity not in INTENSITIES:
+        raise ValueError(f"unknown {key} {intensity!r}; use one of {', '.join(INTENSITIES)}")

@@ -45,7 +45,7 @@ def test_wheel_holds_one_namespace_every_module_and_the_shipped_assets(wheel):
         path
         for folder in ("app", "engine", "storage")
         for path in _tracked(folder)
-        if path.endswith((".py", ".js", ".mako")) or "/niivue/" in path
+        if path.endswith((".py", ".js", ".html", ".mako")) or "/niivue/" in path
     ]
     expected += _tracked("assets")
     missing = [path for path in expected if f"{FOLDERS[path.split('/')[0]]}/{path.split('/', 1)[1]}" not in names]
@@ -66,7 +66,7 @@ def test_installed_wheel_serves_every_method_and_demo_case_from_any_folder(wheel
         "PATH": "/usr/bin:/bin",
     }
     script = """
-import anomascope.app.bundles as bundles, anomascope.app.ui as ui, sys
+import anomascope.app.bundles as bundles, anomascope.app.page.layout as ui, sys
 from anomascope.app.cli import main
 assert str(bundles.ASSETS).startswith(sys.argv[1]), bundles.ASSETS
 catalogue = bundles.discover(bundles.model_dirs())

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from anomascope.app.bundles import discover
-from anomascope.app.review import ReviewApp
+from anomascope.app.review.app import ReviewApp
 from anomascope.storage import Database
 
 ROOT = Path(__file__).parents[2]

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from anomascope.app.bundles import discover
 from anomascope.app.cli import is_loopback, main
-from anomascope.app.review import ReviewApp
+from anomascope.app.review.app import ReviewApp
 from anomascope.storage import (
     AuditEvent,
     Case,
@@ -78,7 +78,7 @@ def test_serve_refuses_the_network_without_accounts(tmp_path, capsys, monkeypatc
 
 
 def _served(tmp_path: Path, monkeypatch, accounts: bool):
-    from anomascope.app.ui import serve
+    from anomascope.app.page.server import serve
 
     monkeypatch.setenv("ANOMASCOPE_MAX_BYTES", str(2**20))
     db = Database(f"sqlite:///{tmp_path / 'accounts.sqlite'}")

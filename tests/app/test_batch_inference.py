@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from anomascope.app.batch_inference import ArchiveError, Shard, gather_inputs
 from anomascope.app.cli import EXIT_BAD_INPUT, main
+from anomascope.app.cli.batch_inference import ArchiveError, Shard, gather_inputs
 from anomascope.engine.bundle import load_bundle
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from anomascope.app.bundles import discover
 from anomascope.app.pacs import Pacs
-from anomascope.app.review import ReviewApp
+from anomascope.app.review.app import ReviewApp
 from anomascope.app.viewer import from_viewer
 from anomascope.engine.io import load_dicom_sources
 from anomascope.storage import Database, TuningSession, case_history, decode_mask, list_cases, tuning_entries
@@ -60,7 +60,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from anomascope.app.ui import build_app
+    from anomascope.app.page.layout import build_app
 
     tmp = tmp_path_factory.mktemp("browser")
     db = Database(f"sqlite:///{tmp / 'browser.sqlite'}")

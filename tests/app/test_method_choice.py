@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from anomascope.app.bundles import Catalogue, calibration_summary, discover
-from anomascope.app.review import ReviewApp, ReviewSession, mismatch_warnings
+from anomascope.app.review.app import ReviewApp
+from anomascope.app.review.runs import mismatch_warnings
+from anomascope.app.review.session import ReviewSession
 from anomascope.engine.io import load_case
 from tests.conftest import make_dicom, write_dicom
 
@@ -117,7 +119,7 @@ def test_a_recorded_body_part_that_differs_is_a_warning_and_an_unrecorded_modali
 
 
 def test_opening_a_case_on_the_page_picks_the_nearest_method_and_says_why(app: ReviewApp):
-    from anomascope.app.ui import build_app
+    from anomascope.app.page.layout import build_app
 
     page = build_app(app)
     [on_worklist] = [f.fn for f in page.fns.values() if f.name == "on_worklist"]
@@ -211,7 +213,7 @@ def test_a_reference_is_offered_only_where_no_learned_method_can_read_the_case(t
 
 
 def test_the_page_opens_offering_a_learned_method(app: ReviewApp):
-    from anomascope.app.ui import build_app
+    from anomascope.app.page.layout import build_app
 
     [picker] = [block for block in build_app(app).blocks.values() if getattr(block, "elem_id", None) == "method"]
     assert picker.value in app.catalogue.choices and not app.catalogue.choices[picker.value].reference

@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from anomascope.app.cli import EXIT_BAD_INPUT, main, pacs_of
 from anomascope.app.pacs import PASSWORD_VARIABLE, TOKEN_VARIABLE, URL_VARIABLE, USER_VARIABLE, Pacs, PacsError
-from anomascope.app.review import ReviewError
-from anomascope.app.tuning_session import TuningService
+from anomascope.app.review.session import ReviewError
+from anomascope.app.review.tuning_session import TuningService
 from anomascope.engine.io import load_case, load_dicom_sources
 from anomascope.storage import AuditEvent, case_history, decode_mask
 from tests.app.test_dicom_export import SOURCES, choice, oblique_series, read_back, source_of, source_position

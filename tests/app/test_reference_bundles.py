@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from anomascope.app.review import ReviewApp
+from anomascope.app.review.app import ReviewApp
 from anomascope.engine.bundle import load_bundle
 from anomascope.storage import case_history
 from tests.app.test_method_choice import _lgg_slice

@@ -12,7 +12,8 @@ import torch
 from sqlalchemy import func, select
 
 from anomascope.app.bundles import discover
-from anomascope.app.review import ReviewApp, ReviewError, ReviewSession
+from anomascope.app.review.app import ReviewApp
+from anomascope.app.review.session import ReviewError, ReviewSession
 from anomascope.storage import Annotation, AuditEvent, Database, InferenceRun, StorageError, case_history, decode_mask
 from tests.app.test_ui import _payload
 

@@ -14,10 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from anomascope.app import tuning_session
-from anomascope.app.review import ReviewApp, ReviewError, markdown_text
-from anomascope.app.tuning_session import ROOTS_ENV, TuningService, worklist_roots
-from anomascope.app.uploads import uploaded
+from anomascope.app.review import worklists
+from anomascope.app.review.app import ReviewApp
+from anomascope.app.review.messages import markdown_text
+from anomascope.app.review.session import ReviewError
+from anomascope.app.review.tuning_session import TuningService
+from anomascope.app.review.uploads import uploaded
+from anomascope.app.review.worklists import ROOTS_ENV, worklist_roots
 from anomascope.storage import Case
 from tests.app.test_accounts import ROOT, SAMPLE, _served
 
@@ -153,8 +156,8 @@ def test_a_worklist_folder_opens_only_under_the_offered_roots(app, tmp_path, mon
     scratch = _folder(tmp_path / "scratch")
     (offered.parent / "link").symlink_to(scratch)
     listed = []
-    list_images = tuning_session.list_images
-    monkeypatch.setattr(tuning_session, "list_images", lambda folder: listed.append(folder) or list_images(folder))
+    list_images = worklists.list_images
+    monkeypatch.setattr(worklists, "list_images", lambda folder: listed.append(folder) or list_images(folder))
 
     for folder in (scratch, offered):  # no roots by default: no server folder is offered
         with pytest.raises(ReviewError, match=re.escape(f"{folder}: server folders are not offered")) as refused:
@@ -178,7 +181,7 @@ def test_a_worklist_folder_opens_only_under_the_offered_roots(app, tmp_path, mon
 
 
 def test_the_roots_come_from_the_environment_and_the_page_names_them(app, tmp_path, monkeypatch):
-    from anomascope.app.ui import build_app
+    from anomascope.app.page.layout import build_app
 
     def info() -> str:
         [box] = [c for c in build_app(app).config["components"] if c["props"].get("elem_id") == "tuning-source"]
@@ -200,4 +203,4 @@ def test_a_link_in_an_offered_folder_cannot_lead_out_of_it(tmp_path):
     shutil.copy(SAMPLE, offered / "mine.jpg")
     (offered / "private.jpg").symlink_to(elsewhere / "private.jpg")
     with pytest.raises(ReviewError, match="private.jpg: a link out of the worklist folder"):
-        tuning_session.worklist(str(offered), None, [offered])  # type: ignore[arg-type]
+        worklists.worklist(str(offered), None, [offered])  # type: ignore[arg-type]

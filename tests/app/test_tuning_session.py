@@ -13,9 +13,10 @@ from PIL import Image
 
 from anomascope.app.bundles import discover
 from anomascope.app.cli import main
-from anomascope.app.review import ReviewApp, ReviewError
+from anomascope.app.review.app import ReviewApp
+from anomascope.app.review.session import ReviewError
+from anomascope.app.review.tuning_session import CaseNotOpened, TuningService
 from anomascope.app.tuning import curves_figure
-from anomascope.app.tuning_session import CaseNotOpened, TuningService
 from anomascope.engine.evaluation import load_test_split
 from anomascope.engine.inference import score_case
 from anomascope.engine.tuning import Criterion
@@ -231,7 +232,7 @@ def test_the_summary_uses_the_maps_the_session_showed(service, reference, monkey
     def never(*_):
         raise AssertionError("the summary scored a case the session had shown")
 
-    monkeypatch.setattr("anomascope.app.tuning_session.score_case", never)
+    monkeypatch.setattr("anomascope.app.review.tuning_session.score_case", never)
     kept = service.summary(view, Criterion("dice"), resamples=20)
     assert (kept.readers.threshold, kept.readers.figure) == (scored.readers.threshold, scored.readers.figure)
     assert (kept.truth.threshold, kept.truth.figure) == (scored.truth.threshold, scored.truth.figure)

@@ -14,13 +14,10 @@ import pytest
 
 from anomascope.app.bundles import discover
 from anomascope.app.export import export
-from anomascope.app.review import (
-    ReviewApp,
-    ReviewError,
-    ReviewSession,
-    friendly,
-    mismatch_warnings,
-)
+from anomascope.app.review.app import ReviewApp
+from anomascope.app.review.messages import friendly
+from anomascope.app.review.runs import mismatch_warnings
+from anomascope.app.review.session import ReviewError, ReviewSession
 from anomascope.app.viewer import from_viewer, pack_mask, read_payload, to_viewer, unpack_mask
 from anomascope.engine.io import ImageReadError, load_case
 from anomascope.storage import case_history, decode_mask
@@ -248,7 +245,7 @@ def test_app_builds_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("ANOMASCOPE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
     from anomascope.app.bundles import model_dirs
-    from anomascope.app.ui import SAMPLES, build_app
+    from anomascope.app.page.layout import SAMPLES, build_app
 
     assert build_app() is not None
     assert any((folder / "ham10000-denoiser").is_dir() for folder in model_dirs())

@@ -17,7 +17,7 @@ from anomascope.engine.methods import default_config, make_predictor
 from anomascope.engine.methods.cddpm.foreign import foreign_images
 from anomascope.engine.methods.cddpm.model import corrupt, new_conditional_unet, task_folds
 from anomascope.engine.methods.cddpm.tasks import TASK_NAMES, make_tasks
-from anomascope.engine.preprocess import InputMismatchError
+from anomascope.engine.preprocess import InputMismatchError, standardize_foreground
 from tests.cli import anomascope, infer_one, train_tiny
 from tests.conftest import shipped_dicom
 from tests.synthetic import make_blob_dataset, plant_blob, smooth_image
@@ -82,6 +82,24 @@ def test_a_bundle_of_a_later_split_reads_its_own_network(trained, tmp_path):
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     expected = make_predictor(trained, CPU).predict(x)
     np.testing.assert_array_equal(make_predictor(bundle, CPU).predict(x).heatmap, expected.heatmap)
+
+
+def test_a_standardised_bundle_restores_the_z_scored_image(trained, blobs, tmp_path):
+    with pytest.raises(ValueError, match="unknown cddpm.intensity 'gamma'"):
+        fit_method(tiny_config(cddpm={"intensity": "gamma"}), blobs, tmp_path / "refused", CPU, show_progress=False)
+    assert not (tmp_path / "refused" / "manifest.json").exists()
+    config = tiny_config(cddpm={"intensity": "standardise"})
+    network = new_conditional_unet(config)
+    network.load_state_dict(trained.state_dict("fold0"))
+    bundle = save_bundle(tmp_path / "z", dict(trained.manifest, config=to_dict(config)), {"fold0": network})
+    unit = 0.3 + 0.4 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    standardised = make_predictor(bundle, CPU).predict(unit * 2 - 1)
+    z = standardize_foreground(unit, config.preprocess.foreground_above)
+    as_windowed = make_predictor(trained, CPU).predict(z * 2 - 1)  # the same weights fed the z-scores
+    np.testing.assert_allclose(standardised.heatmap, as_windowed.heatmap, atol=1e-5)
+    np.testing.assert_allclose(standardised.restoration, as_windowed.restoration, atol=1e-5)
+    brighter = make_predictor(bundle, CPU).predict(unit * 1.3 * 2 - 1)  # a scan with more gain: the same map
+    np.testing.assert_allclose(brighter.heatmap, standardised.heatmap, atol=1e-4)
 
 
 def test_conditioning_doubles_the_input_channels():

@@ -107,7 +107,7 @@ def test_intensity_options_keep_a_bright_region_bright():
     torch.testing.assert_close(unit, image)
     standardised = model_input(images, preprocess, "standardise")
     assert standardised[..., 6:10, 6:10].min() > standardised[..., :4, :4].max() + 0.3
-    with pytest.raises(ValueError, match="unknown ppii.intensity 'gamma'"):
+    with pytest.raises(ValueError, match="unknown intensity 'gamma'"):
         model_input(images, preprocess, "gamma")
 
 

@@ -159,6 +159,18 @@ def test_bright_anomalies_brighten_the_image_inside_the_raters_masks():
     assert flat.label.abs().max() < 1e-4
 
 
+def test_a_negative_amplitude_darkens_as_a_pigmented_lesion_does():
+    images = torch.full((4, 3, 48, 48), 0.7)
+    config = PpiiGeneratorConfig(bright_fraction=1.0, bright_amplitude=(-0.5, -0.3))
+    sample = ppii_anomalies(images, torch.Generator().manual_seed(0), config)
+    union = sample.masks.amax(dim=1).bool()
+    change = sample.image - images
+    assert change.max() < 0.05
+    for image_change, inside in zip(change, union, strict=True):
+        assert image_change[inside.expand_as(image_change)].mean() < -0.02 and image_change.min() < -0.1
+    torch.testing.assert_close(sample.label, change.abs().mean(dim=1, keepdim=True))
+
+
 def test_ppii_counts_and_circles_stay_within_bounds():
     config = PpiiGeneratorConfig(raters=3, min_anomalies=1, max_anomalies=10)
     # A flat image with one bright pixel per anomaly is hard to count; count patches through alpha

@@ -50,6 +50,10 @@ class CddpmConfig:
     seed: int = 0
     monitor_images: int = 16
     k_sigma: float = 3.0
+    # Not the paper's (its benchmark's scans come intensity-normalised): what the network restores,
+    # "unit" (the windowed image, as before), "standardise" (z-score over the foreground, z in [-3, 3])
+    # or "equalise" (histogram equalisation). The restoration is shown in the same intensities.
+    intensity: str = "unit"
 
 
 @dataclass

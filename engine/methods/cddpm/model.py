@@ -19,7 +19,7 @@ from ...filters import ssim_map
 from ...metrics import average_precision
 from ...nets import build_denoiser
 from ...nets.denoiser import unet_stride
-from ...preprocess import from_model_range
+from ...preprocess import from_model_range, network_intensity
 from ...schedules import VPSchedule, make_sampler, sample_conditioned
 from ...synthetic import parameter_generator
 from ..base import AnomalyResult, MapPredictor
@@ -80,11 +80,20 @@ def corrupt(
     return condition
 
 
+def model_input(images: torch.Tensor, config: CddpmMethodConfig) -> torch.Tensor:
+    """[-1, 1] images to the [-1, 1] intensities the network restores (`cddpm.intensity`)."""
+    if config.cddpm.intensity == "unit":
+        return images  # untouched, so that bundles made before the option score bit for bit as they did
+    unit = (images.float() + 1.0) / 2.0
+    return network_intensity(unit, config.cddpm.intensity, config.preprocess.foreground_above).to(images.dtype) * 2 - 1
+
+
 def conditional_loss(config: CddpmMethodConfig, tasks: dict, fold: TaskFold):
     """DDPM's simple loss with the corrupted image as conditioning (epsilon, or x0 for "sample")."""
     schedule = VPSchedule(config.schedule)
 
-    def loss(model: torch.nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def loss(model: torch.nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x0 = model_input(batch, config)
         condition = (
             corrupt((x0 + 1) / 2, tasks, fold.train_tasks, config.cddpm.clean_fraction, generator, config.tasks) * 2 - 1
         )
@@ -145,7 +154,7 @@ class CddpmPredictor(MapPredictor):
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> AnomalyResult:
-        x = images.to(self.device)
+        x = model_input(images.to(self.device), self.method_config)
         maps, restorations = [], []
         for model in self.models:
             restored = restore(model, x, self.method_config, self.config.seed)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import torch
 
 from ...data import load_training_images, validation_sample
+from ...preprocess import check_intensity
 from ..training_plan import Trainable, Trained, TrainingInputs, TrainingPlan
 from .config import CddpmMethodConfig
 from .foreign import foreign_images
-from .model import conditional_loss, monitor_fold, new_conditional_unet, task_folds
+from .model import conditional_loss, model_input, monitor_fold, new_conditional_unet, task_folds
 from .tasks import make_tasks
 
 
 def cddpm_plan(config: CddpmMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
+    check_intensity(config.cddpm.intensity, "cddpm.intensity")  # before any image is loaded
     tasks = make_tasks(foreign_images(config.preprocess.image_size))
     folds = task_folds(config.cddpm.folds, config.cddpm.first_fold)
     networks = [
@@ -29,6 +31,7 @@ def cddpm_plan(config: CddpmMethodConfig, inputs: TrainingInputs) -> TrainingPla
     def monitor_folds(trained: Trained) -> dict:
         normals, _ = validation_sample(trained.data_root, config.cddpm.monitor_images)
         images = load_training_images([item.path for item in normals], config.preprocess).to(trained.device)
+        images = model_input(images, config)
         for fold, record in zip(folds, trained.records, strict=True):
             generator = torch.Generator(device=trained.device).manual_seed(config.cddpm.seed)
             record.update(monitor_fold(trained.networks[fold.component], images, tasks, fold, config, generator))

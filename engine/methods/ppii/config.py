@@ -27,7 +27,8 @@ class PpiiGeneratorConfig:
     gradient_scale: float = 2.0  # P-PII's up-scaling of the source gradients
     # Not the paper's: the share of anomalies whose source is the image's own patch brightened by a smooth
     # bump (peak drawn from bright_amplitude, in [0, 1] image units) instead of a partner's patch, to resemble a
-    # FLAIR hyperintensity. 0 draws nothing for it, so the paper's generator is unchanged.
+    # FLAIR hyperintensity; a negative amplitude darkens instead, as a pigmented skin lesion does. 0 draws
+    # nothing for it, so the paper's generator is unchanged.
     bright_fraction: float = 0.0
     bright_amplitude: tuple[float, float] = (0.2, 0.6)
 

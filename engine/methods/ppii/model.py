@@ -9,31 +9,18 @@ import torch.nn.functional as F
 
 from ...bundle import ModelBundle
 from ...config import PreprocessConfig, from_dict
-from ...preprocess import equalize_histogram, standardize_foreground
+from ...preprocess import check_intensity, network_intensity
 from ..base import AnomalyResult, MapPredictor
 from ..training_plan import Trainable, TrainingInputs, TrainingPlan
 from .config import PpiiMethodConfig
 from .net import build_segmentation_unet, enable_dropout, segmentation_stride
 from .synthetic import ppii_anomalies
 
-INTENSITIES = ("equalise", "unit", "standardise")
-
 
 def model_input(images: torch.Tensor, preprocess: PreprocessConfig, intensity: str = "equalise") -> torch.Tensor:
     """[-1, 1] images to the network's input in [0, 1]: histogram-equalised (the paper's pre-processing),
     as they are, or standardised, over the foreground where the config defines one."""
-    unit = (images.float() + 1.0) / 2.0
-    if intensity == "equalise":
-        return equalize_histogram(unit, foreground_above=preprocess.foreground_above)
-    if intensity == "standardise":
-        return standardize_foreground(unit, preprocess.foreground_above)
-    check_intensity(intensity)
-    return unit.clamp(0, 1)
-
-
-def check_intensity(intensity: str) -> None:
-    if intensity not in INTENSITIES:
-        raise ValueError(f"unknown ppii.intensity {intensity!r}; use one of {', '.join(INTENSITIES)}")
+    return network_intensity((images.float() + 1.0) / 2.0, intensity, preprocess.foreground_above)
 
 
 def ppii_loss(config: PpiiMethodConfig):
@@ -54,7 +41,7 @@ def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
 
 
 def ppii_plan(config: PpiiMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
-    check_intensity(config.ppii.intensity)  # before any image is loaded
+    check_intensity(config.ppii.intensity, "ppii.intensity")  # before any image is loaded
     loss = ppii_loss(config)
     return TrainingPlan([Trainable("ppii", new_ppii_net(config), loss)], ["ppii"])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from anomascope.app.review import ReviewError
+from anomascope.app.review.session import ReviewError
 
 
 def inside(path: str | Path, folder: str | Path) -> bool:
