@@ -117,13 +117,13 @@ def bench_training(
     """Training throughput of the bundle's method and config (with `overrides` of its train section), on
     random data of its shape: steps and images per second, model FLOPs per image and the fraction of the
     device's named peak reached, after WARM_UP_STEPS untimed steps."""
-    from anomascope.engine.config import from_dict, merge
+    from anomascope.engine.config import build_config, from_dict
     from anomascope.engine.methods import default_config, registry
     from anomascope.engine.methods.training_plan import TrainingInputs
     from anomascope.engine.training import train
 
     config = from_dict(type(default_config(bundle.method)), bundle.manifest["config"])
-    config = merge(config, {"train": overrides or {}})
+    config = build_config(config, None, {"train": overrides or {}})
     size, channels = config.preprocess.image_size, config.preprocess.channels
     batch = config.train.batch_size
     data = torch.rand(max(256, batch), channels, size, size) * 2 - 1
@@ -155,9 +155,9 @@ def bench_training(
 
 
 def _steps(config, steps: int):
-    from anomascope.engine.config import merge
+    from anomascope.engine.config import build_config
 
-    return merge(config, {"train": {"steps": steps, "epochs": None, "checkpoint_every": 10**9}}).train
+    return build_config(config, None, {"train": {"steps": steps, "epochs": None, "checkpoint_every": 10**9}}).train
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import gradio as gr
 
 from anomascope.app.page.reader import actor
 from anomascope.app.page.screen import Screen, compare_update, versions_update
+from anomascope.app.review.annotations import Submission
 from anomascope.app.review.app import ReviewApp
 from anomascope.app.review.messages import friendly
 from anomascope.app.review.session import ReviewSession
@@ -28,10 +29,11 @@ def on_save(
     request: gr.Request,
 ):
     try:
+        submission = Submission(sent, actor(login, who, request), lab, text, acknowledged)
         if view is not None and state.case_id == view.case_id:
-            state, said = service.save(view, state, sent, actor(login, who, request), lab, text, acknowledged)
+            state, said = service.save(view, state, submission)
         else:
-            state, said = app.save(state, sent, actor(login, who, request), lab, text, acknowledged)
+            state, said = app.save(state, submission)
     except Exception as exc:
         return {screen.save_status: friendly(exc)}
     return {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import zipfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +19,18 @@ from anomascope.engine.io import Case
 from anomascope.storage import save_annotation
 
 EXPORT_KEEP_S = 600  # the page hands an export to the browser at once; the copy here is kept this long
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the reader sends with a save: the viewer's mask payload, the reader's name, a label and a note
+    (optional), and whether they ticked that they read the model warning."""
+
+    payload: str
+    reader: str
+    label: str = ""
+    note: str = ""
+    acknowledged: bool = False
 
 
 class Annotations(Scene):
@@ -68,26 +80,20 @@ class Annotations(Scene):
         )
 
     def save(
-        self,
-        session: ReviewSession,
-        payload: str,
-        reader: str,
-        label: str = "",
-        note: str = "",
-        acknowledged: bool = False,
-        tuning: tuple[int, int] | None = None,
+        self, session: ReviewSession, submission: Submission, tuning: tuple[int, int] | None = None
     ) -> tuple[ReviewSession, str]:
         """Store the mask the viewer sent as the next version of this case's annotation, in one transaction;
         with `tuning` (session id, worklist position) it is also that tuning session's entry for the case."""
         if session.case is None or session.token is None:
             raise ReviewError("open an image first")
+        reader = submission.reader
         if not reader or not reader.strip():
             raise ReviewError("enter the reader's name before saving")
-        if session.warnings and not acknowledged:
+        if session.warnings and not submission.acknowledged:
             raise ReviewError("read the model warning beside the result and tick that you did before saving")
         slices, _, rows, cols = session.case.shape
         try:
-            sent = read_payload(payload, session.token, (slices, rows, cols))
+            sent = read_payload(submission.payload, session.token, (slices, rows, cols))
         except MaskPayloadError as exc:
             raise ReviewError(str(exc)) from exc
         threshold, how = self._recorded_threshold(session, sent.threshold, sent.threshold_method)
@@ -99,8 +105,8 @@ class Annotations(Scene):
             run_id=run_id,
             mask=mask,
             author=reader,
-            label=label or None,
-            note=note or None,
+            label=submission.label or None,
+            note=submission.note or None,
             corrects=session.saved.lineage if session.saved else None,
             threshold=threshold,
             threshold_method=how,

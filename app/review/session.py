@@ -8,11 +8,14 @@ case survives.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from anomascope.engine.inference import CaseResult
 from anomascope.engine.io import Case
+
+T = TypeVar("T")
 
 
 class ReviewError(Exception):
@@ -61,27 +64,26 @@ class ReviewSession:
 
     @property
     def opened_case(self) -> Case:
-        if self.case is None:
-            raise ReviewError("open an image first")
-        return self.case
+        return _present(self.case, "open an image first")
 
     @property
     def opened_case_id(self) -> int:
-        if self.case_id is None:  # set with `case`: a case is stored when it is opened
-            raise ReviewError("open an image first")
-        return self.case_id
+        return _present(self.case_id, "open an image first")  # set with `case`: a case is stored when it is opened
 
     @property
     def shown_run(self) -> RunView:
-        if self.run is None:
-            raise ReviewError("run a method first")
-        return self.run
+        return _present(self.run, "run a method first")
 
     @property
     def compared_run(self) -> RunView:
-        if self.second is None:
-            raise ReviewError("compare two methods first")
-        return self.second
+        return _present(self.second, "compare two methods first")
+
+
+def _present(value: T | None, first: str) -> T:
+    """`value`, or a ReviewError telling the reader what to do `first` when there is none."""
+    if value is None:
+        raise ReviewError(first)
+    return value
 
 
 def shows_saved(session: ReviewSession) -> bool:

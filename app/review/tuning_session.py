@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anomascope.app.review.annotations import Submission
 from anomascope.app.review.app import ReviewApp
 from anomascope.app.review.prefetch import Prefetcher, SessionMaps, stored_path
 from anomascope.app.review.session import ReviewError, ReviewSession
@@ -156,24 +157,13 @@ class TuningService:
             raise ReviewError(f"case {position + 1} of {len(view.cases)} is the {end} case of this session")
         return self.open(view, position, reader)
 
-    def save(
-        self,
-        view: TuningView,
-        session: ReviewSession,
-        payload: str,
-        reader: str,
-        label: str = "",
-        note: str = "",
-        acknowledged: bool = False,
-    ) -> tuple[ReviewSession, str]:
+    def save(self, view: TuningView, session: ReviewSession, submission: Submission) -> tuple[ReviewSession, str]:
         """Save the mask on screen as the session's entry for the current case."""
         if view.case_id is None:
             raise ReviewError(f"{view.progress} could not be opened: there is nothing of it to save; go on with Next")
         if session.case_id != view.case_id:
             raise ReviewError("the case on screen is not the tuning session's current case; step back to it")
-        saved, said = self.app.save(
-            session, payload, reader, label, note, acknowledged, tuning=(view.session_id, view.position)
-        )
+        saved, said = self.app.save(session, submission, tuning=(view.session_id, view.position))
         return saved, f"{said} Recorded for the tuning session ({view.progress})."
 
     def summary(self, view: TuningView, criterion: Criterion, resamples: int = 200, seed: int = 0) -> SessionSummary:

@@ -19,6 +19,7 @@ from pydicom.uid import generate_uid
 from anomascope.app.cli import main
 from anomascope.app.dicom_export import NOT_EXPORTED, PM_NOT_EXPORTED, rescored
 from anomascope.app.export import export
+from anomascope.app.review.annotations import Submission
 from anomascope.engine.io import ImageReadError, load_dicom_sources
 from tests.app.test_ui import SAMPLE, _payload
 from tests.conftest import make_dicom, shipped_dicom, write_dicom
@@ -110,10 +111,12 @@ def saved_run(app, path: Path, bundle: str, label: str = "lesion") -> tuple[np.n
     mask[slices // 2] = False
     app.save(
         session,
-        _payload(session, mask, session.run.threshold, session.run.threshold_method),
-        "Dr Reader",
-        label,
-        acknowledged=True,
+        Submission(
+            _payload(session, mask, session.run.threshold, session.run.threshold_method),
+            "Dr Reader",
+            label,
+            acknowledged=True,
+        ),
     )
     return mask, session.run.result.heatmap
 

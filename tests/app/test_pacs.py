@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from anomascope.app.cli import EXIT_BAD_INPUT, main, pacs_of
 from anomascope.app.pacs import PASSWORD_VARIABLE, TOKEN_VARIABLE, URL_VARIABLE, USER_VARIABLE, Pacs, PacsError
+from anomascope.app.review.annotations import Submission
 from anomascope.app.review.session import ReviewError
 from anomascope.app.review.tuning_session import TuningService
 from anomascope.engine.io import load_case, load_dicom_sources
@@ -56,7 +57,7 @@ def scored_and_saved(app, session, mask_seed: int = 1) -> tuple:
     mask = np.random.default_rng(mask_seed).random((slices, rows, cols)) > 0.7
     mask[slices // 2] = False
     shown = _payload(session, mask, session.run.threshold, session.run.threshold_method)
-    session, _ = app.save(session, shown, "Dr^Reader", "lesion", acknowledged=True)
+    session, _ = app.save(session, Submission(shown, "Dr^Reader", "lesion", acknowledged=True))
     return session, mask, session.run.result.heatmap
 
 

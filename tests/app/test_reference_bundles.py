@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from anomascope.app.review.annotations import Submission
 from anomascope.app.review.app import ReviewApp
 from anomascope.engine.bundle import load_bundle
 from anomascope.storage import case_history
@@ -58,7 +59,7 @@ def _save_at_preset(app: ReviewApp, path: Path, name: str, preset: str = "max_f1
     heatmap = session.run.result.heatmap
     assert heatmap.shape == (session.case.shape[0], *session.case.shape[-2:])
     mask = heatmap >= calibrated[preset]
-    session, said = app.save(session, _payload(session, mask, calibrated[preset], preset), "dr a")
+    session, said = app.save(session, Submission(_payload(session, mask, calibrated[preset], preset), "dr a"))
     assert f"({preset})" in said
     history = case_history(app.db, session.case_id)
     [annotation] = history.annotations

@@ -12,6 +12,7 @@ import torch
 from sqlalchemy import func, select
 
 from anomascope.app.bundles import discover
+from anomascope.app.review.annotations import Submission
 from anomascope.app.review.app import ReviewApp
 from anomascope.app.review.session import ReviewError, ReviewSession
 from anomascope.storage import Annotation, AuditEvent, Database, InferenceRun, StorageError, case_history, decode_mask
@@ -46,14 +47,14 @@ def test_a_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
     # The mask reads back wrong inside the save's transaction: the annotation and its audit row go.
     monkeypatch.setattr("anomascope.storage.records.decode_mask", lambda shape, data: np.zeros(shape, bool))
     with pytest.raises(StorageError, match="did not read back"):
-        app.save(session, _payload(session, np.ones((1, 150, 200), bool), 0.5, edited=True), "dr a")
+        app.save(session, Submission(_payload(session, np.ones((1, 150, 200), bool), 0.5, edited=True), "dr a"))
     assert _counts(app.db) == before
 
 
 def test_readers_correcting_at_once_lose_nothing(db_url, tmp_path):
     app = _app(db_url, tmp_path)
     first = _ran(app)
-    first, _ = app.save(first, _payload(first, np.zeros((1, 150, 200), bool), 0.5, edited=True), "dr a")
+    first, _ = app.save(first, Submission(_payload(first, np.zeros((1, 150, 200), bool), 0.5, edited=True), "dr a"))
     rng = np.random.default_rng(0)
     sent: dict[int, np.ndarray] = {}  # annotation id -> the mask its reader sent
     errors = []
@@ -64,7 +65,7 @@ def test_readers_correcting_at_once_lose_nothing(db_url, tmp_path):
             session, _ = app.scene(app.open_saved(first.case_id))  # each reader's own page
             start.wait()
             for mask in masks:
-                session, _ = app.save(session, _payload(session, mask, 0.5, edited=True), name)
+                session, _ = app.save(session, Submission(_payload(session, mask, 0.5, edited=True), name))
                 sent[session.saved.annotation_id] = mask
         except Exception as exc:  # noqa: BLE001 - collected from the threads, then failed on below
             errors.append(exc)
@@ -107,9 +108,9 @@ def test_a_save_records_the_threshold_of_its_own_run(tmp_path):
         (None, "manual", "map is on screen"),
     ]:
         with pytest.raises(ReviewError, match=f"the viewer sent .*which is not this image's: .*{why}"):
-            app.save(other, _payload(other, mask, stale, how), "dr a")
+            app.save(other, Submission(_payload(other, mask, stale, how), "dr a"))
     assert _counts(app.db) == before
-    other, said = app.save(other, _payload(other, mask, other.run.presets["max_f1"], "max_f1"), "dr a")
+    other, said = app.save(other, Submission(_payload(other, mask, other.run.presets["max_f1"], "max_f1"), "dr a"))
     assert f"threshold {other.run.presets['max_f1']:.4g} (max_f1)" in said
     [annotation] = case_history(app.db, other.case_id).annotations
     assert (annotation.threshold, annotation.threshold_method) == (other.run.presets["max_f1"], "max_f1")
@@ -120,12 +121,12 @@ def test_a_reopened_annotation_keeps_its_own_threshold(tmp_path):
     photo = _ran(app)
     mask = np.zeros((1, 150, 200), bool)
     mask[40:80, 60:120] = True
-    app.save(photo, _payload(photo, mask, photo.run.threshold, photo.run.threshold_method), "dr a")
+    app.save(photo, Submission(_payload(photo, mask, photo.run.threshold, photo.run.threshold_method), "dr a"))
     reopened, _ = app.scene(app.open_saved(photo.case_id))  # no run: the saved mask, no map
     assert reopened.run is None
     with pytest.raises(ReviewError, match="no map is on screen"):
-        app.save(reopened, _payload(reopened, mask, 0.05309, "max_f1"), "dr a")  # the case shown before's
-    reopened, _ = app.save(reopened, _payload(reopened, mask, None, "manual", edited=True), "dr a")
+        app.save(reopened, Submission(_payload(reopened, mask, 0.05309, "max_f1"), "dr a"))  # the case shown before's
+    reopened, _ = app.save(reopened, Submission(_payload(reopened, mask, None, "manual", edited=True), "dr a"))
     first, second = case_history(app.db, photo.case_id).annotations
     assert (second.threshold, second.threshold_method) == (first.threshold, first.threshold_method)
     assert (first.threshold, first.threshold_method) == (photo.run.threshold, photo.run.threshold_method)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from anomascope.app.bundles import discover
 from anomascope.app.cli import main
+from anomascope.app.review.annotations import Submission
 from anomascope.app.review.app import ReviewApp
 from anomascope.app.review.session import ReviewError
 from anomascope.app.review.tuning_session import CaseNotOpened, TuningService
@@ -54,7 +55,7 @@ def service(reference, tmp_path) -> TuningService:
 
 def _save(service: TuningService, view, session, mask: np.ndarray, threshold: float):
     session, _ = service.app.scene(session)
-    return service.save(view, session, _payload(session, mask[None], threshold), "dr lead")
+    return service.save(view, session, Submission(_payload(session, mask[None], threshold), "dr lead"))
 
 
 def test_a_three_case_session_records_each_save_and_proposes_a_site_threshold(service, reference):
@@ -129,7 +130,9 @@ def test_a_save_outside_the_worklist_is_refused_and_nothing_is_stored(service, r
     session, _ = service.app.scene(session)
     mask = np.zeros(session.case.shape[-2:], bool)
     with pytest.raises(StorageError, match="no case at position 7"):
-        service.app.save(session, _payload(session, mask[None], 1.0), "dr lead", tuning=(view.session_id, 7))
+        service.app.save(
+            session, Submission(_payload(session, mask[None], 1.0), "dr lead"), tuning=(view.session_id, 7)
+        )
     assert tuning_entries(service.app.db, view.session_id) == {}
     assert service.app.history(session) == [row for row in service.app.history(session) if row[0] == "run"]
 
@@ -198,13 +201,13 @@ def test_readers_against_each_other_across_sessions(service, reference):
             mask = np.zeros(shape, bool)
             mask[: 4 + 4 * position + (2 if reader == "dr b" else 0)] = True
             session, _ = service.app.scene(session)
-            service.save(view, session, _payload(session, mask[None], threshold), reader)
+            service.save(view, session, Submission(_payload(session, mask[None], threshold), reader))
             saved[(reader, position)] = mask
     view, session = service.open(service.start(str(worklist), label, "dr a"), 0, "dr a")
     session, _ = service.app.scene(session)
     later = np.zeros(shape, bool)
     later[:6] = True
-    service.save(view, session, _payload(session, later[None], 0.3), "dr a")  # dr a changes their mind
+    service.save(view, session, Submission(_payload(session, later[None], 0.3), "dr a"))  # dr a changes their mind
     saved[("dr a", 0)] = later
 
     agreements = {a.name: a for a in service.readers_agreement(view)}

@@ -14,6 +14,7 @@ import pytest
 
 from anomascope.app.bundles import discover
 from anomascope.app.export import export
+from anomascope.app.review.annotations import Submission
 from anomascope.app.review.app import ReviewApp
 from anomascope.app.review.messages import friendly
 from anomascope.app.review.runs import mismatch_warnings
@@ -94,7 +95,9 @@ def test_save_stores_the_mask_sent_and_corrections_continue_the_lineage(app):
     threshold = session.run.threshold
     mask = session.run.result.heatmap >= np.float32(threshold)
     mask[0, :10, :10] = True  # a stroke
-    session, said = app.save(session, _payload(session, mask, threshold, "max_f1"), "dr test", "lesion", "first look")
+    session, said = app.save(
+        session, Submission(_payload(session, mask, threshold, "max_f1"), "dr test", "lesion", "first look")
+    )
     assert "version 1" in said and "mm²" not in said  # a JPEG has no spacing
     history = case_history(app.db, session.case_id)
     [annotation] = history.annotations
@@ -104,14 +107,14 @@ def test_save_stores_the_mask_sent_and_corrections_continue_the_lineage(app):
 
     corrected = mask.copy()
     corrected[0, 50:60] = False
-    session, said = app.save(session, _payload(session, corrected, threshold), "dr test")
+    session, said = app.save(session, Submission(_payload(session, corrected, threshold), "dr test"))
     # Reopen: the latest version is on screen; a correction there is version 3 of the same lineage.
     reopened = app.open_saved(session.case_id)
     np.testing.assert_array_equal(reopened.saved.mask, corrected)
     reopened, scene = app.scene(reopened)
     np.testing.assert_array_equal(unpack_mask(scene["mask"], (1, 150, 200)), corrected)
     assert "version 2 of 2" in app.mask_source(reopened)
-    reopened, said = app.save(reopened, _payload(reopened, mask, threshold), "dr two")
+    reopened, said = app.save(reopened, Submission(_payload(reopened, mask, threshold), "dr two"))
     versions = case_history(app.db, session.case_id).annotations
     assert [a.version for a in versions] == [1, 2, 3] and len({a.lineage for a in versions}) == 1
     assert versions[-1].run_id == versions[0].run_id
@@ -142,16 +145,16 @@ def test_save_refuses_what_was_not_shown(app):
     session, _ = app.scene(session)
     mask = np.zeros((1, 150, 200), bool)
     with pytest.raises(ReviewError, match="no method has run on it"):  # a threshold of no run: another case's
-        app.save(session, _payload(session, mask, 1.0), "dr")
+        app.save(session, Submission(_payload(session, mask, 1.0), "dr"))
     session, _ = app.scene(app.run(session, _label(app, "sano")), session.token)
     with pytest.raises(ReviewError, match="reader's name"):
-        app.save(session, _payload(session, mask, 1.0), " ")
+        app.save(session, Submission(_payload(session, mask, 1.0), " "))
     with pytest.raises(ReviewError, match="another image"):
-        app.save(session, _payload(session, mask, 1.0, token="stale"), "dr")
+        app.save(session, Submission(_payload(session, mask, 1.0, token="stale"), "dr"))
     with pytest.raises(ReviewError, match="voxels but the viewer showed"):
-        app.save(session, _payload(session, mask, 1.0, voxels=5), "dr")
+        app.save(session, Submission(_payload(session, mask, 1.0, voxels=5), "dr"))
     with pytest.raises(ReviewError, match="grid"):
-        app.save(session, _payload(session, mask, 1.0, dims=[150, 200, 1]), "dr")
+        app.save(session, Submission(_payload(session, mask, 1.0, dims=[150, 200, 1]), "dr"))
     assert case_history(app.db, session.case_id).annotations == []
 
 
@@ -161,7 +164,7 @@ def test_a_mask_drawn_before_any_run_is_saved_as_a_manual_annotation(app, tmp_pa
     ct, _ = app.scene(ct)
     drawn = np.zeros((1, *ct.case.shape[-2:]), bool)
     drawn[0, 20:30, 10:40] = True
-    ct, said = app.save(ct, _payload(ct, drawn, None, edited=True), "dr", "nodule")
+    ct, said = app.save(ct, Submission(_payload(ct, drawn, None, edited=True), "dr", "nodule"))
     assert "drawn by hand (no method run)" in said
     [annotation] = case_history(app.db, ct.case_id).annotations
     assert annotation.run_id is None and annotation.threshold is None and annotation.threshold_method is None
@@ -202,8 +205,8 @@ def test_models_meet_their_data(app, tmp_path):
     ct, _ = app.scene(ct)
     drawn = np.zeros((1, 128, 128), bool)
     with pytest.raises(ReviewError, match="model warning"):
-        app.save(ct, _payload(ct, drawn, 1.0), "dr")
-    assert "Saved annotation" in app.save(ct, _payload(ct, drawn, 1.0), "dr", acknowledged=True)[1]
+        app.save(ct, Submission(_payload(ct, drawn, 1.0), "dr"))
+    assert "Saved annotation" in app.save(ct, Submission(_payload(ct, drawn, 1.0), "dr", acknowledged=True))[1]
     assert not mismatch_warnings(
         {"data": {"modality": "DX"}}, load_case(ROOT / "assets" / "samples" / "chest-xray.png")
     )
@@ -235,7 +238,7 @@ def test_image_level_verdict_and_drawn_mask(app):
     assert "makes no heatmap" in app.score_text(session)
     drawn = np.zeros((1, 64, 64), bool)
     drawn[0, 20:30, 20:30] = True
-    session, _ = app.save(session, _payload(session, drawn, t["max"], "manual"), "dr test")
+    session, _ = app.save(session, Submission(_payload(session, drawn, t["max"], "manual"), "dr test"))
     [annotation] = case_history(app.db, session.case_id).annotations
     assert annotation.threshold == pytest.approx(t["max"]) and annotation.mask_shape == [64, 64]
     assert case_history(app.db, session.case_id).runs[0].method == "dia"
@@ -269,7 +272,7 @@ def test_uploaded_folder_becomes_one_series_and_leaves_no_copy(app, tmp_path, mo
 def test_exports_are_swept_and_removed_at_exit(app, tmp_path):
     session, _ = app.scene(app.run(app.open_file(SAMPLE, "dr"), _label(app, "spr")))
     mask = session.run.result.heatmap >= np.float32(session.run.threshold)
-    app.save(session, _payload(session, mask, session.run.threshold), "dr")
+    app.save(session, Submission(_payload(session, mask, session.run.threshold), "dr"))
     first = Path(app.export_file("csv"))
     assert first.exists()
     os.utime(first.parent.parent, (0, 0))  # an export from long ago
@@ -337,7 +340,7 @@ def test_two_methods_side_by_side_and_the_saved_run_names_the_method_the_mask_ca
     swapped, scene = app.scene(swapped, session.token)
     assert scene["threshold"]["value"] == chosen and scene["second"]["label"] == _label(app, "spr")
     mask = swapped.run.result.heatmap >= np.float32(chosen)
-    swapped, said = app.save(swapped, _payload(swapped, mask, chosen), "dr")
+    swapped, said = app.save(swapped, Submission(_payload(swapped, mask, chosen), "dr"))
     assert f"the mask came from {_label(app, 'ppii')}" in said
     [annotation] = case_history(app.db, session.case_id).annotations
     assert annotation.run_id == runs[1].id  # the ppii run

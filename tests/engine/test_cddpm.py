@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from anomascope.engine.bundle import load_bundle, save_bundle
-from anomascope.engine.config import merge, to_dict
+from anomascope.engine.config import build_config, to_dict
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
@@ -33,7 +33,8 @@ TINY = {
 
 
 def tiny_config(**overrides):
-    return merge(merge(default_config("cddpm"), TINY), overrides)
+    config = build_config(default_config("cddpm"), None, TINY)
+    return build_config(config, None, overrides)
 
 
 @pytest.fixture(scope="module")

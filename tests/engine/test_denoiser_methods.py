@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from anomascope.engine.bundle import BundleError, load_bundle
-from anomascope.engine.config import merge
+from anomascope.engine.config import build_config
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import NonFiniteResultError, score_case
 from anomascope.engine.io import load_case
@@ -35,7 +35,7 @@ TINY = {
 
 
 def tiny_config(method: str = "sano", **train_overrides) -> DenoiserMethodConfig:
-    return merge(default_config(method), {**TINY, "train": {**TINY["train"], **train_overrides}})
+    return build_config(default_config(method), None, {**TINY, "train": {**TINY["train"], **train_overrides}})
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,8 @@ def test_resume_continues_the_step_count(blobs, tmp_path):
     def run(steps: int, workdir: Path):
         torch.manual_seed(0)
         model = new_denoiser(config)
-        return train(model, loss, data, merge(config, {"train": {"steps": steps}}).train, workdir, CPU, False)
+        settings = build_config(config, None, {"train": {"steps": steps}}).train
+        return train(model, loss, data, settings, workdir, CPU, False)
 
     straight = run(6, tmp_path / "straight")
     run(3, tmp_path / "interrupted")  # stops after its checkpoint at step 3

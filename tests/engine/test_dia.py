@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from anomascope.engine.bundle import load_bundle
-from anomascope.engine.config import merge
+from anomascope.engine.config import build_config
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
@@ -54,7 +54,7 @@ def oriented(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def denoiser(oriented, tmp_path_factory):
     return fit_method(
-        merge(default_config("sano"), DENOISER),
+        build_config(default_config("sano"), None, DENOISER),
         oriented,
         tmp_path_factory.mktemp("den") / "b",
         CPU,
@@ -65,7 +65,7 @@ def denoiser(oriented, tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(oriented, denoiser, tmp_path_factory):
     return fit_method(
-        merge(default_config("dia"), TINY),
+        build_config(default_config("dia"), None, TINY),
         oriented,
         tmp_path_factory.mktemp("dia") / "b",
         CPU,
@@ -160,7 +160,7 @@ def test_short_training_detects_anomalous_images(trained, oriented, denoiser, tm
     metrics = trained.manifest["validation_metrics"]["dia"]
     assert metrics["image_auroc"] > 0.8
     untrained = fit_method(
-        merge(default_config("dia"), {**TINY, "train": {**TINY["train"], "steps": 0}}),
+        build_config(default_config("dia"), None, {**TINY, "train": {**TINY["train"], "steps": 0}}),
         oriented,
         tmp_path / "untrained",
         CPU,

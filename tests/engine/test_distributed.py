@@ -23,7 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from anomascope.engine.config import load_toml, merge
+from anomascope.engine.config import build_config
 from anomascope.engine.data import DataError
 from anomascope.engine.distributed import Processes
 from anomascope.engine.fit import fit_method
@@ -79,10 +79,11 @@ def runs(tmp_path_factory) -> dict:
     data = make_stripe_dataset(tmp / "stripes")
     config_file = tmp / "tiny.toml"
     config_file.write_text(CONFIG)
-    config = merge(default_config("ppii"), load_toml(config_file))
+    config = build_config(default_config("ppii"), config_file)
     for seed in (0, 1):
         cpu = torch.device("cpu")
-        fit_method(merge(config, {"train": {"seed": seed}}), data, tmp / f"one-seed{seed}", cpu, False, True)
+        seeded = build_config(config, None, {"train": {"seed": seed}})
+        fit_method(seeded, data, tmp / f"one-seed{seed}", cpu, False, True)
     two = train_launched(data, config_file, tmp / "two")
     train_launched(data, config_file, tmp / "resumed", "--steps", "20", "--quiet")
     train_launched(data, config_file, tmp / "resumed", "--overwrite", "--quiet")  # from the step-20 checkpoint

@@ -146,7 +146,7 @@ def test_eval_of_the_val_split_scores_the_val_images_alone(tmp_path):
 
 
 def test_eval_of_several_seeds_of_one_config_reports_their_spread(tmp_path):
-    from anomascope.engine.config import merge
+    from anomascope.engine.config import build_config
     from anomascope.engine.fit import fit_method
     from anomascope.engine.methods import default_config
 
@@ -160,7 +160,8 @@ def test_eval_of_several_seeds_of_one_config_reports_their_spread(tmp_path):
     }
     paths = []
     for seed, dropout in ((0, 0.1), (1, 0.1), (2, 0.1), (0, 0.2)):  # the last is another config
-        config = merge(merge(default_config("ppii"), tiny), {"train": {"seed": seed}, "net": {"dropout": dropout}})
+        config = build_config(default_config("ppii"), None, tiny)
+        config = build_config(config, None, {"train": {"seed": seed}, "net": {"dropout": dropout}})
         path = tmp_path / f"seed{seed}-dropout{dropout}" / "bundle"
         fit_method(config, data, path, torch.device("cpu"), show_progress=False)
         paths.append(str(path))

@@ -11,7 +11,7 @@ import torch
 from skimage.exposure import equalize_hist
 
 from anomascope.engine.bundle import load_bundle
-from anomascope.engine.config import merge
+from anomascope.engine.config import build_config
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
@@ -32,7 +32,8 @@ TINY = {
 
 
 def tiny_config(**overrides):
-    return merge(merge(default_config("ppii"), TINY), overrides)
+    config = build_config(default_config("ppii"), None, TINY)
+    return build_config(config, None, overrides)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from anomascope.engine.bundle import load_bundle
-from anomascope.engine.config import merge
+from anomascope.engine.config import build_config
 from anomascope.engine.data import at_split_scale, validation_sample
 from anomascope.engine.datasets import prepare
 from anomascope.engine.fit import at_training_scale, calibrate_predictor, fit_method
@@ -55,8 +55,8 @@ def ham_split(ham_source, tmp_path_factory) -> Path:
 
 
 def native_ppii(**preprocess):
-    tiny = merge(default_config("ppii"), TINY)
-    return merge(tiny, {"preprocess": {"mode": "native", **preprocess}})
+    tiny = build_config(default_config("ppii"), None, TINY)
+    return build_config(tiny, None, {"preprocess": {"mode": "native", **preprocess}})
 
 
 def test_the_split_records_the_side_its_crops_were_cut_at(ham_split):
@@ -69,9 +69,8 @@ def test_the_split_records_the_side_its_crops_were_cut_at(ham_split):
 
 
 def test_a_native_bundle_records_the_scale_of_its_training_data(ham_split, tmp_path):
-    bundle = fit_method(
-        merge(native_ppii(), {"train": {"steps": 3}}), ham_split, tmp_path / "b", torch.device("cpu"), False
-    )
+    config = build_config(native_ppii(), None, {"train": {"steps": 3}})
+    bundle = fit_method(config, ham_split, tmp_path / "b", torch.device("cpu"), False)
     assert bundle.manifest["config"]["preprocess"]["scale_side"] == 200
     assert bundle.manifest["preprocessing"]["scale_side"] == 200
     assert bundle.manifest["data"]["source_side"] == 200
@@ -93,7 +92,7 @@ def test_a_native_bundle_records_the_scale_of_its_training_data(ham_split, tmp_p
 
 def test_a_scale_the_config_states_wins_and_resized_methods_keep_none(ham_split):
     assert at_training_scale(native_ppii(scale_side=150), ham_split).preprocess.scale_side == 150
-    resized = merge(default_config("ppii"), TINY)
+    resized = build_config(default_config("ppii"), None, TINY)
     assert resized.preprocess.mode == "resize"
     assert at_training_scale(resized, ham_split).preprocess.scale_side is None
     assert at_training_scale(native_ppii(), ham_split.parent).preprocess.scale_side is None  # no split.json

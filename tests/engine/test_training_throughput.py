@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from anomascope.app.cli import main
-from anomascope.engine.config import merge
+from anomascope.engine.config import build_config
 from anomascope.engine.methods import default_config
 from anomascope.engine.methods.denoiser.model import epsilon_loss, new_denoiser
 from anomascope.engine.schedules import VPSchedule
@@ -25,7 +25,8 @@ TINY = {
 
 def run(tmp_path: Path, name: str, steps: int = 6, seen: list | None = None, **settings):
     """A tiny denoiser's training; `seen` collects the memory layout of every batch the loss was given."""
-    config = merge(default_config("sano"), {**TINY, "train": {**TINY["train"], "steps": steps, **settings}})
+    overrides = {**TINY, "train": {**TINY["train"], "steps": steps, **settings}}
+    config = build_config(default_config("sano"), None, overrides)
     data = torch.rand(32, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     torch.manual_seed(0)
     model = new_denoiser(config)
@@ -84,7 +85,7 @@ def test_kernels_are_what_the_setting_says():
     model = torch.nn.Linear(2, 2)
 
     def defaults(kernels: str, device: torch.device) -> dict:
-        config = merge(default_config("sano"), {"train": {"optimizer_kernels": kernels}}).train
+        config = build_config(default_config("sano"), None, {"train": {"optimizer_kernels": kernels}}).train
         return make_optimizer(model, config, device).defaults
 
     assert defaults("fused", CPU)["fused"] and defaults("foreach", CPU)["foreach"]
