@@ -135,7 +135,9 @@ def selection_line(selection: dict) -> str:
 
 def where_measured(machine: dict) -> str:
     return machine.get("gpu") or (
-        f"{machine['cpu_count']}-core CPU ({machine['processor']}), {machine['torch_threads']} torch threads"
+        f"{machine['cpu_count']}-core CPU ({machine['processor']}"
+        + (f", {machine['cpu_capability']}" if "cpu_capability" in machine else "")
+        + f"), {machine['torch_threads']} torch threads"
     )
 
 

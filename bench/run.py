@@ -38,6 +38,8 @@ def machine(device: torch.device) -> dict:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # The CPU kernels torch picked (AVX2 or AVX512 here): the same 2 cores run ~1.5x apart between them.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "device": device.type,
     }
@@ -188,7 +190,8 @@ def main() -> None:
                 **bench_readout(predictor, load_case(sample), device, args.repeats, args.batch),
             }
             print(json.dumps({name: results["methods"][name]}))
-        if choice.bundle.path.name not in results["training"]:
+        trains = "train" in choice.bundle.manifest["config"]  # a training-free reference has nothing to time
+        if trains and choice.bundle.path.name not in results["training"]:
             results["training"][choice.bundle.path.name] = bench_training(choice.bundle, device, args.train_steps, peak)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results["training"]))
