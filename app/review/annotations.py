@@ -46,17 +46,16 @@ class Annotations(Scene):
         overlap against, as the reader edits); {} clears the comparison."""
         if version is None:
             return {}
-        if session.case is None or session.token is None:
-            raise ReviewError("open an image first")
+        case, token = session.opened_case, session.scene_token
         picked = version_of(session, version)
         folder = self._scene_folder(session)
         path = write_volume(
             folder / f"version-{version}.nii.gz",
             mask_outline(picked.mask).astype(np.float32),
-            viewer_spacing(session.case),
+            viewer_spacing(case),
         )
         return {
-            "token": session.token,
+            "token": token,
             "version": version,
             "annotation_id": picked.annotation_id,
             "url": self.volumes.url(path),
@@ -84,16 +83,15 @@ class Annotations(Scene):
     ) -> tuple[ReviewSession, str]:
         """Store the mask the viewer sent as the next version of this case's annotation, in one transaction;
         with `tuning` (session id, worklist position) it is also that tuning session's entry for the case."""
-        if session.case is None or session.token is None:
-            raise ReviewError("open an image first")
+        case, token = session.opened_case, session.scene_token
         reader = submission.reader
         if not reader or not reader.strip():
             raise ReviewError("enter the reader's name before saving")
         if session.warnings and not submission.acknowledged:
             raise ReviewError("read the model warning beside the result and tick that you did before saving")
-        slices, _, rows, cols = session.case.shape
+        slices, _, rows, cols = case.shape
         try:
-            sent = read_payload(submission.payload, session.token, (slices, rows, cols))
+            sent = read_payload(submission.payload, token, (slices, rows, cols))
         except MaskPayloadError as exc:
             raise ReviewError(str(exc)) from exc
         threshold, how = self._recorded_threshold(session, sent.threshold, sent.threshold_method)
@@ -123,7 +121,7 @@ class Annotations(Scene):
             how,
         )
         saved = replace(session, saved=version, versions=[*session.versions, version])
-        area = area_text(session.case, sent.mask)
+        area = area_text(case, sent.mask)
         return saved, (
             f"Saved annotation {annotation.id} (version {annotation.version}) by {reader.strip()}: "
             f"{area}, "

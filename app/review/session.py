@@ -71,6 +71,10 @@ class ReviewSession:
         return _present(self.case_id, "open an image first")  # set with `case`: a case is stored when it is opened
 
     @property
+    def scene_token(self) -> str:
+        return _present(self.token, "open an image first")  # set when the opened case's scene is shown
+
+    @property
     def shown_run(self) -> RunView:
         return _present(self.run, "run a method first")
 
