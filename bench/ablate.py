@@ -16,6 +16,7 @@ A plan (TOML):
     seeds = [0, 1, 2]
     steps = 1000
     overrides = { preprocess = { image_size = 64 } }     # for every setting
+    ship_read_out = { ppii = { mc_passes = 10 } }         # optional: --ship's bundle reads out so (recalibrated)
     [[setting]]
     name = "paper"
     [[setting]]
@@ -43,11 +44,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anomascope.engine.bundle import load_bundle, update_manifest
-from anomascope.engine.config import build_config, load_toml
+from anomascope.engine import metrics
+from anomascope.engine.bundle import ModelBundle, load_bundle, update_manifest
+from anomascope.engine.config import build_config, load_toml, to_dict
 from anomascope.engine.data import at_split_scale
 from anomascope.engine.evaluation import evaluate, load_test_split
-from anomascope.engine.fit import fit_method
+from anomascope.engine.fit import calibrate, fit_method
 from anomascope.engine.methods import make_predictor, registry
 from anomascope.engine.training import pick_device
 
@@ -83,6 +85,7 @@ class Plan:
     seeds: tuple[int, ...]
     settings: tuple[Setting, ...]
     overrides: dict
+    ship_read_out: dict
 
 
 def read_plan(path: Path) -> Plan:
@@ -115,6 +118,7 @@ def read_plan(path: Path) -> Plan:
         seeds=tuple(table.get("seeds", [0, 1, 2])),
         settings=settings,
         overrides=with_nulls(table.get("overrides", {})),
+        ship_read_out=with_nulls(table.get("ship_read_out", {})),
     )
 
 
@@ -134,19 +138,36 @@ def run_config(plan: Plan, setting: Setting, seed: int, steps: int):
 
 
 def val_figures(bundle_path: Path, data: Path, device: torch.device) -> dict:
-    """The run's figures on the whole val split, as `eval --split val` (and `--anomalous-only`) computes them."""
+    """The run's figures on the whole val split, as `eval --split val` (and `--anomalous-only`) computes them;
+    each image is scored once, and the lesion figures pool the lesion images' maps of that one pass."""
     bundle = load_bundle(bundle_path)
     predictor = at_split_scale(make_predictor(bundle, device), data)
     images = load_test_split(data, "val")
-    lesions = [image for image in images if image.kind != "good"]
-    every = evaluate(predictor, images, bundle.method, device.type, bootstrap=0).metrics
-    lesion = evaluate(predictor, lesions, bundle.method, device.type, bootstrap=0).metrics
+    scored = evaluate(predictor, images, bundle.method, device.type, bootstrap=0)
+    every = scored.metrics
+    lesion_images = [i for i, image in enumerate(images) if image.kind != "good"]
+    # An image-level set has no maps to pool (`eval` reports its pixel figures as None).
+    lesions = [(scored.heatmaps[i], images[i].mask) for i in lesion_images] if scored.heatmaps else []
     return {
         **{f"{key}_all": every[key] for key in ALL_IMAGES},
-        **{f"{key}_lesion": lesion[key] for key in LESION_IMAGES},
-        "threshold": lesion["threshold"],
+        **lesion_figures(lesions, every["threshold"]),
+        "threshold": every["threshold"],
         "n_val_images": len(images),
-        "n_val_lesion_images": len(lesions),
+        "n_val_lesion_images": len(lesion_images),
+    }
+
+
+def lesion_figures(lesions: list[tuple[np.ndarray, np.ndarray | None]], cut: float | None) -> dict:
+    """Pixel AP, max Dice and Dice at `cut` pooled over the lesion images' (map, mask) pairs; None where
+    the images have no masks (an image-level set), as `eval` reports them."""
+    if not lesions or all(mask is None for _, mask in lesions):
+        return {f"{key}_lesion": None for key in LESION_IMAGES}
+    scores = np.concatenate([heatmap.ravel() for heatmap, _ in lesions])
+    truth = np.concatenate([(mask if mask is not None else np.zeros_like(h, bool)).ravel() for h, mask in lesions])
+    return {
+        "pixel_ap_lesion": metrics.average_precision(scores, truth),
+        "max_dice_lesion": metrics.best_dice(scores, truth),
+        "dice_lesion": metrics.dice_iou(scores >= cut, truth)[0] if cut is not None else None,
     }
 
 
@@ -255,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.to:
             parser.error("--ship needs --to FOLDER")
         try:
-            picked = ship_best_seed(plan, args.ship, root, Path(args.to), args.by)
+            picked = ship_best_seed(plan, args.ship, root, Path(args.to), args.by, pick_device(args.device))
         except PlanError as exc:
             print(f"ablate: {exc}", file=sys.stderr)
             return 2
@@ -276,9 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def ship_best_seed(plan: Plan, name: str, root: Path, to: Path, by: str) -> dict:
+def ship_best_seed(plan: Plan, name: str, root: Path, to: Path, by: str, device: torch.device) -> dict:
     """The shipping rule of #35: of a setting's seeds, the one best on the whole val split by `by`, at the
-    setting's last step count, copied to `to`; its manifest records the pick and the seeds' mean ± sd."""
+    setting's last step count, copied to `to`; its manifest records the pick and the seeds' mean ± sd.
+    With the plan's `ship_read_out`, the copy reads out with those settings and is recalibrated on val."""
     setting = next((s for s in plan.settings if s.name == name), None)
     if setting is None:
         raise PlanError(f"the plan {plan.name} has no setting {name!r}")
@@ -307,8 +329,25 @@ def ship_best_seed(plan: Plan, name: str, root: Path, to: Path, by: str) -> dict
     to.mkdir(parents=True)
     for file in ("manifest.json", "weights.safetensors"):
         shutil.copy2(source / file, to / file)
-    update_manifest(load_bundle(to), selection=selection)
+    shipped = load_bundle(to)
+    if plan.ship_read_out:
+        selection["read_out"] = {
+            "overrides": plan.ship_read_out,
+            "why": "the seeds were scored on val with the plan's cheaper read-out; the shipped bundle reads out "
+            "with these settings and its thresholds were recalibrated on val with them",
+        }
+        shipped = with_read_out(shipped, plan.ship_read_out, Path(plan.data), device)
+    update_manifest(shipped, selection=selection)
     return selection
+
+
+def with_read_out(bundle: ModelBundle, read_out: dict, data: Path, device: torch.device) -> ModelBundle:
+    """The bundle with its config's inference settings changed by `read_out`, then recalibrated on `data`'s
+    val split (thresholds depend on the read-out)."""
+    config = build_config(registry().get(bundle.method).defaults(), None, bundle.manifest["config"])
+    config = build_config(config, None, read_out)
+    bundle = update_manifest(bundle, config=to_dict(config))
+    return calibrate(bundle, data, device, config.calibration.max_validation_images)
 
 
 def previous_rows(root: Path, setting: Setting, seed: int) -> list[dict]:

@@ -85,6 +85,8 @@ def test_a_runs_figures_are_evals_on_the_val_split(ablated, tmp_path):
     assert run["pixel_auroc_all"] == pytest.approx(every["pixel_auroc"])
     assert run["pixel_ap_lesion"] == pytest.approx(lesion["pixel_ap"])
     assert run["max_dice_lesion"] == pytest.approx(lesion["max_dice"])
+    assert run["dice_lesion"] == pytest.approx(lesion["dice"])
+    assert run["threshold"] == pytest.approx(lesion["threshold"])
 
 
 def test_a_plan_run_again_trains_nothing_it_has(ablate, ablated, monkeypatch):
@@ -136,3 +138,29 @@ def test_the_shipped_bundle_is_the_best_seed_on_val(ablate, ablated, tmp_path):
     assert selection["val"]["pixel_ap_lesion"]["seeds"] == pytest.approx([np.mean(values), np.std(values, ddof=1)])
     assert selection["val"]["pixel_auroc_all"]["picked"] == best["pixel_auroc_all"]
     assert not (shipped / "checkpoint").exists()
+
+
+def test_a_ship_read_out_changes_the_shipped_read_out_and_recalibrates_it(ablate, ablated, tmp_path):
+    root, data, _, _ = ablated
+    plan = tmp_path / "three.toml"
+    text = PLAN.format(data=data).replace("seeds = [0, 1]", "seeds = [0, 1, 2]")
+    plan.write_text(
+        text.replace(
+            '[[setting]]\nname = "paper"',
+            'ship_read_out = { ppii = { mc_passes = 5 } }\n\n[[setting]]\nname = "paper"',
+            1,
+        )
+    )
+    runs = str(root / "runs-three")
+    assert ablate.main([str(plan), "--runs", runs, "--only", "paper"]) == 0  # the seeds of the test above
+    plain, read_out = tmp_path / "plain", tmp_path / "read-out"
+    plan.with_name("plain.toml").write_text(text)
+    assert ablate.main([str(plan.with_name("plain.toml")), "--runs", runs, "--ship", "paper", "--to", str(plain)]) == 0
+    assert ablate.main([str(plan), "--runs", runs, "--ship", "paper", "--to", str(read_out)]) == 0
+    before, after = (json.loads((p / "manifest.json").read_text()) for p in (plain, read_out))
+    assert (plain / "weights.safetensors").read_bytes() == (read_out / "weights.safetensors").read_bytes()
+    assert before["config"]["ppii"]["mc_passes"] == 2 and after["config"]["ppii"]["mc_passes"] == 5
+    assert after["selection"]["read_out"]["overrides"] == {"ppii": {"mc_passes": 5}}
+    assert after["selection"]["picked_seed"] == before["selection"]["picked_seed"]
+    # Five dropout passes average differently from two: the thresholds were measured again, not copied.
+    assert after["calibration"]["ppii"] != before["calibration"]["ppii"]

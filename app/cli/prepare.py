@@ -29,6 +29,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         crops_per_image=args.crops_per_image,
         overwrite=args.overwrite,
         tumour_margin=args.tumour_margin,
+        normalise=args.normalise,
     )
     print(json.dumps({"dataset": args.dataset, "out": str(args.out), "counts": split["counts"]}))
     return 0
@@ -58,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], me
         default=1,
         help="lgg: leave out of training every tumour-free slice within this many slices of a tumour slice "
         "(default 1: its neighbours); val and test are the same for every margin",
+    )
+    p.add_argument(
+        "--normalise",
+        choices=["none", "patient"],
+        default="none",
+        help="lgg: 'patient' z-scores each patient's slices with one mean and sd over the whole volume's brain "
+        "(default 'none': the slices as published)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(run=cmd_prepare)

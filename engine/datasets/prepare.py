@@ -33,6 +33,7 @@ def prepare(
     crops_per_image: int = 4,
     overwrite: bool = False,
     tumour_margin: int = 1,
+    normalise: str = "none",
 ) -> dict:
     if dataset not in PREPARERS:
         raise PrepareError(f"unknown dataset {dataset!r}; choose one of {', '.join(PREPARERS)}")
@@ -45,12 +46,17 @@ def prepare(
     writer = LayoutWriter(out)
     if tumour_margin < 0:
         raise PrepareError(f"the tumour margin must be 0 or more slices, not {tumour_margin}")
+    if normalise not in NORMALISATIONS:
+        raise PrepareError(f"unknown normalisation {normalise!r}; choose one of {', '.join(NORMALISATIONS)}")
+    if normalise != "none" and dataset != "lgg":
+        raise PrepareError(f"--normalise {normalise} is for lgg's volumes; {dataset} has none")
     options = {
         "seed": seed,
         "limit": limit,
         "crop_size": crop_size,
         "crops_per_image": crops_per_image,
         "tumour_margin": tumour_margin,
+        "normalise": normalise,
     }
     description = PREPARERS[dataset](source, writer, **options)
     profile = DATASET_PROFILES[dataset]
@@ -234,11 +240,21 @@ class LggSlice:
     mask: Path
 
 
-def prepare_lgg(source: Path, writer: LayoutWriter, seed: int, limit: int | None, tumour_margin: int = 1, **_) -> dict:
+def prepare_lgg(
+    source: Path,
+    writer: LayoutWriter,
+    seed: int,
+    limit: int | None,
+    tumour_margin: int = 1,
+    normalise: str = "none",
+    **_,
+) -> dict:
     slices_by_patient = _lgg_slices_by_patient(_lgg_root(source))
     assignment = split_groups(list(slices_by_patient), DEFAULT_FRACTIONS, seed)
     keep = _limit_groups(assignment, limit, seed)
-    left_out = sum(_add_lgg_patient(writer, assignment[p], slices_by_patient[p], tumour_margin) for p in sorted(keep))
+    left_out = sum(
+        _add_lgg_patient(writer, assignment[p], slices_by_patient[p], tumour_margin, normalise) for p in sorted(keep)
+    )
     near = "next to (index +-1)" if tumour_margin == 1 else f"within {tumour_margin} of"
     return {
         "grouping": "patient (folder name)",
@@ -251,6 +267,7 @@ def prepare_lgg(source: Path, writer: LayoutWriter, seed: int, limit: int | None
         "hold every slice of their patients, the tumour-free ones as good",
         "training_slices_left_out_next_to_tumour": left_out,
         **({"tumour_margin": tumour_margin} if tumour_margin != 1 else {}),
+        **({"normalise": PATIENT_NORMALISATION} if normalise == "patient" else {}),
         "licence": "TCGA-LGG via TCIA: LGG segmentation dataset, Buda et al. 2019: research use; cite "
         "Buda, Saha, Mazurowski, Comput. Biol. Med. 109:218-225 (2019)",
     }
@@ -289,21 +306,51 @@ def _lgg_patient_slices(folder: Path) -> list[LggSlice]:
     return sorted(slices, key=lambda s: s.index)
 
 
-def _add_lgg_patient(writer: LayoutWriter, split: str, slices: list[LggSlice], margin: int = 1) -> int:
+def _add_lgg_patient(
+    writer: LayoutWriter, split: str, slices: list[LggSlice], margin: int = 1, normalise: str = "none"
+) -> int:
     """Write one patient's slices into its split; returns how many tumour-free slices training left out."""
     masks = [_read_lgg_mask(s) for s in slices]
     tumour_indices = {s.index for s, mask in zip(slices, masks, strict=True) if mask.any()}
+    images = [np.asarray(Image.open(s.image).convert("L")) for s in slices]
+    if normalise == "patient":
+        images = patient_zscore(images)
     left_out = 0
-    for lgg_slice, mask in zip(slices, masks, strict=True):
+    for lgg_slice, pixels, mask in zip(slices, images, masks, strict=True):
         if split == "train" and not _fit_for_training(lgg_slice.index, tumour_indices, margin):
             left_out += not mask.any()
             continue
-        image = Image.open(lgg_slice.image).convert("L")
+        image = Image.fromarray(pixels)
         if mask.any():
             writer.add(split, "tumour", lgg_slice.image.stem, image, mask, group=lgg_slice.patient)
         else:
             writer.add(split, "good", lgg_slice.image.stem, image, group=lgg_slice.patient)
     return left_out
+
+
+NORMALISATIONS = ("none", "patient")
+# The brain: FLAIR pixels above this 8-bit level, the LGG bundles' foreground level (0.04 of 255).
+LGG_BRAIN_ABOVE = 10
+PATIENT_NORMALISATION = (
+    "each patient's slices z-scored over the brain pixels (above 10 of 255) of all the patient's slices, "
+    "z in [-3, 3] mapped to 0-255 with the brain kept above the background level; air stays 0"
+)
+
+
+def patient_zscore(images: list[np.ndarray]) -> list[np.ndarray]:
+    """A patient's 8-bit slices z-scored with one mean and sd over the brain pixels of the whole volume:
+    scans differ in gain between patients, and a per-slice z-score would change with how much tumour a
+    slice holds. z in [-3, 3] maps to [0, 255]; brain pixels stay above LGG_BRAIN_ABOVE, air stays 0."""
+    brain = [image > LGG_BRAIN_ABOVE for image in images]
+    values = np.concatenate([image[body].astype(np.float64) for image, body in zip(images, brain, strict=True)])
+    if values.size == 0:
+        return images
+    mean, sd = values.mean(), max(values.std(), 1e-6)
+    out = []
+    for image, body in zip(images, brain, strict=True):
+        unit = np.clip(0.5 + (image - mean) / (6.0 * sd), 0.0, 1.0) * 255.0
+        out.append(np.where(body, np.maximum(unit, LGG_BRAIN_ABOVE + 1), 0).round().astype(np.uint8))
+    return out
 
 
 def _read_lgg_mask(lgg_slice: LggSlice) -> np.ndarray:

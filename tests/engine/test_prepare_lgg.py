@@ -11,6 +11,7 @@ from PIL import Image
 
 from anomascope.app.cli import build_parser
 from anomascope.engine.datasets import PrepareError, prepare
+from anomascope.engine.datasets.prepare import patient_zscore
 
 # Slices 8..13 cross 9 -> 10, where a lexicographic sort ("10" < "8") would scramble the neighbours.
 SLICES = range(8, 14)
@@ -198,3 +199,38 @@ def test_missing_mask_is_an_error_naming_the_folder_and_image(tmp_path):
     (source / patient / f"{patient}_10_mask.png").unlink()
     with pytest.raises(PrepareError, match=f"{patient}.*no mask {patient}_10_mask.png for {patient}_10.png"):
         prepare("lgg", source, tmp_path / "out")
+
+
+def test_patient_zscore_uses_one_mean_and_sd_for_the_whole_volume_and_keeps_air_at_zero():
+    rng = np.random.default_rng(3)
+    volume = [rng.integers(11, 120, (8, 8), dtype=np.uint8) for _ in range(3)]
+    volume[0][:2] = 0  # air
+    brain = np.concatenate([v[v > 10] for v in volume]).astype(float)
+    out = patient_zscore(volume)
+    expected = np.clip(0.5 + (volume[1].astype(float) - brain.mean()) / (6 * brain.std()), 0, 1) * 255
+    np.testing.assert_allclose(out[1], np.maximum(expected, 11).round(), atol=0.5)
+    assert (out[0][:2] == 0).all() and (out[0][2:] > 10).all()
+    # A scan with twice the gain is the same volume once normalised (within the 8-bit rounding).
+    doubled = patient_zscore([(v.astype(np.uint16) * 2).astype(np.uint8) for v in volume])
+    for a, b in zip(out, doubled, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_patient_normalisation_writes_each_patients_normalised_slices_and_says_so(lgg_source, tmp_path):
+    out = tmp_path / "out"
+    args = build_parser().parse_args(
+        ["prepare", "lgg", "--source", str(lgg_source), "--out", str(out), "--normalise", "patient"]
+    )
+    assert args.run(args) == 0
+    split = json.loads((out / "split.json").read_text())
+    assert "z-scored" in split["normalise"]
+    patient = split["patients"]["val"][0]
+    source = [np.asarray(Image.open(lgg_source / patient / f"{patient}_{i}.png")) for i in SLICES]
+    expected = dict(zip(SLICES, patient_zscore(source), strict=True))
+    for folder in ("val/good", "val/tumour"):
+        for name in split["files"].get(folder, []):
+            index = int(name.removesuffix(".png").rsplit("_", 1)[1])
+            np.testing.assert_array_equal(np.asarray(Image.open(out / folder / name)), expected[index])
+    assert "normalise" not in prepare("lgg", lgg_source, tmp_path / "as-published", seed=0)
+    with pytest.raises(PrepareError, match="ham10000"):
+        prepare("ham10000", lgg_source, tmp_path / "ham", seed=0, normalise="patient")
