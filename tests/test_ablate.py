@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -164,3 +165,47 @@ def test_a_ship_read_out_changes_the_shipped_read_out_and_recalibrates_it(ablate
     assert after["selection"]["picked_seed"] == before["selection"]["picked_seed"]
     # Five dropout passes average differently from two: the thresholds were measured again, not copied.
     assert after["calibration"]["ppii"] != before["calibration"]["ppii"]
+
+
+def test_an_earlier_point_of_a_curve_ships_its_own_weights(ablate, ablated, tmp_path):
+    root, data, _, _ = ablated
+    plan = tmp_path / "three.toml"
+    plan.write_text(PLAN.format(data=data).replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
+    runs = root / "runs-three"
+    assert ablate.main([str(plan), "--runs", str(runs), "--only", "paper"]) == 0
+    shipped = tmp_path / "shipped"
+    arguments = [str(plan), "--runs", str(runs), "--ship", "paper", "--to", str(shipped), "--steps", "1"]
+    assert ablate.main([*arguments, "--by", "pixel_auroc_all"]) == 0
+    selection = json.loads((shipped / "manifest.json").read_text())["selection"]
+    seed = runs / "tiny" / "paper" / f"seed{selection['picked_seed']}"
+    assert selection["steps"] == 1 and json.loads((shipped / "manifest.json").read_text())["training"]["steps"] == 1
+    assert (shipped / "weights.safetensors").read_bytes() == (seed / "bundle@1" / "weights.safetensors").read_bytes()
+    assert (shipped / "weights.safetensors").read_bytes() != (seed / "bundle" / "weights.safetensors").read_bytes()
+
+
+def test_a_snapshot_missing_from_an_older_run_is_trained_again_and_must_reproduce(ablate, ablated, tmp_path):
+    root, data, _, _ = ablated
+    plan = tmp_path / "three.toml"
+    plan.write_text(PLAN.format(data=data).replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
+    assert ablate.main([str(plan), "--runs", str(root / "runs-three"), "--only", "paper"]) == 0
+    runs = tmp_path / "runs"  # a copy: this test damages a record
+    shutil.copytree(root / "runs-three", runs)
+    for seed in (0, 1, 2):
+        shutil.rmtree(runs / "tiny" / "paper" / f"seed{seed}" / "bundle@1", ignore_errors=True)
+    shipped = tmp_path / "shipped"
+    arguments = [str(plan), "--runs", str(runs), "--ship", "paper", "--to", str(shipped), "--steps", "1"]
+    assert ablate.main([*arguments, "--by", "pixel_auroc_all"]) == 0
+    retrained = json.loads((shipped / "manifest.json").read_text())["selection"]["retrained"]
+    assert retrained["retrained"] == pytest.approx(retrained["recorded"], abs=ablate.REPRODUCED_WITHIN)
+
+    # A recorded figure the retrained run does not give is refused: that run is not the one in the table.
+    picked = json.loads((shipped / "manifest.json").read_text())["selection"]["picked_seed"]
+    folder = runs / "tiny" / "paper" / f"seed{picked}"
+    shutil.rmtree(folder / "bundle@1")
+    rows = json.loads((folder / "figures.json").read_text())
+    for row in rows:
+        if row["steps"] == 1:
+            row["pixel_auroc_all"] += 0.5
+    (folder / "figures.json").write_text(json.dumps(rows))
+    assert ablate.main([*arguments, "--by", "pixel_auroc_all"]) == 2
+    assert not (folder / "bundle@1").exists()
