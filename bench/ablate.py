@@ -8,6 +8,8 @@ scored on the whole val split, never on test, then reported as mean ± sd over t
         --to assets/models/lgg-ppii       # the best seed on val (at the setting's last steps), for shipping
     python bench/ablate.py bench/ablations/ham10000-ppii-intensity.toml --ship "unit+dark-half" --steps 1000 \
         --to assets/models/ham10000-ppii  # at an earlier point of its curve
+    python bench/ablate.py bench/ablations/ham10000-ppii-intensity.toml --rescore "unit+dark-half" \
+        --read-out '{"ppii": {"mc_passes": 10}}' --label ten-passes   # the seeds read out another way
 
 A plan (TOML):
 
@@ -290,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", metavar="SETTING", help="copy the setting's best seed on val to --to, and stop")
     parser.add_argument("--to", help="the folder --ship writes the bundle to (replaced)")
     parser.add_argument("--by", default="pixel_ap_lesion", choices=FIGURES, help="the val figure --ship picks on")
+    parser.add_argument("--rescore", metavar="SETTING", help="score the setting's seeds again with --read-out")
+    parser.add_argument("--read-out", type=json.loads, help="--rescore's inference settings, as JSON overrides")
+    parser.add_argument("--label", help="--rescore's name for the read-out (folders and the summary JSON)")
     parser.add_argument("--steps", type=int, help="--ship at this point of the setting's curve (default: its last)")
     args = parser.parse_args(argv)
     if args.table_of:
@@ -317,6 +322,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ablate: {exc}", file=sys.stderr)
             return 2
         print(json.dumps(picked, indent=1))
+        return 0
+    if args.rescore:
+        if not (args.read_out and args.label):
+            parser.error("--rescore needs --read-out JSON and --label NAME")
+        try:
+            report = rescore(plan, args.rescore, args.steps, args.read_out, args.label, root, pick_device(args.device))
+        except PlanError as exc:
+            print(f"ablate: {exc}", file=sys.stderr)
+            return 2
+        out = Path(args.plan).with_name(f"{Path(args.plan).stem}.{args.label}.json")
+        out.write_text(json.dumps(report, indent=1, default=str))
+        print(table(report))
         return 0
     device = pick_device(args.device)
     rows = []
@@ -386,6 +403,56 @@ def ship_best_seed(
         shipped = with_read_out(shipped, plan.ship_read_out, Path(plan.data), device)
     update_manifest(shipped, selection=selection)
     return selection
+
+
+def rescore(plan: Plan, name: str, steps: int | None, read_out: dict, label: str, root: Path, device) -> dict:
+    """A setting's seeds at `steps` (default: its last), each bundle copied, read out with `read_out` (the
+    config's inference settings, recalibrated on val) and scored on the whole val split again: the same
+    trained networks under two read-outs, paired seed by seed. Trains nothing."""
+    setting = next((s for s in plan.settings if s.name == name), None)
+    if setting is None:
+        raise PlanError(f"the plan {plan.name} has no setting {name!r}")
+    steps = setting.steps[-1] if steps is None else steps
+    rows = []
+    for seed in plan.seeds:
+        folder = root / setting.name / f"seed{seed}"
+        [recorded] = [row for row in previous_rows(root, setting, seed) if row["steps"] == steps] or [None]
+        source = folder / "bundle" if steps == setting.steps[-1] else snapshot_folder(folder, steps)
+        if recorded is None or not (source / "weights.safetensors").exists():
+            raise PlanError(f"{name} seed {seed}@{steps}: no scored bundle to read out again; run the plan first")
+        rows.append(recorded)
+        rows.append(rescored_row(plan, recorded, source, folder / f"read-out-{label}@{steps}", read_out, label, device))
+    settings = {
+        f"{setting_label}@{steps}": {
+            "steps": steps,
+            "seeds": [row["seed"] for row in mine],
+            **{key: mean_sd([row[key] for row in mine]) for key in FIGURES},
+        }
+        for setting_label, mine in ((setting.name, rows[0::2]), (f"{setting.name}/{label}", rows[1::2]))
+    }
+    return {
+        "plan": plan.name,
+        "method": plan.method,
+        "data": plan.data,
+        "split": "val",
+        "read_out": read_out,
+        "machine": machine(device),
+        "settings": settings,
+        "runs": rows,
+    }
+
+
+def rescored_row(plan: Plan, recorded: dict, source: Path, folder: Path, read_out: dict, label: str, device) -> dict:
+    figures_file = folder / "figures.json"
+    if figures_file.exists():
+        return json.loads(figures_file.read_text())
+    keep_snapshot(source, folder / "bundle")
+    with_read_out(load_bundle(folder / "bundle"), read_out, Path(plan.data), device)
+    row = {**{key: recorded[key] for key in ("seed", "steps")}, "setting": f"{recorded['setting']}/{label}"}
+    row.update(val_figures(folder / "bundle", Path(plan.data), device))
+    figures_file.write_text(json.dumps(row, indent=1))
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def with_read_out(bundle: ModelBundle, read_out: dict, data: Path, device: torch.device) -> ModelBundle:

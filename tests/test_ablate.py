@@ -209,3 +209,43 @@ def test_a_snapshot_missing_from_an_older_run_is_trained_again_and_must_reproduc
     (folder / "figures.json").write_text(json.dumps(rows))
     assert ablate.main([*arguments, "--by", "pixel_auroc_all"]) == 2
     assert not (folder / "bundle@1").exists()
+
+
+def test_a_rescore_reads_the_same_networks_out_another_way(ablate, ablated, tmp_path, monkeypatch):
+    root, data, _, original = ablated
+    plan = tmp_path / "tiny.toml"
+    plan.write_text(PLAN.format(data=data))
+    runs = str(root / "runs")
+    arguments = [str(plan), "--runs", runs, "--rescore", "paper", "--read-out", '{"ppii": {"mc_passes": 5}}']
+    assert ablate.main([*arguments, "--label", "five"]) == 0
+    report = json.loads(plan.with_name("tiny.five.json").read_text())
+    assert sorted(report["settings"]) == ["paper/five@3", "paper@3"]
+    recorded = [r for r in original["runs"] if r["setting"] == "paper"]
+    assert [r for r in report["runs"] if r["setting"] == "paper"] == [r for r in recorded if r["steps"] == 3]
+    # The copy is the same network read out with five passes, and its figures are `eval --split val`'s.
+    seed = root / "runs" / "tiny" / "paper" / "seed1"
+    copy = seed / "read-out-five@3" / "bundle"
+    assert (copy / "weights.safetensors").read_bytes() == (seed / "bundle" / "weights.safetensors").read_bytes()
+    assert json.loads((copy / "manifest.json").read_text())["config"]["ppii"]["mc_passes"] == 5
+    [five] = [r for r in report["runs"] if r["setting"] == "paper/five" and r["seed"] == 1]
+    eval_arguments = ["eval", "--bundle", str(copy), "--data", str(data), "--split", "val", "--bootstrap", "0"]
+    assert main([*eval_arguments, "--no-report", "--out", str(tmp_path / "all")]) == 0
+    every = json.loads((tmp_path / "all" / "metrics.json").read_text())["results"]["bundle:ppii"]
+    assert five["pixel_auroc_all"] == pytest.approx(every["pixel_auroc"])
+    assert five["threshold"] == pytest.approx(every["threshold"])
+    # Run again, it scores nothing it has.
+    monkeypatch.setattr(ablate, "val_figures", lambda *args: pytest.fail("scored again"))
+    assert ablate.main([*arguments, "--label", "five"]) == 0
+    assert json.loads(plan.with_name("tiny.five.json").read_text())["settings"] == report["settings"]
+
+
+def test_a_rescore_of_a_curve_point_without_its_bundle_is_refused(ablate, ablated, tmp_path, capsys):
+    root, data, _, _ = ablated
+    plan = tmp_path / "tiny.toml"
+    plan.write_text(PLAN.format(data=data))
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs", runs)
+    shutil.rmtree(runs / "tiny" / "paper" / "seed0" / "bundle@1")
+    arguments = [str(plan), "--runs", str(runs), "--rescore", "paper", "--steps", "1", "--label", "five"]
+    assert ablate.main([*arguments, "--read-out", '{"ppii": {"mc_passes": 5}}']) == 2
+    assert "paper seed 0@1: no scored bundle to read out again" in capsys.readouterr().err
