@@ -217,6 +217,8 @@ def test_photo_threshold_strokes_eraser_reopen(reader_page, tmp_path):
 
     photo = SAMPLES / "ISIC_0024311.jpg"
     reader.open(photo)
+    # A method with a restoration (the photo opens with P-PII, which has none): its pane follows the zoom.
+    _pick(page, "#method", "SPR · ham10000-denoiser")
     reader.run()
     scene = reader.scene()
     assert scene["heatmap"] and scene["restoration"]
