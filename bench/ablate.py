@@ -202,11 +202,24 @@ def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: tor
         row = {"setting": setting.name, "seed": seed, "steps": steps, "train_seconds": round(trained_seconds, 1)}
         row.update(val_figures(folder / "bundle", Path(plan.data), device))
         if steps != setting.steps[-1]:
-            keep_snapshot(folder / "bundle", snapshot_folder(folder, steps))
+            copy_bundle(folder / "bundle", snapshot_folder(folder, steps))
         done.append(row)
         figures_file.write_text(json.dumps(done, indent=1))
         print(json.dumps(row), flush=True)
     return [row for row in done if row["steps"] in setting.steps]
+
+
+def setting_at(plan: Plan, name: str, steps: int | None) -> tuple[Setting, int]:
+    """The plan's setting `name` and a point of its curve (default: its last step count)."""
+    setting = next((s for s in plan.settings if s.name == name), None)
+    if setting is None:
+        raise PlanError(f"the plan {plan.name} has no setting {name!r}")
+    return setting, setting.steps[-1] if steps is None else steps
+
+
+def bundle_at(folder: Path, setting: Setting, steps: int) -> Path:
+    """A seed's bundle at `steps`: the run's own at its last step count, else the snapshot kept on the way."""
+    return folder / "bundle" if steps == setting.steps[-1] else snapshot_folder(folder, steps)
 
 
 def snapshot_folder(folder: Path, steps: int) -> Path:
@@ -214,7 +227,7 @@ def snapshot_folder(folder: Path, steps: int) -> Path:
     return folder / f"bundle@{steps}"
 
 
-def keep_snapshot(bundle: Path, to: Path) -> None:
+def copy_bundle(bundle: Path, to: Path) -> None:
     to.mkdir(parents=True, exist_ok=True)
     for file in ("manifest.json", "weights.safetensors"):
         shutil.copy2(bundle / file, to / file)
@@ -295,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rescore", metavar="SETTING", help="score the setting's seeds again with --read-out")
     parser.add_argument("--read-out", type=json.loads, help="--rescore's inference settings, as JSON overrides")
     parser.add_argument("--label", help="--rescore's name for the read-out (folders and the summary JSON)")
-    parser.add_argument("--steps", type=int, help="--ship at this point of the setting's curve (default: its last)")
+    parser.add_argument("--steps", type=int, help="--ship or --rescore at this point of the curve (default: its last)")
     args = parser.parse_args(argv)
     if args.table_of:
         print(table(json.loads(Path(args.table_of).read_text())))
@@ -357,18 +370,14 @@ def ship_best_seed(
     `steps` (default: the setting's last step count), copied to `to`; its manifest records the pick and the
     seeds' mean ± sd. With the plan's `ship_read_out`, the copy reads out with those settings and is
     recalibrated on val."""
-    setting = next((s for s in plan.settings if s.name == name), None)
-    if setting is None:
-        raise PlanError(f"the plan {plan.name} has no setting {name!r}")
-    steps = setting.steps[-1] if steps is None else steps
+    setting, steps = setting_at(plan, name, steps)
     if steps not in setting.steps:
         raise PlanError(f"{name} was scored at {setting.steps} steps, not {steps}")
     rows = [row for seed in plan.seeds for row in previous_rows(root, setting, seed) if row["steps"] == steps]
     if len(rows) < 3 or len(rows) < len(plan.seeds):
         raise PlanError(f"{name}@{steps}: {len(rows)} of {len(plan.seeds)} seeds scored; ship from 3 or more")
     best = max(rows, key=lambda row: row[by])
-    folder = root / setting.name / f"seed{best['seed']}"
-    source = folder / "bundle" if steps == setting.steps[-1] else snapshot_folder(folder, steps)
+    source = bundle_at(root / setting.name / f"seed{best['seed']}", setting, steps)
     retrained = None
     if not (source / "weights.safetensors").exists():
         retrained = retrain_snapshot(plan, setting, best, source, by, device)
@@ -390,9 +399,7 @@ def ship_best_seed(
         selection["retrained"] = {"why": "the run had trained past these steps before runs kept snapshots", **retrained}
     if to.exists():
         shutil.rmtree(to)
-    to.mkdir(parents=True)
-    for file in ("manifest.json", "weights.safetensors"):
-        shutil.copy2(source / file, to / file)
+    copy_bundle(source, to)
     shipped = load_bundle(to)
     if plan.ship_read_out:
         selection["read_out"] = {
@@ -409,15 +416,12 @@ def rescore(plan: Plan, name: str, steps: int | None, read_out: dict, label: str
     """A setting's seeds at `steps` (default: its last), each bundle copied, read out with `read_out` (the
     config's inference settings, recalibrated on val) and scored on the whole val split again: the same
     trained networks under two read-outs, paired seed by seed. Trains nothing."""
-    setting = next((s for s in plan.settings if s.name == name), None)
-    if setting is None:
-        raise PlanError(f"the plan {plan.name} has no setting {name!r}")
-    steps = setting.steps[-1] if steps is None else steps
+    setting, steps = setting_at(plan, name, steps)
     rows = []
     for seed in plan.seeds:
         folder = root / setting.name / f"seed{seed}"
         [recorded] = [row for row in previous_rows(root, setting, seed) if row["steps"] == steps] or [None]
-        source = folder / "bundle" if steps == setting.steps[-1] else snapshot_folder(folder, steps)
+        source = bundle_at(folder, setting, steps)
         if recorded is None or not (source / "weights.safetensors").exists():
             raise PlanError(f"{name} seed {seed}@{steps}: no scored bundle to read out again; run the plan first")
         rows.append(recorded)
@@ -446,7 +450,7 @@ def rescored_row(plan: Plan, recorded: dict, source: Path, folder: Path, read_ou
     figures_file = folder / "figures.json"
     if figures_file.exists():
         return json.loads(figures_file.read_text())
-    keep_snapshot(source, folder / "bundle")
+    copy_bundle(source, folder / "bundle")
     with_read_out(load_bundle(folder / "bundle"), read_out, Path(plan.data), device)
     row = {**{key: recorded[key] for key in ("seed", "steps")}, "setting": f"{recorded['setting']}/{label}"}
     row.update(val_figures(folder / "bundle", Path(plan.data), device))
