@@ -181,6 +181,7 @@ def lesion_figures(lesions: list[tuple[np.ndarray, np.ndarray | None]], cut: flo
 def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: torch.device) -> list[dict]:
     """One seed of a setting: trained to each of its step counts in turn (resuming), scored at each."""
     folder = root / setting.name / f"seed{seed}"
+    check_trained_as_planned(plan, setting, seed, folder)
     figures_file = folder / "figures.json"
     done = json.loads(figures_file.read_text()) if figures_file.exists() else []
     have = {row["steps"] for row in done}
@@ -207,6 +208,43 @@ def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: tor
         figures_file.write_text(json.dumps(done, indent=1))
         print(json.dumps(row), flush=True)
     return [row for row in done if row["steps"] in setting.steps]
+
+
+def resolved_config(plan: Plan, setting: Setting, seed: int) -> dict:
+    """What a seed of the setting trains, as its bundle's manifest records it, at the curve's last point."""
+    return to_dict(run_config(plan, setting, seed, setting.steps[-1]))
+
+
+def check_trained_as_planned(plan: Plan, setting: Setting, seed: int, folder: Path) -> None:
+    """A run kept from an earlier invocation must have been trained with the config the plan resolves to now.
+    A plan builds on a shipped config, which moves: without this check a resumed curve, or a table of kept
+    figures, would mix two recipes under one setting's name. Steps differ along a curve, and a field that an
+    older manifest lacks is new since (its default is the old behaviour), so neither counts."""
+    manifest = folder / "bundle" / "manifest.json"
+    if not manifest.exists():
+        return
+    trained = flat(json.loads(manifest.read_text())["config"])
+    planned = flat(resolved_config(plan, setting, seed))
+    moved = sorted(
+        key for key in trained.keys() & planned.keys() if key != "train.steps" and trained[key] != planned[key]
+    )
+    if moved:
+        changes = "; ".join(f"{key} {trained[key]!r} then, {planned[key]!r} now" for key in moved)
+        raise PlanError(
+            f"{folder}: trained with another config than the plan resolves to now ({changes}); spell the setting's "
+            "values out in the plan, or move the old runs aside"
+        )
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """A nested config as {"section.key": value}, lists and tuples alike."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def setting_at(plan: Plan, name: str, steps: int | None) -> tuple[Setting, int]:
@@ -257,12 +295,7 @@ def summary(plan: Plan, rows: list[dict], device: torch.device) -> dict:
             if not mine:
                 continue
             label = setting.name if len(setting.steps) == 1 else f"{setting.name}@{steps}"
-            settings[label] = {
-                "about": setting.about,
-                "steps": steps,
-                "seeds": [r["seed"] for r in mine],
-                **{key: mean_sd([r[key] for r in mine]) for key in FIGURES},
-            }
+            settings[label] = {"about": setting.about, **setting_row(steps, mine)}
     return {
         "plan": plan.name,
         "method": plan.method,
@@ -271,9 +304,20 @@ def summary(plan: Plan, rows: list[dict], device: torch.device) -> dict:
         "split": "val",
         "overrides": plan.overrides,
         "settings_overrides": {s.name: {"overrides": s.overrides, "data": s.data} for s in plan.settings},
+        # What each setting trained, whatever the shipped config it builds on says later (seed: the first's).
+        "settings_config": {s.name: resolved_config(plan, s, plan.seeds[0]) for s in plan.settings},
         "machine": machine(device),
         "settings": settings,
         "runs": rows,
+    }
+
+
+def setting_row(steps: int, rows: list[dict]) -> dict:
+    """The seeds' mean ± sd of every figure at one point of a setting's curve."""
+    return {
+        "steps": steps,
+        "seeds": [row["seed"] for row in rows],
+        **{key: mean_sd([row[key] for row in rows]) for key in FIGURES},
     }
 
 
@@ -350,12 +394,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     device = pick_device(args.device)
     rows = []
-    for setting in plan.settings:
-        for seed in plan.seeds:
-            if args.only and setting.name not in args.only:
-                rows += previous_rows(root, setting, seed)
-            else:
-                rows += run_setting(plan, setting, seed, root, device)
+    try:
+        for setting in plan.settings:
+            for seed in plan.seeds:
+                if args.only and setting.name not in args.only:
+                    rows += previous_rows(root, setting, seed)
+                else:
+                    rows += run_setting(plan, setting, seed, root, device)
+    except PlanError as exc:
+        print(f"ablate: {exc}", file=sys.stderr)
+        return 2
     report = summary(plan, rows, device)
     out = Path(args.out) if args.out else Path(args.plan).with_suffix(".json")
     out.write_text(json.dumps(report, indent=1, default=str))
@@ -427,11 +475,7 @@ def rescore(plan: Plan, name: str, steps: int | None, read_out: dict, label: str
         rows.append(recorded)
         rows.append(rescored_row(plan, recorded, source, folder / f"read-out-{label}@{steps}", read_out, label, device))
     settings = {
-        f"{setting_label}@{steps}": {
-            "steps": steps,
-            "seeds": [row["seed"] for row in mine],
-            **{key: mean_sd([row[key] for row in mine]) for key in FIGURES},
-        }
+        f"{setting_label}@{steps}": setting_row(steps, mine)
         for setting_label, mine in ((setting.name, rows[0::2]), (f"{setting.name}/{label}", rows[1::2]))
     }
     return {

@@ -102,6 +102,20 @@ def test_a_plan_run_again_trains_nothing_it_has(ablate, ablated, monkeypatch):
     assert json.loads(again.read_text())["settings"] == report["settings"]
 
 
+def test_a_kept_run_trained_with_another_config_is_refused(ablate, ablated, tmp_path, capsys, monkeypatch):
+    root, _, plan, report = ablated
+    assert report["settings_config"]["standardise-no-mask"]["ppii"]["intensity"] == "standardise"
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs", runs)
+    moved = tmp_path / "tiny.toml"  # the same plan, built on a base whose read-out has since changed
+    moved.write_text(plan.read_text().replace("mc_passes = 2", "mc_passes = 3"))
+    monkeypatch.setattr(ablate, "fit_method", lambda *args, **kwargs: pytest.fail("trained on a moved config"))
+    assert ablate.main([str(moved), "--runs", str(runs)]) == 2
+    error = capsys.readouterr().err
+    assert "paper/seed0: trained with another config" in error and "ppii.mc_passes 2 then, 3 now" in error
+    assert not moved.with_suffix(".json").exists()
+
+
 def test_a_plan_naming_an_unknown_setting_is_refused(ablate, ablated, capsys):
     _, _, plan, _ = ablated
     assert ablate.main([str(plan), "--only", "nonesuch"]) == 2
