@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -169,6 +171,22 @@ def test_a_negative_amplitude_darkens_as_a_pigmented_lesion_does():
     for image_change, inside in zip(change, union, strict=True):
         assert image_change[inside.expand_as(image_change)].mean() < -0.02 and image_change.min() < -0.1
     torch.testing.assert_close(sample.label, change.abs().mean(dim=1, keepdim=True))
+
+
+def test_a_tinted_bump_darkens_each_channel_by_its_share():
+    images = torch.full((4, 3, 48, 48), 0.9)
+    # Shallow and few, so that no pixel is clipped at 0, where the channels would stop being in proportion.
+    plain = PpiiGeneratorConfig(max_anomalies=2, bright_fraction=1.0, bright_amplitude=(-0.2, -0.1))
+    untinted = ppii_anomalies(images, torch.Generator().manual_seed(0), plain)
+    whole = ppii_anomalies(images, torch.Generator().manual_seed(0), replace(plain, bright_tint=(1.0, 1.0, 1.0)))
+    torch.testing.assert_close(whole.image, untinted.image)  # the same draws: a tint of ones is no tint
+    tinted = ppii_anomalies(images, torch.Generator().manual_seed(0), replace(plain, bright_tint=(0.0, 0.5, 1.0)))
+    change = tinted.image - images
+    assert change[:, 0].abs().max() < 1e-6 and change[:, 2].min() < -0.05  # red untouched, blue darkened
+    torch.testing.assert_close(change[:, 2], untinted.image[:, 2] - images[:, 2])
+    torch.testing.assert_close(change[:, 1], change[:, 2] / 2, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="bright_tint has 2 entries for images of 3 channels"):
+        ppii_anomalies(images, torch.Generator().manual_seed(0), replace(plain, bright_tint=(1.0, 0.5)))
 
 
 def test_ppii_counts_and_circles_stay_within_bounds():

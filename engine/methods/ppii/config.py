@@ -31,6 +31,10 @@ class PpiiGeneratorConfig:
     # nothing for it, so the paper's generator is unchanged.
     bright_fraction: float = 0.0
     bright_amplitude: tuple[float, float] = (0.2, 0.6)
+    # Not the paper's: the bump's peak per channel, as a share of the drawn one (one entry per channel), so
+    # that a darkening has a colour: melanin darkens a photo's blue and green more than its red. None changes
+    # every channel alike.
+    bright_tint: tuple[float, ...] | None = None
 
 
 @dataclass

@@ -42,6 +42,9 @@ def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
 
 def ppii_plan(config: PpiiMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
     check_intensity(config.ppii.intensity, "ppii.intensity")  # before any image is loaded
+    channels, tint = config.preprocess.channels or 1, config.generator.bright_tint
+    if tint is not None and len(tint) != channels:
+        raise ValueError(f"generator.bright_tint has {len(tint)} entries; the network takes {channels} channels")
     loss = ppii_loss(config)
     return TrainingPlan([Trainable("ppii", new_ppii_net(config), loss)], ["ppii"])
 

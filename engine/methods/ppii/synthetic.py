@@ -31,7 +31,8 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
     `bright_fraction` set, that share of the patches is the image's own, brightened by a smooth bump.
     """
     draws = parameter_generator(generator)
-    n, _, height, width = images.shape
+    n, channels, height, width = images.shape
+    tint = bump_tint(config.bright_tint, channels, images)
     partners = images.roll(randint(draws, 1, n - 1), dims=0) if n > 1 else images
     canvas = images.clone()
     weights = torch.zeros_like(images[:, :1])
@@ -47,7 +48,9 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
             ty, tx = randint(draws, 1, height - ph - 1), randint(draws, 1, width - pw - 1)
             if config.bright_fraction and uniform(draws, 0.0, 1.0) < config.bright_fraction:
                 peak = uniform(draws, *config.bright_amplitude)
-                canvas[i, :, ty : ty + ph, tx : tx + pw] += peak * smooth_bump(ph, pw, images.device, images.dtype)
+                canvas[i, :, ty : ty + ph, tx : tx + pw] += (
+                    peak * tint * smooth_bump(ph, pw, images.device, images.dtype)
+                )
             else:
                 canvas[i, :, ty : ty + ph, tx : tx + pw] = partners[i, :, sy : sy + ph, sx : sx + pw]
             weights[i, 0, ty : ty + ph, tx : tx + pw] = uniform(draws, *config.source_weight)
@@ -69,6 +72,15 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
         variance=variance.mean(dim=1, keepdim=True) * union,
         masks=masks,
     )
+
+
+def bump_tint(tint: tuple[float, ...] | None, channels: int, images: torch.Tensor) -> torch.Tensor:
+    """(C, 1, 1): each channel's share of a bump's peak; all ones without a tint."""
+    if tint is None:
+        return images.new_ones(channels, 1, 1)
+    if len(tint) != channels:
+        raise ValueError(f"generator.bright_tint has {len(tint)} entries for images of {channels} channels")
+    return on_device(torch.tensor(tint, dtype=images.dtype), images.device).view(channels, 1, 1)
 
 
 def smooth_bump(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
