@@ -3,11 +3,13 @@ uncertainty, bundles and the command line."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter
 from skimage.exposure import equalize_hist
 
 from anomascope.engine.bundle import load_bundle
@@ -142,6 +144,19 @@ def test_mc_dropout_gives_a_reproducible_uncertainty_map(trained, stripes):
     assert first.uncertainty.min() >= 0 and first.uncertainty.max() > 0
     assert first.restoration is None
     assert 0 <= first.heatmap.min() and first.heatmap.max() <= 1
+
+
+def test_a_smoothed_read_out_is_the_map_under_a_gaussian(trained):
+    predictor = make_predictor(load_bundle(trained.path), CPU)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plain = predictor.predict(images)
+    predictor.config = replace(predictor.config, smoothing_sigma_at_256=16.0)  # sigma 2 px at 32 px
+    smooth = predictor.predict(images)
+    # torch's "reflect" padding is scipy's "mirror"; both truncate the kernel at 4 sigma.
+    expected = np.stack([gaussian_filter(m, 2.0, mode="mirror", truncate=4.0) for m in plain.heatmap])
+    np.testing.assert_allclose(smooth.heatmap, expected, atol=1e-6)
+    np.testing.assert_allclose(smooth.image_score, expected.mean(axis=(1, 2)), atol=1e-6)  # image_score "mean"
+    np.testing.assert_array_equal(smooth.uncertainty, plain.uncertainty)  # the passes' spread, as it was
 
 
 def test_plain_unet_has_no_uncertainty(stripes, tmp_path):

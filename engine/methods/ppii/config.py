@@ -60,6 +60,9 @@ class PpiiConfig:
     # histogram equalisation), "unit" (the intensities as they are, in [0, 1]) or "standardise" (a z-score
     # over the image's foreground, z in [-3, 3] mapped to [0, 1]): the last two keep a hyperintensity bright.
     intensity: str = "equalise"
+    # Not the paper's: the map smoothed by a Gaussian of this sigma, in pixels of a 256 px image, scaled with
+    # the image (as the median-distance reference smooths its own). 0, the paper's read-out, smooths nothing.
+    smoothing_sigma_at_256: float = 0.0
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ...bundle import ModelBundle
 from ...config import PreprocessConfig, from_dict
+from ...filters import gaussian_blur
 from ...preprocess import check_intensity, network_intensity
 from ..base import AnomalyResult, MapPredictor
 from ..training_plan import Trainable, TrainingInputs, TrainingPlan
@@ -68,16 +69,19 @@ class PpiiPredictor(MapPredictor):
     def predict(self, images: torch.Tensor) -> AnomalyResult:
         x = model_input(images.to(self.device), self.preprocess, self.config.intensity)
         if not self.mc_dropout:
-            maps = torch.sigmoid(self.model(x))[:, 0].cpu().numpy()
+            maps = self.smoothed(torch.sigmoid(self.model(x))[:, 0]).cpu().numpy()
             return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), None, None)
         # The same dropout draws for the same input: reproducible maps, without touching the global RNG.
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config.seed)
             passes = torch.sigmoid(self.model(x.repeat(self.config.mc_passes, 1, 1, 1)))[:, 0]
         passes = passes.view(self.config.mc_passes, x.shape[0], *x.shape[-2:])
-        maps = passes.mean(dim=0).cpu().numpy()
+        maps = self.smoothed(passes.mean(dim=0)).cpu().numpy()
         spread = passes.std(dim=0).cpu().numpy()
         return AnomalyResult(maps, np.array([self.reduce(m) for m in maps]), None, spread)
+
+    def smoothed(self, maps: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(maps.float(), self.config.smoothing_sigma_at_256 * min(maps.shape[-2:]) / 256.0)
 
     def reduce(self, heatmap: np.ndarray) -> float:
         return float(heatmap.max() if self.config.image_score == "max" else heatmap.mean())
