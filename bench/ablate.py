@@ -32,7 +32,7 @@ A plan (TOML):
 
 TOML has no null: the string "none" in overrides stands for it. Each run's figures are kept beside its bundle
 (figures.json), so a plan cut short goes on where it stopped; the summary JSON holds every run and the
-settings' mean ± sd, with the machine that trained them.
+settings' mean ± sd; each run names the machine that trained it, the summary the one that last ran the plan.
 """
 
 from __future__ import annotations
@@ -201,6 +201,8 @@ def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: tor
         assert bundle is not None  # one process
         trained_seconds = time.perf_counter() - began
         row = {"setting": setting.name, "seed": seed, "steps": steps, "train_seconds": round(trained_seconds, 1)}
+        # Per run: a plan resumed on another machine would otherwise report the last one for all its runs.
+        row["machine"] = machine(device)
         row.update(val_figures(folder / "bundle", Path(plan.data), device))
         if steps != setting.steps[-1]:
             copy_bundle(folder / "bundle", snapshot_folder(folder, steps))

@@ -68,6 +68,7 @@ def test_each_setting_is_its_seeds_mean_and_sd(ablated):
             values = [r[figure] for r in runs]
             assert row[figure] == pytest.approx([np.mean(values), np.std(values, ddof=1)])
     assert report["split"] == "val" and report["machine"]["device"] == "cpu"
+    assert all(run["machine"]["device"] == "cpu" and run["machine"]["cpu_capability"] for run in report["runs"])
 
 
 def test_a_runs_figures_are_evals_on_the_val_split(ablated, tmp_path):
