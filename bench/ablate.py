@@ -53,7 +53,7 @@ from anomascope.engine.bundle import ModelBundle, load_bundle, update_manifest
 from anomascope.engine.config import build_config, load_toml, to_dict
 from anomascope.engine.data import at_split_scale
 from anomascope.engine.evaluation import evaluate, load_test_split
-from anomascope.engine.fit import calibrate, fit_method
+from anomascope.engine.fit import at_training_scale, calibrate, fit_method
 from anomascope.engine.methods import make_predictor, registry
 from anomascope.engine.training import pick_device
 
@@ -181,7 +181,6 @@ def lesion_figures(lesions: list[tuple[np.ndarray, np.ndarray | None]], cut: flo
 def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: torch.device) -> list[dict]:
     """One seed of a setting: trained to each of its step counts in turn (resuming), scored at each."""
     folder = root / setting.name / f"seed{seed}"
-    check_trained_as_planned(plan, setting, seed, folder)
     figures_file = folder / "figures.json"
     done = json.loads(figures_file.read_text()) if figures_file.exists() else []
     have = {row["steps"] for row in done}
@@ -200,9 +199,14 @@ def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: tor
         )
         assert bundle is not None  # one process
         trained_seconds = time.perf_counter() - began
-        row = {"setting": setting.name, "seed": seed, "steps": steps, "train_seconds": round(trained_seconds, 1)}
-        # Per run: a plan resumed on another machine would otherwise report the last one for all its runs.
-        row["machine"] = machine(device)
+        # The machine per run: a plan resumed on another machine would otherwise report the last one for all.
+        row = {
+            "setting": setting.name,
+            "seed": seed,
+            "steps": steps,
+            "train_seconds": round(trained_seconds, 1),
+            "machine": machine(device),
+        }
         row.update(val_figures(folder / "bundle", Path(plan.data), device))
         if steps != setting.steps[-1]:
             copy_bundle(folder / "bundle", snapshot_folder(folder, steps))
@@ -214,28 +218,48 @@ def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: tor
 
 def resolved_config(plan: Plan, setting: Setting, seed: int) -> dict:
     """What a seed of the setting trains, as its bundle's manifest records it, at the curve's last point."""
-    return to_dict(run_config(plan, setting, seed, setting.steps[-1]))
+    config = run_config(plan, setting, seed, setting.steps[-1])
+    return to_dict(at_training_scale(config, Path(setting.data or plan.data)))
 
 
-def check_trained_as_planned(plan: Plan, setting: Setting, seed: int, folder: Path) -> None:
+# Keys a kept run may differ in: the steps along a curve, and settings that change only how fast it trains.
+UNCOMPARED = {"train.steps", "train.num_workers", "train.channels_last", "train.compile", "train.optimizer_kernels"}
+
+
+def check_trained_as_planned(plan: Plan, setting: Setting, seed: int, folder: Path) -> bool:
     """A run kept from an earlier invocation must have been trained with the config the plan resolves to now.
     A plan builds on a shipped config, which moves: without this check a resumed curve, or a table of kept
-    figures, would mix two recipes under one setting's name. Steps differ along a curve, and a field that an
-    older manifest lacks is new since (its default is the old behaviour), so neither counts."""
+    figures, would mix two recipes under one setting's name. A field an older manifest lacks is new since and
+    stands at its default there, which the plan must resolve to as well. False when the run has no manifest
+    left to check (figures kept without their bundle)."""
     manifest = folder / "bundle" / "manifest.json"
     if not manifest.exists():
-        return
-    trained = flat(json.loads(manifest.read_text())["config"])
+        return False
+    defaults = registry().get(plan.method).defaults()
+    trained = flat(to_dict(build_config(defaults, None, json.loads(manifest.read_text())["config"])))
     planned = flat(resolved_config(plan, setting, seed))
     moved = sorted(
-        key for key in trained.keys() & planned.keys() if key != "train.steps" and trained[key] != planned[key]
+        key for key in (trained.keys() | planned.keys()) - UNCOMPARED if trained.get(key) != planned.get(key)
     )
     if moved:
-        changes = "; ".join(f"{key} {trained[key]!r} then, {planned[key]!r} now" for key in moved)
+        changes = "; ".join(f"{key} {trained.get(key)!r} then, {planned.get(key)!r} now" for key in moved)
         raise PlanError(
             f"{folder}: trained with another config than the plan resolves to now ({changes}); spell the setting's "
             "values out in the plan, or move the old runs aside"
         )
+    return True
+
+
+def unchecked_runs(plan: Plan, root: Path) -> list[str]:
+    """Every kept run of the plan checked against what the plan resolves to now, before anything is trained,
+    shipped or scored again; the runs that have figures but no manifest left to check, as SETTING/seedK."""
+    unchecked = []
+    for setting in plan.settings:
+        for seed in plan.seeds:
+            folder = root / setting.name / f"seed{seed}"
+            if not check_trained_as_planned(plan, setting, seed, folder) and (folder / "figures.json").exists():
+                unchecked.append(f"{setting.name}/seed{seed}")
+    return unchecked
 
 
 def flat(tree: dict, prefix: str = "") -> dict:
@@ -289,7 +313,7 @@ def retrain_snapshot(plan: Plan, setting: Setting, row: dict, to: Path, by: str,
     return {"recorded": row[by], "retrained": again[by]}
 
 
-def summary(plan: Plan, rows: list[dict], device: torch.device) -> dict:
+def summary(plan: Plan, rows: list[dict], device: torch.device, unchecked: list[str]) -> dict:
     settings = {}
     for setting in plan.settings:
         for steps in setting.steps:
@@ -308,6 +332,7 @@ def summary(plan: Plan, rows: list[dict], device: torch.device) -> dict:
         "settings_overrides": {s.name: {"overrides": s.overrides, "data": s.data} for s in plan.settings},
         # What each setting trained, whatever the shipped config it builds on says later (seed: the first's).
         "settings_config": {s.name: resolved_config(plan, s, plan.seeds[0]) for s in plan.settings},
+        "runs_without_manifest": unchecked,  # figures kept without their bundle: their config is not checked
         "machine": machine(device),
         "settings": settings,
         "runs": rows,
@@ -371,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablate: {args.plan} has no setting {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     root = Path(args.runs) / plan.name
+    try:
+        unchecked = unchecked_runs(plan, root)
+    except PlanError as exc:
+        print(f"ablate: {exc}", file=sys.stderr)
+        return 2
     if args.ship:
         if not args.to:
             parser.error("--ship needs --to FOLDER")
@@ -396,17 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     device = pick_device(args.device)
     rows = []
-    try:
-        for setting in plan.settings:
-            for seed in plan.seeds:
-                if args.only and setting.name not in args.only:
-                    rows += previous_rows(root, setting, seed)
-                else:
-                    rows += run_setting(plan, setting, seed, root, device)
-    except PlanError as exc:
-        print(f"ablate: {exc}", file=sys.stderr)
-        return 2
-    report = summary(plan, rows, device)
+    for setting in plan.settings:
+        for seed in plan.seeds:
+            if args.only and setting.name not in args.only:
+                rows += previous_rows(root, setting, seed)
+            else:
+                rows += run_setting(plan, setting, seed, root, device)
+    report = summary(plan, rows, device, unchecked)
     out = Path(args.out) if args.out else Path(args.plan).with_suffix(".json")
     out.write_text(json.dumps(report, indent=1, default=str))
     print(table(report))
@@ -499,6 +525,7 @@ def rescored_row(plan: Plan, recorded: dict, source: Path, folder: Path, read_ou
     copy_bundle(source, folder / "bundle")
     with_read_out(load_bundle(folder / "bundle"), read_out, Path(plan.data), device)
     row = {**{key: recorded[key] for key in ("seed", "steps")}, "setting": f"{recorded['setting']}/{label}"}
+    row["machine"] = machine(device)
     row.update(val_figures(folder / "bundle", Path(plan.data), device))
     figures_file.write_text(json.dumps(row, indent=1))
     print(json.dumps(row), flush=True)

@@ -117,6 +117,25 @@ def test_a_kept_run_trained_with_another_config_is_refused(ablate, ablated, tmp_
     assert not moved.with_suffix(".json").exists()
 
 
+def test_a_field_newer_than_a_kept_run_counts_at_its_default(ablate, ablated, tmp_path, capsys, monkeypatch):
+    root, _, plan, _ = ablated
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs", runs)
+    seed0 = runs / "tiny" / "paper" / "seed0"
+    manifest = json.loads((seed0 / "bundle" / "manifest.json").read_text())
+    del manifest["config"]["ppii"]["smoothing_sigma_at_256"]  # as a bundle trained before the field existed
+    (seed0 / "bundle" / "manifest.json").write_text(json.dumps(manifest))
+    # A curve's run at its earlier point: only its steps differ from what the plan resolves to.
+    seed1 = runs / "tiny" / "paper" / "seed1"
+    shutil.copy2(seed1 / "bundle@1" / "manifest.json", seed1 / "bundle" / "manifest.json")
+    monkeypatch.setattr(ablate, "fit_method", lambda *args, **kwargs: pytest.fail("trained again"))
+    assert ablate.main([str(plan), "--runs", str(runs), "--out", str(tmp_path / "same.json")]) == 0
+    smoothed = tmp_path / "tiny.toml"  # the plan now sets the new field away from its default
+    smoothed.write_text(plan.read_text().replace("mc_passes = 2", "mc_passes = 2, smoothing_sigma_at_256 = 4.0"))
+    assert ablate.main([str(smoothed), "--runs", str(runs), "--ship", "paper", "--to", str(tmp_path / "x")]) == 2
+    assert "ppii.smoothing_sigma_at_256 0.0 then, 4.0 now" in capsys.readouterr().err
+
+
 def test_a_plan_naming_an_unknown_setting_is_refused(ablate, ablated, capsys):
     _, _, plan, _ = ablated
     assert ablate.main([str(plan), "--only", "nonesuch"]) == 2

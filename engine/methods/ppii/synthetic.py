@@ -28,7 +28,8 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
     Each patch is taken at one place of the source and pasted at another place of the target with
     up-scaled mixed gradients and an interpolation factor alpha; inside each patch every simulated
     rater draws a circle (radius and centre normal, kept inside the patch) as the anomaly mask. With
-    `bright_fraction` set, that share of the patches is the image's own, brightened by a smooth bump.
+    `bright_fraction` set, that share of the patches is the image's own, brightened (or, with a negative
+    amplitude, darkened) by a smooth bump, per channel in the shares `bright_tint` gives.
     """
     draws = parameter_generator(generator)
     n, channels, height, width = images.shape
