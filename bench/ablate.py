@@ -187,6 +187,7 @@ def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: tor
     for steps in setting.steps:
         if steps in have:
             continue
+        keep_earlier_point(folder, steps)
         config = run_config(plan, setting, seed, steps)
         began = time.perf_counter()
         bundle = fit_method(
@@ -214,6 +215,17 @@ def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: tor
         figures_file.write_text(json.dumps(done, indent=1))
         print(json.dumps(row), flush=True)
     return [row for row in done if row["steps"] in setting.steps]
+
+
+def keep_earlier_point(folder: Path, steps: int) -> None:
+    """Before a run trains on to `steps`, its bundle as it stands, when that is an earlier point of the curve
+    (a plan whose curve gained a point past its old last one), kept as that point's snapshot."""
+    manifest = folder / "bundle" / "manifest.json"
+    if not manifest.exists():
+        return
+    trained = json.loads(manifest.read_text())["training"]["steps"]
+    if trained < steps and not (snapshot_folder(folder, trained) / "weights.safetensors").exists():
+        copy_bundle(folder / "bundle", snapshot_folder(folder, trained))
 
 
 def resolved_config(plan: Plan, setting: Setting, seed: int) -> dict:

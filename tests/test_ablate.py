@@ -136,6 +136,21 @@ def test_a_field_newer_than_a_kept_run_counts_at_its_default(ablate, ablated, tm
     assert "ppii.smoothing_sigma_at_256 0.0 then, 4.0 now" in capsys.readouterr().err
 
 
+def test_a_curve_carried_on_keeps_its_old_last_point(ablate, ablated, tmp_path):
+    root, _, plan, report = ablated
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs", runs)
+    seed0 = runs / "tiny" / "paper" / "seed0"
+    weights_at_3 = (seed0 / "bundle" / "weights.safetensors").read_bytes()
+    longer = tmp_path / "tiny.toml"
+    longer.write_text(plan.read_text().replace("steps = [1, 3]", "steps = [1, 3, 4]"))
+    assert ablate.main([str(longer), "--runs", str(runs), "--only", "paper"]) == 0
+    assert (seed0 / "bundle@3" / "weights.safetensors").read_bytes() == weights_at_3
+    assert json.loads((seed0 / "bundle" / "manifest.json").read_text())["training"]["steps"] == 4
+    carried = json.loads(longer.with_suffix(".json").read_text())["settings"]
+    assert carried["paper@3"] == report["settings"]["paper@3"] and "paper@4" in carried
+
+
 def test_a_plan_naming_an_unknown_setting_is_refused(ablate, ablated, capsys):
     _, _, plan, _ = ablated
     assert ablate.main([str(plan), "--only", "nonesuch"]) == 2
