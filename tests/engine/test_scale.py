@@ -138,5 +138,6 @@ def test_dicom_photos_are_scored_at_the_bundles_pixel_size(tmp_path):
     shrunk = score_case(predictor, load_case(tmp_path / "wide at 0.1 mm.dcm")).heatmap[:, 75:225, 100:300]
     by_mm_correlation = np.corrcoef(centre.ravel(), reference.ravel())[0, 1]
     by_view_correlation = np.corrcoef(shrunk.ravel(), reference.ravel())[0, 1]
-    # Measured: 0.91 by mm (the reflected context changes the map near the photo's edges), 0.55 by view.
-    assert by_mm_correlation >= 0.85 and by_view_correlation < 0.75
+    # Measured with the shipped bundle: 0.94 by mm (the reflected context changes the map near the photo's
+    # edges), 0.82 by view (0.91 and 0.55 with the grey-bump bundle before it, less robust to scale).
+    assert by_mm_correlation >= 0.85 and by_mm_correlation > by_view_correlation + 0.05
