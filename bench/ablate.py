@@ -247,8 +247,7 @@ def check_trained_as_planned(plan: Plan, setting: Setting, seed: int, folder: Pa
     manifest = folder / "bundle" / "manifest.json"
     if not manifest.exists():
         return False
-    defaults = registry().get(plan.method).defaults()
-    trained = flat(to_dict(build_config(defaults, None, json.loads(manifest.read_text())["config"])))
+    trained = flat(to_dict(recorded_config(plan.method, json.loads(manifest.read_text())["config"])))
     planned = flat(resolved_config(plan, setting, seed))
     moved = sorted(
         key for key in (trained.keys() | planned.keys()) - UNCOMPARED if trained.get(key) != planned.get(key)
@@ -547,10 +546,14 @@ def rescored_row(plan: Plan, recorded: dict, source: Path, folder: Path, read_ou
 def with_read_out(bundle: ModelBundle, read_out: dict, data: Path, device: torch.device) -> ModelBundle:
     """The bundle with its config's inference settings changed by `read_out`, then recalibrated on `data`'s
     val split (thresholds depend on the read-out)."""
-    config = build_config(registry().get(bundle.method).defaults(), None, bundle.manifest["config"])
-    config = build_config(config, None, read_out)
+    config = build_config(recorded_config(bundle.method, bundle.manifest["config"]), None, read_out)
     bundle = update_manifest(bundle, config=to_dict(config))
     return calibrate(bundle, data, device, config.calibration.max_validation_images)
+
+
+def recorded_config(method: str, recorded: dict):
+    """A manifest's config as the method's config, the fields it lacks (newer than the bundle) at their defaults."""
+    return build_config(registry().get(method).defaults(), None, recorded)
 
 
 def previous_rows(root: Path, setting: Setting, seed: int) -> list[dict]:

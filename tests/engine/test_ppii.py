@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -18,7 +19,8 @@ from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
 from anomascope.engine.methods import default_config, make_predictor
-from anomascope.engine.methods.ppii.model import model_input
+from anomascope.engine.methods.ppii.model import model_input, ppii_plan
+from anomascope.engine.methods.training_plan import TrainingInputs
 from anomascope.engine.preprocess import equalize_histogram, standardize_foreground
 from tests.cli import infer_one, train_tiny
 from tests.synthetic import make_stripe_dataset
@@ -157,6 +159,12 @@ def test_a_smoothed_read_out_is_the_map_under_a_gaussian(trained):
     np.testing.assert_allclose(smooth.heatmap, expected, atol=1e-6)
     np.testing.assert_allclose(smooth.image_score, expected.mean(axis=(1, 2)), atol=1e-6)  # image_score "mean"
     np.testing.assert_array_equal(smooth.uncertainty, plain.uncertainty)  # the passes' spread, as it was
+
+
+def test_a_tint_for_other_channels_is_refused_before_any_image_is_read():
+    config = tiny_config(preprocess={"channels": 3}, generator={"bright_tint": [1.0, 0.5]})
+    with pytest.raises(ValueError, match="bright_tint has 2 entries for images of 3 channels"):
+        ppii_plan(config, cast(TrainingInputs, None))  # refused before the inputs are looked at
 
 
 def test_plain_unet_has_no_uncertainty(stripes, tmp_path):

@@ -15,7 +15,7 @@ from ..base import AnomalyResult, MapPredictor
 from ..training_plan import Trainable, TrainingInputs, TrainingPlan
 from .config import PpiiMethodConfig
 from .net import build_segmentation_unet, enable_dropout, segmentation_stride
-from .synthetic import ppii_anomalies
+from .synthetic import check_tint, ppii_anomalies
 
 
 def model_input(images: torch.Tensor, preprocess: PreprocessConfig, intensity: str = "equalise") -> torch.Tensor:
@@ -43,9 +43,7 @@ def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
 
 def ppii_plan(config: PpiiMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
     check_intensity(config.ppii.intensity, "ppii.intensity")  # before any image is loaded
-    channels, tint = config.preprocess.channels or 1, config.generator.bright_tint
-    if tint is not None and len(tint) != channels:
-        raise ValueError(f"generator.bright_tint has {len(tint)} entries; the network takes {channels} channels")
+    check_tint(config.generator.bright_tint, config.preprocess.channels or 1)  # the network's channels
     loss = ppii_loss(config)
     return TrainingPlan([Trainable("ppii", new_ppii_net(config), loss)], ["ppii"])
 

@@ -79,9 +79,13 @@ def bump_tint(tint: tuple[float, ...] | None, channels: int, images: torch.Tenso
     """(C, 1, 1): each channel's share of a bump's peak; all ones without a tint."""
     if tint is None:
         return images.new_ones(channels, 1, 1)
-    if len(tint) != channels:
-        raise ValueError(f"generator.bright_tint has {len(tint)} entries for images of {channels} channels")
+    check_tint(tint, channels)
     return on_device(torch.tensor(tint, dtype=images.dtype), images.device).view(channels, 1, 1)
+
+
+def check_tint(tint: tuple[float, ...] | None, channels: int) -> None:
+    if tint is not None and len(tint) != channels:
+        raise ValueError(f"generator.bright_tint has {len(tint)} entries for images of {channels} channels")
 
 
 def smooth_bump(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
