@@ -31,7 +31,8 @@ A plan (TOML):
     steps = [250, 500, 1000, 2000]        # optional: a curve, one run per seed resumed from step to step
 
 TOML has no null: the string "none" in overrides stands for it. Each run's figures are kept beside its bundle
-(figures.json), so a plan cut short goes on where it stopped; the summary JSON holds every run and the
+(figures.json), and the config it started with (started-with.json), so a plan cut short goes on where it stopped,
+checked against the plan as it is now; the summary JSON holds every run and the
 settings' mean ± sd; each run names the machine that trained it, the summary the one that last ran the plan.
 """
 
@@ -189,6 +190,7 @@ def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: tor
             continue
         keep_earlier_point(folder, steps)
         config = run_config(plan, setting, seed, steps)
+        record_start(folder, to_dict(at_training_scale(config, Path(setting.data or plan.data))))
         began = time.perf_counter()
         bundle = fit_method(
             config,
@@ -217,6 +219,13 @@ def run_setting(plan: Plan, setting: Setting, seed: int, root: Path, device: tor
     return [row for row in done if row["steps"] in setting.steps]
 
 
+def record_start(folder: Path, config: dict) -> None:
+    """The config a run starts training with, kept beside it: a run cut before it writes its first bundle has
+    a checkpoint but no manifest, and resuming it must be checked all the same."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STARTED_WITH).write_text(json.dumps(config, indent=1))
+
+
 def keep_earlier_point(folder: Path, steps: int) -> None:
     """Before a run trains on to `steps`, its bundle as it stands, when that is an earlier point of the curve
     (a plan whose curve gained a point past its old last one), kept as that point's snapshot."""
@@ -234,6 +243,8 @@ def resolved_config(plan: Plan, setting: Setting, seed: int) -> dict:
     return to_dict(at_training_scale(config, Path(setting.data or plan.data)))
 
 
+# Beside each run: the config it started training with (see record_start).
+STARTED_WITH = "started-with.json"
 # Keys a kept run may differ in: the steps along a curve, and settings that change only how fast it trains.
 UNCOMPARED = {"train.steps", "train.num_workers", "train.channels_last", "train.compile", "train.optimizer_kernels"}
 
@@ -244,10 +255,10 @@ def check_trained_as_planned(plan: Plan, setting: Setting, seed: int, folder: Pa
     figures, would mix two recipes under one setting's name. A field an older manifest lacks is new since and
     stands at its default there, which the plan must resolve to as well. False when the run has no manifest
     left to check (figures kept without their bundle)."""
-    manifest = folder / "bundle" / "manifest.json"
-    if not manifest.exists():
+    recorded = trained_config(folder)
+    if recorded is None:
         return False
-    trained = flat(to_dict(recorded_config(plan.method, json.loads(manifest.read_text())["config"])))
+    trained = flat(to_dict(recorded_config(plan.method, recorded)))
     planned = flat(resolved_config(plan, setting, seed))
     moved = sorted(
         key for key in (trained.keys() | planned.keys()) - UNCOMPARED if trained.get(key) != planned.get(key)
@@ -259,6 +270,16 @@ def check_trained_as_planned(plan: Plan, setting: Setting, seed: int, folder: Pa
             "values out in the plan, or move the old runs aside"
         )
     return True
+
+
+def trained_config(folder: Path) -> dict | None:
+    """The config a kept run was trained with: its bundle's manifest, or, for a run cut before its first bundle
+    was written (a checkpoint alone), the config recorded when it started."""
+    manifest = folder / "bundle" / "manifest.json"
+    if manifest.exists():
+        return json.loads(manifest.read_text())["config"]
+    started = folder / STARTED_WITH
+    return json.loads(started.read_text()) if started.exists() else None
 
 
 def unchecked_runs(plan: Plan, root: Path) -> list[str]:

@@ -117,6 +117,24 @@ def test_a_kept_run_trained_with_another_config_is_refused(ablate, ablated, tmp_
     assert not moved.with_suffix(".json").exists()
 
 
+def test_a_run_cut_before_its_first_bundle_is_checked_all_the_same(ablate, ablated, tmp_path, capsys, monkeypatch):
+    root, _, plan, _ = ablated
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs" / "tiny" / "standardise-no-mask", runs / "tiny" / "standardise-no-mask")
+    seed0 = runs / "tiny" / "standardise-no-mask" / "seed0"
+    manifest = json.loads((seed0 / "bundle" / "manifest.json").read_text())
+    assert json.loads((seed0 / ablate.STARTED_WITH).read_text()) == manifest["config"]
+    # Cut while training: the checkpoint is there, the bundle and the figures not yet.
+    for name in ("manifest.json", "weights.safetensors"):
+        (seed0 / "bundle" / name).unlink()
+    (seed0 / "figures.json").unlink()
+    moved = tmp_path / "tiny.toml"
+    moved.write_text(plan.read_text().replace("mc_passes = 2", "mc_passes = 3"))
+    monkeypatch.setattr(ablate, "fit_method", lambda *args, **kwargs: pytest.fail("resumed on a moved config"))
+    assert ablate.main([str(moved), "--runs", str(runs)]) == 2
+    assert "standardise-no-mask/seed0: trained with another config" in capsys.readouterr().err
+
+
 def test_a_field_newer_than_a_kept_run_counts_at_its_default(ablate, ablated, tmp_path, capsys, monkeypatch):
     root, _, plan, _ = ablated
     runs = tmp_path / "runs"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anomascope.engine.config import build_config
+from anomascope.engine.config import build_config, from_dict, to_dict
 from anomascope.engine.methods import default_config
 
 
@@ -14,3 +14,13 @@ def test_a_toml_file_overrides_the_defaults_and_overrides_override_both(tmp_path
     assert config.preprocess.image_size == 128 and config.ppii.intensity == "unit"
     assert config.train.learning_rate == default_config("ppii").train.learning_rate  # untouched: the paper's
     assert build_config(default_config("ppii")) == default_config("ppii")
+
+
+def test_a_manifest_s_lists_come_back_as_tuples_optional_tuples_included():
+    """JSON and TOML have no tuples: a config read back from a manifest equals the one that was saved."""
+    config = build_config(default_config("ppii"), overrides={"generator": {"bright_tint": [0.5, 0.9, 1.0]}})
+    assert config.generator.bright_tint == (0.5, 0.9, 1.0)
+    assert config.train.adam_betas == (0.9, 0.999) and isinstance(config.train.adam_betas, tuple)
+    assert from_dict(type(config), to_dict(config)) == config
+    untinted = build_config(default_config("ppii"))
+    assert untinted.generator.bright_tint is None
