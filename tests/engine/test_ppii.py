@@ -10,6 +10,7 @@ from typing import cast
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from skimage.exposure import equalize_hist
 
@@ -159,6 +160,38 @@ def test_a_smoothed_read_out_is_the_map_under_a_gaussian(trained):
     np.testing.assert_allclose(smooth.heatmap, expected, atol=1e-6)
     np.testing.assert_allclose(smooth.image_score, expected.mean(axis=(1, 2)), atol=1e-6)  # image_score "mean"
     np.testing.assert_array_equal(smooth.uncertainty, plain.uncertainty)  # the passes' spread, as it was
+
+
+def test_a_map_read_at_half_scale_is_the_half_size_image_s_map_on_the_image_s_grid(trained):
+    predictor = make_predictor(load_bundle(trained.path), CPU)
+    # Intensities as they are: a linear input, so shrinking the image before or after it is the same.
+    predictor.config = replace(predictor.config, intensity="unit")
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    half = F.interpolate(images, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    at_half = torch.from_numpy(predictor.predict(half).heatmap)[:, None]
+    expected = F.interpolate(at_half, size=(64, 64), mode="bilinear", align_corners=False)[:, 0].numpy()
+    predictor.config = replace(predictor.config, read_scale=0.5)
+    read = predictor.predict(images)
+    np.testing.assert_allclose(read.heatmap, expected, atol=1e-6)
+    np.testing.assert_allclose(read.image_score, expected.mean(axis=(1, 2)), atol=1e-6)
+    assert read.uncertainty is not None and read.uncertainty.shape == (2, 64, 64)
+
+
+def test_a_read_scale_off_the_stride_comes_back_on_the_image_s_grid(trained):
+    predictor = make_predictor(load_bundle(trained.path), CPU)
+    predictor.config = replace(predictor.config, read_scale=0.5)  # 48 x 80 read at 24 x 40, padded to 32 x 48
+    result = predictor.predict(torch.zeros(1, 3, 48, 80))
+    assert result.heatmap.shape == result.uncertainty.shape == (1, 48, 80)
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5, 1.5, float("nan")])
+def test_a_read_scale_outside_zero_to_one_is_refused_before_training_and_reading(trained, scale, tmp_path):
+    with pytest.raises(ValueError, match=r"ppii.read_scale is .*; it must be a share of the training scale"):
+        ppii_plan(tiny_config(ppii={"read_scale": scale}), cast(TrainingInputs, None))
+    bundle = load_bundle(trained.path)
+    bundle.manifest["config"]["ppii"]["read_scale"] = scale
+    with pytest.raises(ValueError, match=r"ppii.read_scale is"):
+        make_predictor(bundle, CPU)
 
 
 def test_a_tint_for_other_channels_is_refused_before_any_image_is_read():

@@ -63,6 +63,11 @@ class PpiiConfig:
     # Not the paper's: the map smoothed by a Gaussian of this sigma, in pixels of a 256 px image, scaled with
     # the image (as the median-distance reference smooths its own). 0, the paper's read-out, smooths nothing.
     smoothing_sigma_at_256: float = 0.0
+    # Not the paper's: the scale the network reads an image at, as a share of the scale it was trained at (the
+    # map is resampled back). A network trained on small crops judges a lesion larger than its crops from
+    # inside it, where it looks like plain, darker skin; read smaller, the lesion fits the patches it learned
+    # from. 1, the paper's read-out, reads the image as it is.
+    read_scale: float = 1.0
 
 
 @dataclass
