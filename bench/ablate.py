@@ -10,6 +10,8 @@ scored on the whole val split, never on test, then reported as mean ± sd over t
         --to assets/models/ham10000-ppii  # at an earlier point of its curve
     python bench/ablate.py bench/ablations/ham10000-ppii-intensity.toml --rescore "unit+dark-half" \
         --read-out '{"ppii": {"mc_passes": 10}}' --label ten-passes   # the seeds read out another way
+    python bench/ablate.py bench/ablations/ham10000-ppii-tint.toml --ship melanin-tint --label read-scale-0.5 \
+        --to assets/models/ham10000-ppii --by pixel_auroc_all   # the best seed on val under that read-out
 
 A plan (TOML):
 
@@ -410,7 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by", default="pixel_ap_lesion", choices=FIGURES, help="the val figure --ship picks on")
     parser.add_argument("--rescore", metavar="SETTING", help="score the setting's seeds again with --read-out")
     parser.add_argument("--read-out", type=json.loads, help="--rescore's inference settings, as JSON overrides")
-    parser.add_argument("--label", help="--rescore's name for the read-out (folders and the summary JSON)")
+    parser.add_argument(
+        "--label",
+        help="--rescore's name for the read-out (folders and the summary JSON); with --ship, ship that read-out",
+    )
     parser.add_argument("--steps", type=int, help="--ship or --rescore at this point of the curve (default: its last)")
     args = parser.parse_args(argv)
     if args.table_of:
@@ -438,7 +443,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--ship needs --to FOLDER")
         try:
             device = pick_device(args.device)
-            picked = ship_best_seed(plan, args.ship, root, Path(args.to), args.by, device, args.steps)
+            if args.label:
+                picked = ship_read_out(plan, args.ship, args.label, root, Path(args.to), args.by, args.steps)
+            else:
+                picked = ship_best_seed(plan, args.ship, root, Path(args.to), args.by, device, args.steps)
         except PlanError as exc:
             print(f"ablate: {exc}", file=sys.stderr)
             return 2
@@ -492,17 +500,7 @@ def ship_best_seed(
     trained = load_bundle(source)
     if trained.manifest["training"]["steps"] != steps:
         raise PlanError(f"{source}: trained to {trained.manifest['training']['steps']} steps, not {steps}")
-    selection = {
-        "rule": f"best of {len(rows)} seeds by val {by}",
-        "plan": plan.name,
-        "setting": setting.name,
-        "steps": steps,
-        "seeds": [row["seed"] for row in rows],
-        "picked_seed": best["seed"],
-        "n_val_images": best["n_val_images"],
-        "n_val_lesion_images": best["n_val_lesion_images"],
-        "val": {key: {"seeds": mean_sd([row[key] for row in rows]), "picked": best[key]} for key in FIGURES},
-    }
+    selection = picked(plan, setting, steps, rows, best, f"best of {len(rows)} seeds by val {by}")
     if retrained:
         selection["retrained"] = {"why": "the run had trained past these steps before runs kept snapshots", **retrained}
     if to.exists():
@@ -517,6 +515,59 @@ def ship_best_seed(
         }
         shipped = with_read_out(shipped, plan.ship_read_out, Path(plan.data), device)
     update_manifest(shipped, selection=selection)
+    return selection
+
+
+def picked(plan: Plan, setting: Setting, steps: int, rows: list[dict], best: dict, rule: str) -> dict:
+    """A shipped bundle's `selection`: the rule, the seed picked, and the seeds' val mean ± sd per figure."""
+    return {
+        "rule": rule,
+        "plan": plan.name,
+        "setting": setting.name,
+        "steps": steps,
+        "seeds": [row["seed"] for row in rows],
+        "picked_seed": best["seed"],
+        "n_val_images": best["n_val_images"],
+        "n_val_lesion_images": best["n_val_lesion_images"],
+        "val": {key: {"seeds": mean_sd([row[key] for row in rows]), "picked": best[key]} for key in FIGURES},
+    }
+
+
+def ship_read_out(plan: Plan, name: str, label: str, root: Path, to: Path, by: str, steps: int | None) -> dict:
+    """The setting's best seed on val under the read-out `--rescore` scored as `label`, as that read-out's
+    bundle (already read out and recalibrated on val), copied to `to`: the pick is made on the figures of the
+    read-out that ships. Its manifest records the pick, the settings that read-out changed, and the seeds'
+    mean ± sd under both read-outs."""
+    setting, steps = setting_at(plan, name, steps)
+    if plan.ship_read_out:
+        raise PlanError(f"{plan.name} has a ship_read_out, which would read the {label} read-out out again")
+    folders = {seed: root / setting.name / f"seed{seed}" / f"read-out-{label}@{steps}" for seed in plan.seeds}
+    rows = [json.loads(f.read_text()) for f in (folder / "figures.json" for folder in folders.values()) if f.exists()]
+    if len(rows) < 3 or len(rows) < len(plan.seeds):
+        raise PlanError(
+            f"{name}/{label}@{steps}: {len(rows)} of {len(plan.seeds)} seeds read out; run --rescore first, ship from 3"
+        )
+    as_trained = [row for seed in plan.seeds for row in previous_rows(root, setting, seed) if row["steps"] == steps]
+    best = max(rows, key=lambda row: row[by])
+    source = folders[best["seed"]] / "bundle"
+    trained_as = bundle_at(root / setting.name / f"seed{best['seed']}", setting, steps) / "manifest.json"
+    # Both at today's fields: one the older manifest lacks stands at its default, not as a change.
+    before = flat(to_dict(recorded_config(plan.method, json.loads(trained_as.read_text())["config"])))
+    after = flat(to_dict(recorded_config(plan.method, load_bundle(source).manifest["config"])))
+    selection = picked(plan, setting, steps, rows, best, f"best of {len(rows)} seeds by val {by}, read out as {label}")
+    selection["read_out"] = {
+        "label": label,
+        "changed": {
+            key: after.get(key) for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)
+        },
+        "why": "the seeds' networks were read out again this way (bench/ablate.py --rescore), recalibrated on val "
+        "and picked on val under it",
+        "val_as_trained": {key: mean_sd([row[key] for row in as_trained]) for key in FIGURES},
+    }
+    if to.exists():
+        shutil.rmtree(to)
+    copy_bundle(source, to)
+    update_manifest(load_bundle(to), selection=selection)
     return selection
 
 

@@ -306,6 +306,37 @@ def test_a_rescore_reads_the_same_networks_out_another_way(ablate, ablated, tmp_
     assert json.loads(plan.with_name("tiny.five.json").read_text())["settings"] == report["settings"]
 
 
+def test_a_read_out_ships_its_best_seed_on_val_under_that_read_out(ablate, ablated, tmp_path, capsys):
+    root, data, _, _ = ablated
+    plan = tmp_path / "three.toml"
+    plan.write_text(PLAN.format(data=data).replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
+    runs = str(root / "runs-three")
+    assert ablate.main([str(plan), "--runs", runs, "--only", "paper"]) == 0  # the seeds of the tests above
+    ship = [str(plan), "--runs", runs, "--ship", "paper", "--label", "half", "--to", str(tmp_path / "x")]
+    assert ablate.main([*ship, "--by", "pixel_auroc_all"]) == 2  # not read out yet
+    assert "paper/half@3: 0 of 3 seeds read out; run --rescore first" in capsys.readouterr().err
+    read_out = ["--rescore", "paper", "--read-out", '{"ppii": {"read_scale": 0.5}}', "--label", "half"]
+    assert ablate.main([str(plan), "--runs", runs, *read_out]) == 0
+    assert ablate.main([*ship, "--by", "pixel_auroc_all"]) == 0
+    report = json.loads(plan.with_name("three.half.json").read_text())["runs"]
+    rows = [row for row in report if row["setting"] == "paper/half"]
+    best = max(rows, key=lambda row: row["pixel_auroc_all"])
+    source = Path(runs) / "tiny" / "paper" / f"seed{best['seed']}" / "read-out-half@3" / "bundle"
+    shipped = json.loads((tmp_path / "x" / "manifest.json").read_text())
+    assert shipped == {**json.loads((source / "manifest.json").read_text()), "selection": shipped["selection"]}
+    assert (tmp_path / "x" / "weights.safetensors").read_bytes() == (source / "weights.safetensors").read_bytes()
+    selection = shipped["selection"]
+    assert (
+        selection["picked_seed"] == best["seed"]
+        and selection["val"]["pixel_auroc_all"]["picked"] == best["pixel_auroc_all"]
+    )
+    assert selection["read_out"]["changed"] == {"ppii.read_scale": 0.5}
+    as_trained = [row["pixel_auroc_all"] for row in report if row["setting"] == "paper"]
+    assert selection["read_out"]["val_as_trained"]["pixel_auroc_all"] == pytest.approx(
+        [np.mean(as_trained), np.std(as_trained, ddof=1)]
+    )
+
+
 def test_a_rescore_of_a_curve_point_without_its_bundle_is_refused(ablate, ablated, tmp_path, capsys):
     root, data, _, _ = ablated
     plan = tmp_path / "tiny.toml"

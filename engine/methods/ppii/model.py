@@ -88,7 +88,7 @@ class PpiiPredictor(MapPredictor):
                 torch.manual_seed(self.config.seed)
                 passes = torch.sigmoid(self.model(read.repeat(self.config.mc_passes, 1, 1, 1)))[:, 0]
             passes = passes.view(self.config.mc_passes, x.shape[0], *read.shape[-2:])
-        return passes if scaled is None else back_from_read_scale(passes, scaled, x.shape[-2:])
+        return passes if scaled is None else back_from_read_scale(passes, scaled, (x.shape[-2], x.shape[-1]))
 
     def smoothed(self, maps: torch.Tensor) -> torch.Tensor:
         return gaussian_blur(maps.float(), self.config.smoothing_sigma_at_256 * min(maps.shape[-2:]) / 256.0)
@@ -127,5 +127,5 @@ def back_from_read_scale(maps: torch.Tensor, scaled: tuple[int, int], size: tupl
     maps = maps[..., : scaled[0], : scaled[1]]
     passes, n = maps.shape[:2]
     flat = maps.reshape(passes * n, 1, *scaled)
-    resized = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
+    resized = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
     return resized.reshape(passes, n, *size)
