@@ -58,7 +58,7 @@ from anomascope.engine.data import at_split_scale
 from anomascope.engine.evaluation import evaluate, load_test_split
 from anomascope.engine.fit import at_training_scale, calibrate, fit_method
 from anomascope.engine.methods import make_predictor, registry
-from anomascope.engine.training import pick_device
+from anomascope.engine.training import CHECKPOINT_NAME, pick_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import machine  # noqa: E402
@@ -280,8 +280,10 @@ def trained_config(folder: Path) -> dict | None:
     manifest = folder / "bundle" / "manifest.json"
     if manifest.exists():
         return json.loads(manifest.read_text())["config"]
+    # Without a checkpoint nothing was trained (refused, or stopped before its first checkpoint): it starts afresh.
     started = folder / STARTED_WITH
-    return json.loads(started.read_text()) if started.exists() else None
+    checkpoints = list((folder / "bundle" / "checkpoint").rglob(CHECKPOINT_NAME))
+    return json.loads(started.read_text()) if started.exists() and checkpoints else None
 
 
 def unchecked_runs(plan: Plan, root: Path) -> list[str]:
@@ -550,10 +552,15 @@ def ship_read_out(plan: Plan, name: str, label: str, root: Path, to: Path, by: s
     as_trained = [row for seed in plan.seeds for row in previous_rows(root, setting, seed) if row["steps"] == steps]
     best = max(rows, key=lambda row: row[by])
     source = folders[best["seed"]] / "bundle"
-    trained_as = bundle_at(root / setting.name / f"seed{best['seed']}", setting, steps) / "manifest.json"
+    trained_as = bundle_at(root / setting.name / f"seed{best['seed']}", setting, steps)
+    if not (trained_as / "manifest.json").exists():
+        raise PlanError(f"{trained_as}: the run the {label} read-out was made from is gone; nothing to compare it with")
+    trained, read_out = json.loads((trained_as / "manifest.json").read_text()), load_bundle(source).manifest
+    if read_out["weights_sha256"] != trained["weights_sha256"]:
+        raise PlanError(f"{source}: other weights than {trained_as} (trained again since?); run --rescore again")
     # Both at today's fields: one the older manifest lacks stands at its default, not as a change.
-    before = flat(to_dict(recorded_config(plan.method, json.loads(trained_as.read_text())["config"])))
-    after = flat(to_dict(recorded_config(plan.method, load_bundle(source).manifest["config"])))
+    before = flat(to_dict(recorded_config(plan.method, trained["config"])))
+    after = flat(to_dict(recorded_config(plan.method, read_out["config"])))
     selection = picked(plan, setting, steps, rows, best, f"best of {len(rows)} seeds by val {by}, read out as {label}")
     selection["read_out"] = {
         "label": label,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,23 +118,29 @@ def from_dict(cls, data: dict):
     """Build a (nested) config dataclass from a dict, rejecting unknown keys with their name."""
     kwargs = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
     for key, value in data.items():
         if key not in fields:
             raise ValueError(f"unknown config key {key!r} for {cls.__name__}; known: {', '.join(fields)}")
         default = getattr(cls(), key) if _has_default(fields[key]) else None
         if dataclasses.is_dataclass(default):
             kwargs[key] = from_dict(type(default), value)
-        elif isinstance(value, list) and _is_tuple(hints[key]):
+        elif isinstance(value, list) and (isinstance(default, tuple) or _optional_tuple(cls, key)):
             kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
     return cls(**kwargs)
 
 
-def _is_tuple(hint) -> bool:
-    """A tuple field, optional ones included (`tuple[float, ...] | None`): TOML and JSON give lists."""
-    return typing.get_origin(hint) is tuple or any(typing.get_origin(arg) is tuple for arg in typing.get_args(hint))
+def _optional_tuple(cls, key: str) -> bool:
+    """Whether field `key` is an optional tuple (`tuple[float, ...] | None`, default None): TOML and JSON give
+    lists. A class whose hints cannot be resolved (a plugin's) keeps its lists as they come."""
+    try:
+        hint = typing.get_type_hints(cls)[key]
+    except (NameError, TypeError):
+        return False
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return False
+    return any(typing.get_origin(arg) is tuple for arg in typing.get_args(hint))
 
 
 def _has_default(f) -> bool:

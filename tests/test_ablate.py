@@ -135,6 +135,27 @@ def test_a_run_cut_before_its_first_bundle_is_checked_all_the_same(ablate, ablat
     assert "standardise-no-mask/seed0: trained with another config" in capsys.readouterr().err
 
 
+def test_a_run_refused_before_its_first_checkpoint_starts_afresh_once_the_plan_is_fixed(
+    ablate, ablated, tmp_path, monkeypatch
+):
+    root, _, plan, _ = ablated
+    runs = tmp_path / "runs"
+    seed0 = runs / "tiny" / "standardise-no-mask" / "seed0"
+    shutil.copytree(root / "runs" / "tiny" / "standardise-no-mask" / "seed0", seed0)
+    # Started, then refused or stopped before any checkpoint: the recorded start is all there is.
+    shutil.rmtree(seed0 / "bundle")
+    (seed0 / "figures.json").unlink()
+    fixed = tmp_path / "tiny.toml"
+    fixed.write_text(plan.read_text().replace("mc_passes = 2", "mc_passes = 3"))
+
+    def would_train(*args, **kwargs):
+        raise RuntimeError("would train")
+
+    monkeypatch.setattr(ablate, "fit_method", would_train)
+    with pytest.raises(RuntimeError, match="would train"):
+        ablate.main([str(fixed), "--runs", str(runs), "--only", "standardise-no-mask"])
+
+
 def test_a_field_newer_than_a_kept_run_counts_at_its_default(ablate, ablated, tmp_path, capsys, monkeypatch):
     root, _, plan, _ = ablated
     runs = tmp_path / "runs"

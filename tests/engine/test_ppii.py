@@ -179,12 +179,33 @@ def test_a_map_read_at_half_scale_is_the_half_size_image_s_map_on_the_image_s_gr
 
 def test_a_read_scale_off_the_stride_comes_back_on_the_image_s_grid(trained):
     predictor = make_predictor(load_bundle(trained.path), CPU)
-    predictor.config = replace(predictor.config, read_scale=0.5)  # 48 x 80 read at 24 x 40, padded to 32 x 48
-    result = predictor.predict(torch.zeros(1, 3, 48, 80))
-    assert result.heatmap.shape == result.uncertainty.shape == (1, 48, 80)
+    predictor.config = replace(predictor.config, intensity="unit")  # linear, as above
+    images = torch.rand(1, 3, 48, 80, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    # 48 x 80 read at 24 x 40, padded (reflected) to the stride's 32 x 48; the padding's map is cut off.
+    half = F.interpolate(images, size=(24, 40), mode="bilinear", antialias=True, align_corners=False)
+    padded = F.pad(half, (0, 8, 0, 8), mode="reflect")
+    at_half = torch.from_numpy(predictor.predict(padded).heatmap)[:, None, :24, :40]
+    expected = F.interpolate(at_half, size=(48, 80), mode="bilinear", align_corners=False)[:, 0].numpy()
+    predictor.config = replace(predictor.config, read_scale=0.5)
+    result = predictor.predict(images)
+    np.testing.assert_allclose(result.heatmap, expected, atol=1e-6)
+    assert result.uncertainty is not None and result.uncertainty.shape == (1, 48, 80)
 
 
-@pytest.mark.parametrize("scale", [0.0, -0.5, 1.5, float("nan")])
+def test_one_pass_at_the_training_scale_is_the_network_s_map(trained):
+    bundle = load_bundle(trained.path)
+    bundle.manifest["config"]["ppii"]["mc_passes"] = 1  # dropout off: the network as trained
+    predictor = make_predictor(bundle, CPU)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    with torch.inference_mode():
+        x = model_input(images, predictor.preprocess, predictor.config.intensity)
+        expected = torch.sigmoid(predictor.model(x))[:, 0]
+    result = predictor.predict(images)
+    np.testing.assert_array_equal(result.heatmap, expected.numpy())
+    assert result.uncertainty is None
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5, 1.5, float("nan"), True])
 def test_a_read_scale_outside_zero_to_one_is_refused_before_training_and_reading(trained, scale, tmp_path):
     with pytest.raises(ValueError, match=r"ppii.read_scale is .*; it must be a share of the training scale"):
         ppii_plan(tiny_config(ppii={"read_scale": scale}), cast(TrainingInputs, None))

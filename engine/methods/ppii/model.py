@@ -100,7 +100,7 @@ class PpiiPredictor(MapPredictor):
 def check_read_scale(scale: float) -> None:
     """Reading larger than the training scale would show the network nothing it learned to see: the input is
     already brought to that scale before the read-out."""
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0.0 < scale <= 1.0):
+    if isinstance(scale, bool) or not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0 < scale <= 1):
         raise ValueError(
             f"ppii.read_scale is {scale!r}; it must be a share of the training scale in (0, 1],"
             " such as 0.5 to read an image at half the scale the network was trained at"
