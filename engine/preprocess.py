@@ -83,11 +83,8 @@ def to_model_input(
             f"is {width}x{height} px; this bundle scores at native pixel scale up to {config.max_side} px a side"
             " (it was trained on crops at the source resolution): crop or downsample the image first",
         )
-    pad_h, pad_w = (-height) % stride, (-width) % stride
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        x = F.pad(x[None], (0, pad_w, 0, pad_h), mode=mode)[0]
-    return x, Geometry((height, width), (height + pad_h, width + pad_w), (pad_h, pad_w), False)
+    x, (pad_h, pad_w) = padded_to_stride(x[None], stride)
+    return x[0], Geometry((height, width), (height + pad_h, width + pad_w), (pad_h, pad_w), False)
 
 
 def _at_pixel_size(
@@ -115,12 +112,20 @@ def _at_training_scale(x: torch.Tensor, scaled: tuple[int, int], stride: int) ->
     if scaled != (height, width):
         shrinking = scaled[0] < height or scaled[1] < width
         x = F.interpolate(x[None], size=scaled, mode="bilinear", antialias=shrinking, align_corners=False)[0]
-    pad_h, pad_w = (-scaled[0]) % stride, (-scaled[1]) % stride
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < scaled[0] and pad_w < scaled[1] else "replicate"
-        x = F.pad(x[None], (0, pad_w, 0, pad_h), mode=mode)[0]
+    x, (pad_h, pad_w) = padded_to_stride(x[None], stride)
     model_hw = (scaled[0] + pad_h, scaled[1] + pad_w)
-    return x, Geometry((height, width), model_hw, (pad_h, pad_w), scaled != (height, width), scaled)
+    return x[0], Geometry((height, width), model_hw, (pad_h, pad_w), scaled != (height, width), scaled)
+
+
+def padded_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(N, C, H, W) padded at the bottom and right to multiples of `stride` (reflected, or repeated where the
+    image is too small to reflect), and the padding added (rows, columns)."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return x, (pad_h, pad_w)
 
 
 def to_original_grid(maps: np.ndarray, geometry: Geometry) -> np.ndarray:

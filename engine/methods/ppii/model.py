@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ...bundle import ModelBundle
 from ...config import PreprocessConfig, from_dict
 from ...filters import gaussian_blur
-from ...preprocess import check_intensity, network_intensity
+from ...preprocess import check_intensity, network_intensity, padded_to_stride
 from ..base import AnomalyResult, MapPredictor
 from ..training_plan import Trainable, TrainingInputs, TrainingPlan
 from .config import PpiiMethodConfig
@@ -115,11 +115,7 @@ def at_read_scale(x: torch.Tensor, scale: float, stride: int) -> tuple[torch.Ten
     height, width = x.shape[-2:]
     scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
     x = F.interpolate(x, size=scaled, mode="bilinear", antialias=True, align_corners=False)
-    pad_h, pad_w = (-scaled[0]) % stride, (-scaled[1]) % stride
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < scaled[0] and pad_w < scaled[1] else "replicate"
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    return x, scaled
+    return padded_to_stride(x, stride)[0], scaled
 
 
 def back_from_read_scale(maps: torch.Tensor, scaled: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
