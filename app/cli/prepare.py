@@ -30,6 +30,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         tumour_margin=args.tumour_margin,
         normalise=args.normalise,
+        val_fraction=args.val_fraction,
     )
     print(json.dumps({"dataset": args.dataset, "out": str(args.out), "counts": split["counts"]}))
     return 0
@@ -66,6 +67,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], me
         default="none",
         help="lgg: 'patient' z-scores each patient's slices with one mean and sd over the whole volume's brain "
         "(default 'none': the slices as published)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the groups (patients, lesions, subjects) in val, taken from train (default 0.1: "
+        "70/10/20); test keeps the same groups for every share, so test figures stay comparable",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(run=cmd_prepare)

@@ -19,6 +19,19 @@ from .profiles import DATASET_PROFILES
 DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
 
+def split_fractions(val_fraction: float) -> dict[str, float]:
+    """The groups' shares of train, val and test for a val share: val grows at train's expense and test stays
+    0.2, so that (split_groups placing the shares in this order) the test groups are the same for every val
+    share and figures on test stay comparable."""
+    test = DEFAULT_FRACTIONS["test"]
+    if isinstance(val_fraction, bool) or not 0 < val_fraction < 1 - test:
+        raise PrepareError(
+            f"the val share must be above 0 and below {1 - test:g} (test keeps {test:g}), not {val_fraction}"
+        )
+    # Rounded so that the default share records 0.7, as every earlier split.json does.
+    return {"train": round(1 - test - val_fraction, 10), "val": val_fraction, "test": test}
+
+
 class PrepareError(ValueError):
     """The source data is missing or not laid out as expected."""
 
@@ -34,6 +47,7 @@ def prepare(
     overwrite: bool = False,
     tumour_margin: int = 1,
     normalise: str = "none",
+    val_fraction: float = DEFAULT_FRACTIONS["val"],
 ) -> dict:
     if dataset not in PREPARERS:
         raise PrepareError(f"unknown dataset {dataset!r}; choose one of {', '.join(PREPARERS)}")
@@ -50,6 +64,7 @@ def prepare(
         raise PrepareError(f"unknown normalisation {normalise!r}; choose one of {', '.join(NORMALISATIONS)}")
     if normalise != "none" and dataset != "lgg":
         raise PrepareError(f"--normalise {normalise} is for lgg's volumes; {dataset} has none")
+    fractions = split_fractions(val_fraction)
     options = {
         "seed": seed,
         "limit": limit,
@@ -57,6 +72,7 @@ def prepare(
         "crops_per_image": crops_per_image,
         "tumour_margin": tumour_margin,
         "normalise": normalise,
+        "fractions": fractions,
     }
     description = PREPARERS[dataset](source, writer, **options)
     profile = DATASET_PROFILES[dataset]
@@ -68,7 +84,7 @@ def prepare(
             body_part=profile.body_part,
             seed=seed,
             limit=limit,
-            fractions=DEFAULT_FRACTIONS,
+            fractions=fractions,
         )
     )
 
@@ -113,11 +129,18 @@ def _lesion_free_crops(
 
 
 def prepare_ham10000(
-    source: Path, writer: LayoutWriter, seed: int, limit: int | None, crop_size: int, crops_per_image: int, **_
+    source: Path,
+    writer: LayoutWriter,
+    seed: int,
+    limit: int | None,
+    fractions: dict[str, float],
+    crop_size: int,
+    crops_per_image: int,
+    **_,
 ) -> dict:
     root = _require(source / "ham10000" / "data")
     rows = list(csv.DictReader(_require(root / "HAM10000_metadata.csv").open()))
-    assignment = split_groups([r["lesion_id"] for r in rows], DEFAULT_FRACTIONS, seed)
+    assignment = split_groups([r["lesion_id"] for r in rows], fractions, seed)
     keep = _limit_groups(assignment, limit, seed)
     rng = np.random.default_rng(seed)
     sides = set()
@@ -153,12 +176,14 @@ def prepare_ham10000(
     }
 
 
-def prepare_hands(source: Path, writer: LayoutWriter, seed: int, limit: int | None, **_) -> dict:
+def prepare_hands(
+    source: Path, writer: LayoutWriter, seed: int, limit: int | None, fractions: dict[str, float], **_
+) -> dict:
     root = _require(source / "hands")
     folder = _require(root / "lessDataset_bregy")
     present = {p.name for p in folder.glob("*.jpg")}
     rows = [r for r in csv.DictReader(_require(root / "HandInfo.csv").open()) if r["imageName"] in present]
-    assignment = split_groups([r["id"] for r in rows], DEFAULT_FRACTIONS, seed)
+    assignment = split_groups([r["id"] for r in rows], fractions, seed)
     keep = _limit_groups(assignment, limit, seed)
     for row in sorted(rows, key=lambda r: r["imageName"]):
         if row["id"] not in keep:
@@ -177,7 +202,9 @@ def prepare_hands(source: Path, writer: LayoutWriter, seed: int, limit: int | No
     }
 
 
-def prepare_brain_mri(source: Path, writer: LayoutWriter, seed: int, limit: int | None, **_) -> dict:
+def prepare_brain_mri(
+    source: Path, writer: LayoutWriter, seed: int, limit: int | None, fractions: dict[str, float], **_
+) -> dict:
     root = _require(source / "brain-mri-yes-no")
     files = [(p, "good") for p in sorted(_require(root / "no").iterdir())] + [
         (p, "tumour") for p in sorted(_require(root / "yes").iterdir())
@@ -185,7 +212,7 @@ def prepare_brain_mri(source: Path, writer: LayoutWriter, seed: int, limit: int 
     files = [(p, kind) for p, kind in files if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
     # The set records no patient identity; every file is its own group.
     groups = [f"{kind}/{p.name}" for p, kind in files]
-    assignment = split_groups(groups, DEFAULT_FRACTIONS, seed)
+    assignment = split_groups(groups, fractions, seed)
     keep = _limit_groups(assignment, limit, seed)
     for (path, kind), group in zip(files, groups, strict=True):
         split = assignment[group]
@@ -204,14 +231,16 @@ def prepare_brain_mri(source: Path, writer: LayoutWriter, seed: int, limit: int 
     }
 
 
-def prepare_chest_xray(source: Path, writer: LayoutWriter, seed: int, limit: int | None, **_) -> dict:
+def prepare_chest_xray(
+    source: Path, writer: LayoutWriter, seed: int, limit: int | None, fractions: dict[str, float], **_
+) -> dict:
     root = _require(source / "chest-xray-nih1000" / "NIH1000")
     files = sorted(root.glob("*/*/*.png"))
     if not files:
         raise PrepareError(f"no PNG files under {root}")
     # NIH file names are <patient>_<follow-up>.png: group by patient so no patient spans two splits.
     groups = [p.name.split("_")[0] for p in files]
-    assignment = split_groups(groups, DEFAULT_FRACTIONS, seed)
+    assignment = split_groups(groups, fractions, seed)
     keep = _limit_groups(assignment, limit, seed)
     for path, group in zip(files, groups, strict=True):
         kind = "good" if path.parent.name.startswith("0") else "abnormal"
@@ -245,12 +274,13 @@ def prepare_lgg(
     writer: LayoutWriter,
     seed: int,
     limit: int | None,
+    fractions: dict[str, float],
     tumour_margin: int = 1,
     normalise: str = "none",
     **_,
 ) -> dict:
     slices_by_patient = _lgg_slices_by_patient(_lgg_root(source))
-    assignment = split_groups(list(slices_by_patient), DEFAULT_FRACTIONS, seed)
+    assignment = split_groups(list(slices_by_patient), fractions, seed)
     keep = _limit_groups(assignment, limit, seed)
     left_out = sum(
         _add_lgg_patient(writer, assignment[p], slices_by_patient[p], tumour_margin, normalise) for p in sorted(keep)
@@ -260,7 +290,7 @@ def prepare_lgg(
         "grouping": "patient (folder name)",
         # A training patient whose every slice is tumour or next to one writes no image, so the
         # image groups alone would not show the patient split.
-        "patients": {split: sorted(p for p in keep if assignment[p] == split) for split in DEFAULT_FRACTIONS},
+        "patients": {split: sorted(p for p in keep if assignment[p] == split) for split in fractions},
         "normal": "FLAIR slices with an empty mask from training patients (who have a tumour elsewhere), "
         f"leaving out slices {near} a tumour slice",
         "anomalous": "tumour slices of held-out patients with FLAIR-abnormality masks (0/255); val and test "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from PIL import Image
 
 from anomascope.app.cli import build_parser
 from anomascope.engine.datasets import PrepareError, prepare
-from anomascope.engine.datasets.prepare import patient_zscore
+from anomascope.engine.datasets.layout import split_groups
+from anomascope.engine.datasets.prepare import patient_zscore, split_fractions
 
 # Slices 8..13 cross 9 -> 10, where a lexicographic sort ("10" < "8") would scramble the neighbours.
 SLICES = range(8, 14)
@@ -117,6 +119,43 @@ def test_a_wider_margin_leaves_out_every_slice_within_it_and_keeps_val_and_test(
         prepare("lgg", lgg_source, tmp_path / "negative", seed=0, tumour_margin=-1)
 
 
+def test_a_larger_val_share_takes_its_patients_from_train_and_keeps_test(lgg_source, tmp_path):
+    for seed in range(3):
+        usual = prepare("lgg", lgg_source, tmp_path / f"usual{seed}", seed=seed)
+        wider = prepare("lgg", lgg_source, tmp_path / f"wider{seed}", seed=seed, val_fraction=0.3)
+        assert {name: len(patients) for name, patients in wider["patients"].items()} == {
+            "train": 5,
+            "val": 3,
+            "test": 2,
+        }
+        assert wider["patients"]["test"] == usual["patients"]["test"]
+        for folder in ("test/good", "test/tumour"):
+            assert wider["files"].get(folder) == usual["files"].get(folder)
+        moved = set(wider["patients"]["val"]) - set(usual["patients"]["val"])
+        assert set(usual["patients"]["val"]) <= set(wider["patients"]["val"])
+        assert moved and moved <= set(usual["patients"]["train"])
+        assert set(wider["patients"]["train"]) == set(usual["patients"]["train"]) - moved
+        assert wider["fractions"] == {"train": 0.5, "val": 0.3, "test": 0.2}
+        assert usual["fractions"] == {"train": 0.7, "val": 0.1, "test": 0.2}
+
+
+@pytest.mark.parametrize("share", [0, 0.8, -0.1, 1.5, True])
+def test_a_val_share_that_leaves_no_train_or_no_val_is_refused(lgg_source, tmp_path, share):
+    with pytest.raises(PrepareError, match="val share must be above 0 and below 0.8"):
+        prepare("lgg", lgg_source, tmp_path / "out", val_fraction=share)
+    assert not (tmp_path / "out" / "split.json").exists()
+
+
+def test_split_groups_keeps_the_test_groups_for_every_val_share():
+    for count in range(1, 120):
+        groups = [f"g{i}" for i in range(count)]
+        splits = [split_groups(groups, split_fractions(share), seed=count) for share in (0.05, 0.1, 0.2, 0.4, 0.7)]
+        tests = [{g for g, s in split.items() if s == "test"} for split in splits]
+        vals = [{g for g, s in split.items() if s == "val"} for split in splits]
+        assert all(test == tests[0] for test in tests)
+        assert all(smaller <= larger for smaller, larger in itertools.pairwise(vals))  # a larger val only adds groups
+
+
 def test_val_and_test_hold_every_slice_of_their_patients(lgg_source, tmp_path):
     split = prepare("lgg", lgg_source, tmp_path / "out", seed=0)
     for name in ("val", "test"):
@@ -183,6 +222,16 @@ def test_cli_takes_the_shared_data_folder_or_the_lgg_folder(lgg_source, tmp_path
         assert json.loads(capsys.readouterr().out)["counts"]["train/good"] > 0
     from_shared, from_lgg = (tmp_path / s.name / "split.json" for s in (lgg_source.parent, lgg_source))
     assert from_shared.read_text() == from_lgg.read_text()
+
+
+def test_cli_val_fraction_reaches_the_split(lgg_source, tmp_path, capsys):
+    out = tmp_path / "wider"
+    args = build_parser().parse_args(
+        ["prepare", "lgg", "--source", str(lgg_source), "--out", str(out), "--val-fraction", "0.3"]
+    )
+    assert args.run(args) == 0
+    split = json.loads((out / "split.json").read_text())
+    assert split["fractions"]["val"] == 0.3 and len(split["patients"]["val"]) == 3
 
 
 def test_no_patient_folders_is_an_error_naming_the_folder(tmp_path):
