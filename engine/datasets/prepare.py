@@ -19,10 +19,14 @@ from .profiles import DATASET_PROFILES
 DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
 
+class PrepareError(ValueError):
+    """The source data is missing or not laid out as expected."""
+
+
 def split_fractions(val_fraction: float) -> dict[str, float]:
-    """The groups' shares of train, val and test for a val share: val grows at train's expense and test stays
-    0.2, so that (split_groups placing the shares in this order) the test groups are the same for every val
-    share and figures on test stay comparable."""
+    """The groups' shares of train, val and test for a val share: val grows at train's expense and test keeps
+    its default share, so that (split_groups placing the shares in this order) the test groups are the same
+    for every val share and figures on test stay comparable."""
     test = DEFAULT_FRACTIONS["test"]
     if isinstance(val_fraction, bool) or not 0 < val_fraction < 1 - test:
         raise PrepareError(
@@ -30,10 +34,6 @@ def split_fractions(val_fraction: float) -> dict[str, float]:
         )
     # Rounded so that the default share records 0.7, as every earlier split.json does.
     return {"train": round(1 - test - val_fraction, 10), "val": val_fraction, "test": test}
-
-
-class PrepareError(ValueError):
-    """The source data is missing or not laid out as expected."""
 
 
 def prepare(
@@ -49,22 +49,7 @@ def prepare(
     normalise: str = "none",
     val_fraction: float = DEFAULT_FRACTIONS["val"],
 ) -> dict:
-    if dataset not in PREPARERS:
-        raise PrepareError(f"unknown dataset {dataset!r}; choose one of {', '.join(PREPARERS)}")
-    source, out = Path(source), Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise PrepareError(f"{out} is not empty; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    writer = LayoutWriter(out)
-    if tumour_margin < 0:
-        raise PrepareError(f"the tumour margin must be 0 or more slices, not {tumour_margin}")
-    if normalise not in NORMALISATIONS:
-        raise PrepareError(f"unknown normalisation {normalise!r}; choose one of {', '.join(NORMALISATIONS)}")
-    if normalise != "none" and dataset != "lgg":
-        raise PrepareError(f"--normalise {normalise} is for lgg's volumes; {dataset} has none")
-    fractions = split_fractions(val_fraction)
+    check_options(dataset, tumour_margin, normalise)
     options = {
         "seed": seed,
         "limit": limit,
@@ -72,9 +57,42 @@ def prepare(
         "crops_per_image": crops_per_image,
         "tumour_margin": tumour_margin,
         "normalise": normalise,
-        "fractions": fractions,
+        "fractions": split_fractions(val_fraction),
     }
-    description = PREPARERS[dataset](source, writer, **options)
+    source, out = Path(source), Path(out).resolve()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise PrepareError(f"{out} is not empty; pass --overwrite to replace it")
+    # Built beside `out` and swapped in only when whole: a missing source file found half way leaves the
+    # split already there as it was.
+    staging = out.parent / f".{out.name}.preparing"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        writer = LayoutWriter(staging)
+        split = described(dataset, PREPARERS[dataset](source, writer, **options), options, writer)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return split
+
+
+def check_options(dataset: str, tumour_margin: int, normalise: str) -> None:
+    if dataset not in PREPARERS:
+        raise PrepareError(f"unknown dataset {dataset!r}; choose one of {', '.join(PREPARERS)}")
+    if tumour_margin < 0:
+        raise PrepareError(f"the tumour margin must be 0 or more slices, not {tumour_margin}")
+    if normalise not in NORMALISATIONS:
+        raise PrepareError(f"unknown normalisation {normalise!r}; choose one of {', '.join(NORMALISATIONS)}")
+    if normalise != "none" and dataset != "lgg":
+        raise PrepareError(f"--normalise {normalise} is for lgg's volumes; {dataset} has none")
+
+
+def described(dataset: str, description: dict, options: dict, writer: LayoutWriter) -> dict:
+    """split.json: the preparer's description with the dataset's profile and the split's seed and shares."""
     profile = DATASET_PROFILES[dataset]
     return writer.finish(
         dict(
@@ -82,9 +100,9 @@ def prepare(
             dataset=dataset,
             modality=profile.modality,
             body_part=profile.body_part,
-            seed=seed,
-            limit=limit,
-            fractions=fractions,
+            seed=options["seed"],
+            limit=options["limit"],
+            fractions=options["fractions"],
         )
     )
 

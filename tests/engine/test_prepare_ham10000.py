@@ -54,6 +54,22 @@ def ham_split(ham_source, tmp_path_factory) -> Path:
     return out
 
 
+def _lesions_by_split(split: dict) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for key, lesion in split["groups"].items():
+        found.setdefault(key.split("/")[0], set()).add(lesion)
+    return found
+
+
+def test_a_larger_val_share_takes_its_lesions_from_train_and_keeps_test(ham_source, tmp_path):
+    usual = _lesions_by_split(prepare("ham10000", ham_source, tmp_path / "usual", seed=0))
+    wider = _lesions_by_split(prepare("ham10000", ham_source, tmp_path / "wider", seed=0, val_fraction=0.3))
+    assert {name: len(lesions) for name, lesions in usual.items()} == {"train": 8, "val": 2, "test": 2}
+    assert {name: len(lesions) for name, lesions in wider.items()} == {"train": 6, "val": 4, "test": 2}
+    assert wider["test"] == usual["test"]
+    assert usual["val"] < wider["val"] and wider["val"] - usual["val"] <= usual["train"]
+
+
 def native_ppii(**preprocess):
     tiny = build_config(default_config("ppii"), None, TINY)
     return build_config(tiny, None, {"preprocess": {"mode": "native", **preprocess}})

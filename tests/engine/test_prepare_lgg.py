@@ -143,7 +143,7 @@ def test_a_larger_val_share_takes_its_patients_from_train_and_keeps_test(lgg_sou
 def test_a_val_share_that_leaves_no_train_or_no_val_is_refused(lgg_source, tmp_path, share):
     with pytest.raises(PrepareError, match="val share must be above 0 and below 0.8"):
         prepare("lgg", lgg_source, tmp_path / "out", val_fraction=share)
-    assert not (tmp_path / "out" / "split.json").exists()
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
 def test_split_groups_keeps_the_test_groups_for_every_val_share():
@@ -232,6 +232,38 @@ def test_cli_val_fraction_reaches_the_split(lgg_source, tmp_path, capsys):
     assert args.run(args) == 0
     split = json.loads((out / "split.json").read_text())
     assert split["fractions"]["val"] == 0.3 and len(split["patients"]["val"]) == 3
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_a_failed_overwrite_keeps_the_split_already_there(lgg_source, tmp_path):
+    out = tmp_path / "prepared"
+    prepare("lgg", lgg_source, out, seed=0)
+    before = _tree(out)
+    broken = _write_lgg(tmp_path / "broken" / "lgg-flair")
+    patient = _patient(9)  # the last patient in order: the failure comes after other patients were written
+    (broken / patient / f"{patient}_11_mask.png").unlink()
+    with pytest.raises(PrepareError, match=f"no mask {patient}_11_mask.png"):
+        prepare("lgg", broken, out, seed=1, overwrite=True)
+    with pytest.raises(PrepareError, match="val share"):
+        prepare("lgg", lgg_source, out, seed=1, overwrite=True, val_fraction=0.9)
+    with pytest.raises(PrepareError, match="tumour margin"):
+        prepare("lgg", lgg_source, out, seed=1, overwrite=True, tumour_margin=-1)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "prepared"]  # no half-built folder left
+
+
+def test_an_overwrite_replaces_the_whole_split(lgg_source, tmp_path):
+    out = tmp_path / "prepared"
+    prepare("lgg", lgg_source, out, seed=0)
+    (out / "stale.txt").write_text("from an earlier run")
+    split = prepare("lgg", lgg_source, out, seed=1, overwrite=True)
+    assert not (out / "stale.txt").exists()
+    assert json.loads((out / "split.json").read_text())["patients"] == split["patients"]
+    with pytest.raises(PrepareError, match="not empty; pass --overwrite"):
+        prepare("lgg", lgg_source, out, seed=2)
 
 
 def test_no_patient_folders_is_an_error_naming_the_folder(tmp_path):
