@@ -69,6 +69,21 @@ class PreprocessConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Geometric augmentation of the training images, drawn per image on their device. P-PII's sensitivity
+    analysis (Müller et al., Table 2) tries "scaling" and "combined" (rotation within +-10 degrees, elastic
+    deformation and scaling) on a small data set; it gives no ranges, so these are the project's. The
+    defaults change nothing and draw nothing, so a recipe without augmentation trains as before."""
+
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom drawn uniformly per image; above 1 enlarges
+    rotation_degrees: float = 0.0  # rotation drawn uniformly in +-this
+    # Elastic deformation: a displacement drawn normal (sd this share of the image side) at each point of a
+    # coarse grid, upsampled smoothly to every pixel. 0 deforms nothing.
+    elastic_sd: float = 0.0
+    elastic_grid: int = 4  # the coarse grid's points per side
+
+
+@dataclass
 class TrainConfig:
     """Optimisation. SANO: Adam, lr 2e-4, batch 64, 400k iterations. SPR: AdamW (0.9, 0.999),
     lr 1e-4, weight decay 1e-3, batch 16, EMA 0.9999, 3000 epochs, lr x0.1 at epochs 1000 and 2000."""

@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from skimage.exposure import equalize_hist
 
+from anomascope.engine.augment import augmented
 from anomascope.engine.bundle import load_bundle
 from anomascope.engine.config import build_config
 from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
 from anomascope.engine.methods import default_config, make_predictor
-from anomascope.engine.methods.ppii.model import model_input, ppii_plan
+from anomascope.engine.methods.ppii.model import model_input, ppii_loss, ppii_plan
 from anomascope.engine.methods.training_plan import TrainingInputs
 from anomascope.engine.preprocess import equalize_histogram, standardize_foreground
 from tests.cli import infer_one, train_tiny
@@ -219,6 +220,31 @@ def test_a_tint_for_other_channels_is_refused_before_any_image_is_read():
     config = tiny_config(preprocess={"channels": 3}, generator={"bright_tint": [1.0, 0.5]})
     with pytest.raises(ValueError, match="bright_tint has 2 entries for images of 3 channels"):
         ppii_plan(config, cast(TrainingInputs, None))  # refused before the inputs are looked at
+
+
+def test_the_loss_is_taken_on_the_augmented_images_before_their_anomalies_are_made():
+    config = tiny_config(augment={"scale": [0.8, 1.2], "rotation_degrees": 10.0, "elastic_sd": 0.01})
+    plain = tiny_config()
+    model, batch = torch.nn.Conv2d(1, 1, 3, padding=1), torch.rand(4, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        loss = ppii_loss(config)(model, batch, torch.Generator().manual_seed(5))
+        generator = torch.Generator().manual_seed(5)
+        by_hand = ppii_loss(plain)(model, augmented(batch, config.augment, generator), generator)
+        unaugmented = ppii_loss(plain)(model, batch, torch.Generator().manual_seed(5))
+    assert float(loss) == float(by_hand) != float(unaugmented)
+
+
+def test_an_augmentation_out_of_range_is_refused_before_any_image_is_read():
+    with pytest.raises(ValueError, match=r"augment.scale is \[1.5, 0.5\]"):
+        ppii_plan(tiny_config(augment={"scale": [1.5, 0.5]}), cast(TrainingInputs, None))
+
+
+def test_a_bundle_from_before_augmentation_loads_and_reads_as_it_did(trained, stripes):
+    image = load_case(next((stripes / "test" / "good").iterdir()))
+    before = score_case(make_predictor(load_bundle(trained.path), CPU), image).heatmap
+    bundle = load_bundle(trained.path)
+    del bundle.manifest["config"]["augment"]  # as bundles trained before the key existed were saved
+    assert np.array_equal(score_case(make_predictor(bundle, CPU), image).heatmap, before)
 
 
 def test_plain_unet_has_no_uncertainty(stripes, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...config import CalibrationConfig, PreprocessConfig, TrainConfig
+from ...config import AugmentConfig, CalibrationConfig, PreprocessConfig, TrainConfig
 
 
 @dataclass
@@ -79,6 +79,8 @@ class PpiiMethodConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     net: SegmentationNetConfig = field(default_factory=SegmentationNetConfig)
     generator: PpiiGeneratorConfig = field(default_factory=PpiiGeneratorConfig)
+    # The healthy images, augmented before the anomalies are interpolated in (the paper's Table 2; off).
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=16, steps=100_000, ema_decay=0.999)
     )

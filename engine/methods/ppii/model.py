@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...augment import augmented, check_augment
 from ...bundle import ModelBundle
 from ...config import PreprocessConfig, from_dict
 from ...filters import gaussian_blur
@@ -28,10 +29,12 @@ def model_input(images: torch.Tensor, preprocess: PreprocessConfig, intensity: s
 
 def ppii_loss(config: PpiiMethodConfig):
     """Binary cross-entropy between the predicted map and P-PII's soft label |target - mean result|,
-    on network inputs (equalised, by default) made before the anomalies are interpolated in."""
+    on network inputs (equalised, by default) made, from the augmented images, before the anomalies are
+    interpolated in."""
     generator_config, preprocess, intensity = config.generator, config.preprocess, config.ppii.intensity
 
     def loss(model: torch.nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch = augmented(batch, config.augment, generator)
         sample = ppii_anomalies(model_input(batch, preprocess, intensity), generator, generator_config)
         logits = model(sample.image)
         return F.binary_cross_entropy_with_logits(logits.float(), sample.label.float())
@@ -47,6 +50,7 @@ def ppii_plan(config: PpiiMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
     check_intensity(config.ppii.intensity, "ppii.intensity")  # before any image is loaded
     check_tint(config.generator.bright_tint, config.preprocess.channels or 1)  # the network's channels
     check_read_scale(config.ppii.read_scale)
+    check_augment(config.augment)
     loss = ppii_loss(config)
     return TrainingPlan([Trainable("ppii", new_ppii_net(config), loss)], ["ppii"])
 
