@@ -239,7 +239,7 @@ def test_an_augmentation_out_of_range_is_refused_before_any_image_is_read():
         ppii_plan(tiny_config(augment={"scale": [1.5, 0.5]}), cast(TrainingInputs, None))
 
 
-def test_a_bundle_from_before_augmentation_loads_and_reads_as_it_did(trained, stripes):
+def test_a_bundle_saved_before_the_augment_key_existed_loads(trained, stripes):
     image = load_case(next((stripes / "test" / "good").iterdir()))
     before = score_case(make_predictor(load_bundle(trained.path), CPU), image).heatmap
     bundle = load_bundle(trained.path)
