@@ -65,3 +65,28 @@ def area_shares(regions: dict[str, np.ndarray]) -> dict[str, float]:
 def mean_sd(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
     """Per key, the mean and standard deviation over the cases."""
     return {key: (float(np.mean([r[key] for r in rows])), float(np.std([r[key] for r in rows]))) for key in rows[0]}
+
+
+def size_thirds(truths: list[np.ndarray]) -> list[int]:
+    """Each lesion case's third by lesion area, 0 for the smallest third to 2 for the largest: a map that
+    finds small lesions and misses large ones (or the reverse) shows in the pooled figure of each third.
+    Cases of equal area fall in the same third."""
+    areas = np.array([float(t.sum()) for t in truths])
+    cuts = np.quantile(areas, [1 / 3, 2 / 3])
+    return [int(np.searchsorted(cuts, area, side="left")) for area in areas]
+
+
+def pooled_by(
+    maps: list[np.ndarray], truths: list[np.ndarray], keys: list, metric: str
+) -> dict[object, tuple[int, float | None]]:
+    """Per key, the number of cases and `metric` (pixel AP or AUROC) pooled over their pixels, as `eval
+    --anomalous-only` pools a split's lesion cases; None where the key's pixels are all of one class."""
+    score = CASE_METRICS[metric]
+    out = {}
+    for key in sorted(set(keys), key=str):
+        chosen = [k for k, other in enumerate(keys) if other == key]
+        pooled = score(
+            np.concatenate([maps[k].ravel() for k in chosen]), np.concatenate([truths[k].ravel() for k in chosen])
+        )
+        out[key] = (len(chosen), pooled)
+    return out

@@ -71,6 +71,7 @@ def prepare(
     try:
         writer = LayoutWriter(staging)
         split = described(dataset, PREPARERS[dataset](source, writer, **options), options, writer)
+        check_has_training_images(split)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -89,6 +90,17 @@ def check_options(dataset: str, tumour_margin: int, normalise: str) -> None:
         raise PrepareError(f"unknown normalisation {normalise!r}; choose one of {', '.join(NORMALISATIONS)}")
     if normalise != "none" and dataset != "lgg":
         raise PrepareError(f"--normalise {normalise} is for lgg's volumes; {dataset} has none")
+
+
+def check_has_training_images(split: dict) -> None:
+    """A split whose train share drew no group would train on nothing; refused before it replaces anything."""
+    if split["counts"].get("train/good"):
+        return
+    groups = len(set(split["groups"].values()))
+    raise PrepareError(
+        f"the split has no training images: train's share ({split['fractions']['train']:g}) of the {groups} "
+        "groups drew none; lower --val-fraction, or raise --limit"
+    )
 
 
 def described(dataset: str, description: dict, options: dict, writer: LayoutWriter) -> dict:

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from anomascope.engine.diagnosis import REGIONS, area_shares, case_figures, image_regions, top_pixel_shares
+from anomascope.engine.diagnosis import (
+    REGIONS,
+    area_shares,
+    case_figures,
+    image_regions,
+    pooled_by,
+    size_thirds,
+    top_pixel_shares,
+)
 from anomascope.engine.evaluation import best_median_worst
 from tests.synthetic import random_disk
 
@@ -41,6 +49,37 @@ def test_best_median_worst_ignore_cases_without_a_figure():
     order = np.argsort([f for f in figures if f is not None])  # the normal case is last: indices agree
     assert best_median_worst(figures) == {"best": order[-1], "median": order[3], "worst": order[0]}
     assert best_median_worst([None, None]) == {}
+
+
+def squares(sides: list[int]) -> list[np.ndarray]:
+    masks = []
+    for side in sides:
+        mask = np.zeros((SIZE, SIZE), bool)
+        mask[2 : 2 + side, 3 : 3 + side] = True
+        masks.append(mask)
+    return masks
+
+
+def test_size_thirds_rank_cases_by_lesion_area_and_keep_ties_together():
+    # Areas 4, 9, 16, 25, 36, 49 in shuffled order: two cases in each third.
+    assert size_thirds(squares([5, 2, 7, 3, 6, 4])) == [1, 0, 2, 0, 2, 1]
+    # Equal areas fall in the same third, whatever their order.
+    assert size_thirds(squares([3, 3, 3, 5, 8, 8])) == [0, 0, 0, 1, 2, 2]
+
+
+def test_pooled_by_pools_each_key_cases_pixels():
+    maps, truths = noisy_cases(6, seed=1)
+    maps, truths = maps[:-1], truths[:-1]
+    keys = ["a", "b", "a", "b", "a"]
+    pooled = pooled_by(maps, truths, keys, "pixel_ap")
+    for key, chosen in (("a", [0, 2, 4]), ("b", [1, 3])):
+        expected = average_precision_score(
+            np.concatenate([truths[k].ravel() for k in chosen]), np.concatenate([maps[k].ravel() for k in chosen])
+        )
+        assert pooled[key] == (len(chosen), pytest.approx(expected))
+    # Pooling is not the mean of each case's own figure.
+    own = case_figures(maps, truths, "pixel_ap")
+    assert pooled["a"][1] != pytest.approx(np.mean([own[k] for k in (0, 2, 4)]))
 
 
 def drawn_image() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

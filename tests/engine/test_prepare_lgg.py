@@ -146,6 +146,17 @@ def test_a_val_share_that_leaves_no_train_or_no_val_is_refused(lgg_source, tmp_p
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
+def test_a_val_share_that_draws_no_training_patient_is_refused_and_keeps_the_split_there(lgg_source, tmp_path):
+    out = tmp_path / "prepared"
+    prepare("lgg", lgg_source, out, seed=0)
+    before = _tree(out)
+    # 0.01 of 10 patients: every patient falls in val or test.
+    with pytest.raises(PrepareError, match=r"no training images: train's share \(0.01\) of the 10 groups"):
+        prepare("lgg", lgg_source, out, seed=0, overwrite=True, val_fraction=0.79)
+    assert _tree(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]  # no half-built folder left
+
+
 def test_split_groups_keeps_the_test_groups_for_every_val_share():
     for count in range(1, 120):
         groups = [f"g{i}" for i in range(count)]
