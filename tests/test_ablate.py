@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from anomascope.app.cli import main
+from tests.bench_scripts import load_bench_script
 from tests.synthetic import make_blob_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
 
 PLAN = """
 name = "tiny"
@@ -38,12 +35,7 @@ overrides = {{ ppii = {{ intensity = "standardise" }}, preprocess = {{ foregroun
 
 @pytest.fixture(scope="module")
 def ablate():
-    spec = importlib.util.spec_from_file_location("ablate", ROOT / "bench" / "ablate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("ablate.py")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ the device tool's limits, and a run cut by the limit resumed in the next window.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 
 from anomascope.app.cli import main
 from anomascope.engine.training import LOSS_READ_EVERY
+from tests.bench_scripts import load_bench_script
 from tests.synthetic import make_blob_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +29,7 @@ TIMINGS = {"seconds_per_image"}
 
 
 def load_campaign():
-    spec = importlib.util.spec_from_file_location("campaign", ROOT / "bench" / "device" / "campaign.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("device/campaign.py")
 
 
 def write_plan(path: Path, data: Path, config: Path, runs: list[dict], bootstrap: int = 5) -> Path:

@@ -3,27 +3,17 @@ direct computation over those cases' pixels."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
+from tests.bench_scripts import load_bench_script
 from tests.synthetic import random_disk
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def breakdown_module():
-    spec = importlib.util.spec_from_file_location("lesion_breakdown", ROOT / "bench" / "lesion_breakdown.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("lesion_breakdown.py")
 
 
 def pooled_ap(maps, truths, chosen):
