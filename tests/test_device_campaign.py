@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -155,6 +156,39 @@ def test_a_run_cut_by_the_limit_comes_back_as_a_checkpoint_and_resumes_in_the_ne
     assert "resuming from the checkpoint" in log and step(tmp_path / "second") > first
 
 
+@pytest.mark.slow
+def test_a_plan_that_leaves_test_behind_trains_picks_on_val_and_hands_back_the_untested_bundle(data, tmp_path):
+    data_root, config = data
+    split = tmp_path / "no-test"
+    shutil.copytree(data_root, split, ignore=lambda folder, names: ["test"] if Path(folder) == data_root else [])
+    plan = write_plan(tmp_path / "plan.toml", split, config, [{"bundle": "tiny", "steps": 2}])
+    plan.write_text("score_test = false\n" + plan.read_text())
+    runs = tmp_path / "runs"
+    out, report = campaign_sh(plan, tmp_path, runs, limit=600, score_seconds=300)
+    (record,) = report["runs"]
+    assert report["test_scored"] is False and report["picked"] == {"tiny": "tiny-seed0"}
+    assert "test" not in record and not (runs / "tiny-seed0" / "test").exists()
+    expected = eval_metrics(tmp_path, split, [runs / "tiny-seed0"], "val")["tiny-seed0"]
+    assert without_timings(record["val"]) == without_timings(expected)
+    assert unpack(out, tmp_path / "back") == ["tiny-seed0/manifest.json", "tiny-seed0/weights.safetensors"]
+
+
+def test_a_split_missing_a_folder_the_campaign_scores_on_is_refused_before_anything_trains(tmp_path):
+    campaign = load_campaign()
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f"data = '{tmp_path}'\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n")
+    with pytest.raises(campaign.PlanError, match=f"run 1's data {tmp_path} has no val/ folder"):
+        campaign.read_plan(plan)
+    (tmp_path / "val").mkdir()
+    with pytest.raises(campaign.PlanError, match="has no test/ folder; carry it, or set score_test = false"):
+        campaign.read_plan(plan)
+    plan.write_text("score_test = false\n" + plan.read_text())
+    assert campaign.read_plan(plan).score_test is False
+    (tmp_path / "test").mkdir()
+    plan.write_text(plan.read_text().replace("score_test = false\n", ""))
+    assert campaign.read_plan(plan).score_test is True
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [
@@ -165,6 +199,7 @@ def test_a_run_cut_by_the_limit_comes_back_as_a_checkpoint_and_resumes_in_the_ne
         ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\nseconds = 0\n", "run 1's seconds must be more than 0"),
         ("[[run]]\nbundle = 'a b'\nmethod = 'ppii'\n", "run 1's bundle 'a b' must be letters, digits"),
         ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\nsteps = '9'\n", "run 1's steps is '9', not an integer"),
+        ("score_test = 'no'\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n", "score_test is 'no', not true or false"),
         ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\nconfig = 'nowhere.toml'\n", "run 1's config nowhere.toml does not"),
         ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n", "two runs of bundle"),
         ("data = \n", "cannot read it as TOML"),
@@ -184,3 +219,16 @@ def test_a_plan_it_cannot_run_is_one_sentence_naming_the_file(tmp_path, text, er
         campaign.read_plan(plan)
     assert str(raised.value).startswith(f"{plan}: ") and error in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("plan", sorted((ROOT / "bench" / "device" / "plans").glob("*.toml")), ids=lambda p: p.name)
+def test_each_ready_plan_reads_once_its_split_is_prepared(plan, data, tmp_path):
+    campaign = load_campaign()
+    data_root, _ = data
+    text = plan.read_text()
+    assert text.count("\ndata = ") == 1  # one split for the whole plan, swapped here for a prepared one
+    here = tmp_path / plan.name
+    here.write_text(
+        "\n".join(f'data = "{data_root}"' if line.startswith("data = ") else line for line in text.splitlines())
+    )
+    assert campaign.read_plan(here).runs  # its configs exist and every key is one the campaign knows

@@ -2,7 +2,8 @@
 
 Trains a plan's runs at once on the one device until LIMIT less the scoring reserve, scores each finished run
 on the whole val split as soon as it finishes, picks the best run of each bundle name by a val figure, and
-scores only the picked ones on the test split, so that no choice is made on test. Writes OUT/campaign.json
+scores only the picked ones on the test split (unless the plan's score_test is false), so that no choice is
+made on test. Writes OUT/campaign.json
 (every run's figures) and a list of the paths that go back to the session, the picked bundles first, then
 the checkpoints of runs the limit cut (they resume when their folder is carried into the next window), within
 what the device tool brings back. bench/device/README.md describes the plan.
@@ -33,7 +34,7 @@ FIGURES = ("pixel_ap", "pixel_auroc", "max_dice", "dice", "iou", "image_auroc", 
 # The device tool brings back 8 files of at most 16 MiB, 64 MiB in all: with campaign.json, the sums and
 # setup.sh's gpu.txt, five 15 MiB parts of one tar, kept under 62 MiB to leave room for those three.
 HAND_BACK_BYTES = 62 * 2**20
-PLAN_KEYS = {"data", "pick_by", "bootstrap", "run"}
+PLAN_KEYS = {"data", "pick_by", "bootstrap", "score_test", "run"}
 RUN_KEYS = {"bundle", "method", "config", "seed", "steps", "seconds", "data", "extra"}
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 30
@@ -65,6 +66,9 @@ class Plan:
     runs: tuple[Run, ...]
     pick_by: str = "pixel_ap"
     bootstrap: int = 1000
+    # False when the split's test/ stays behind (the travelling tree's 64 MiB may not hold it): the picked
+    # runs are then scored on test after the window, where the split is.
+    score_test: bool = True
 
 
 def read_plan(path: Path) -> Plan:
@@ -82,6 +86,7 @@ def read_plan(path: Path) -> Plan:
         tuple(_run(path, k, entry, table.get("data")) for k, entry in enumerate(runs, 1)),
         pick_by=_typed(path, "pick_by", table.get("pick_by", "pixel_ap"), str),
         bootstrap=_typed(path, "bootstrap", table.get("bootstrap", 1000), int),
+        score_test=_typed(path, "score_test", table.get("score_test", True), bool),
     )
     if plan.pick_by not in FIGURES:
         raise PlanError(f"{path}: pick_by {plan.pick_by!r} is not one of {', '.join(FIGURES)}")
@@ -89,7 +94,21 @@ def read_plan(path: Path) -> Plan:
     for name in names:
         if names.count(name) > 1:
             raise PlanError(f"{path}: two runs of bundle and seed {name}; give each seed of a bundle once")
+    check_splits_travelled(path, plan)
     return plan
+
+
+def check_splits_travelled(path: Path, plan: Plan) -> None:
+    """Every split a run is scored on is there before anything trains, not found missing after the window's
+    training time is spent."""
+    for k, run in enumerate(plan.runs, 1):
+        if not (Path(run.data) / "val").is_dir():
+            raise PlanError(f"{path}: run {k}'s data {run.data} has no val/ folder; every run is scored on val")
+        if plan.score_test and not (Path(run.data) / "test").is_dir():
+            raise PlanError(
+                f"{path}: run {k}'s data {run.data} has no test/ folder; carry it, or set score_test = false "
+                "and score the picked runs on test after the window"
+            )
 
 
 def _run(path: Path, k: int, entry, data: str | None) -> Run:
@@ -130,7 +149,7 @@ def _known_keys(path: Path, where: str, table: dict, known: set[str]) -> None:
         raise PlanError(f"{path}: {where} has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
 
 
-KINDS = {str: "a string", int: "an integer", list: "a list of strings"}
+KINDS = {str: "a string", int: "an integer", bool: "true or false", list: "a list of strings"}
 
 
 def _number(path: Path, what: str, value) -> float | None:
@@ -146,7 +165,7 @@ def _typed(path: Path, what: str, value, kind: type, optional: bool = False):
     if value is None and optional:
         return None
     strings = not isinstance(value, list) or all(isinstance(item, str) for item in value)
-    if not isinstance(value, kind) or isinstance(value, bool) or not strings:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool) or not strings:
         raise PlanError(f"{path}: {what} is {value!r}, not {KINDS[kind]}")
     return value
 
@@ -358,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     campaign = Campaign(plan, args.runs, args.device, args.limit, args.score_seconds)
     campaign.train_all()
     picked = campaign.pick()
-    campaign.test_picked(picked)
+    if plan.score_test:
+        campaign.test_picked(picked)
     paths, left_out = hand_back(campaign, picked)
     args.hand_back.write_text("".join(f"{path}\n" for path in paths))
     report = {
@@ -367,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         "limit_seconds": args.limit,
         "pick_by": plan.pick_by,
         "picked": picked,
+        "test_scored": plan.score_test,
         "runs": list(campaign.records.values()),
         "handed_back": paths,
         "left_out": left_out,

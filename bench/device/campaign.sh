@@ -1,8 +1,9 @@
 #!/bin/bash
 # On the GPU machine: a campaign of trainings in one call. Trains the runs of PLAN at once on the one GPU, scores
 # each finished run on the whole val split, picks each bundle name's best run on val, scores only that one on
-# test, and hands back in $OUT campaign.json (every run's figures) and campaign.tar in parts of at most 15 MiB
-# with their sums (campaign.sha256): the picked bundles, then the checkpoints of runs the limit cut.
+# test (unless the plan says score_test = false), and hands back in $OUT campaign.json (every run's figures)
+# and campaign.tar in parts of at most 15 MiB with their sums (campaign.sha256): the picked bundles, then the
+# checkpoints of runs the limit cut.
 #   LIMIT=480 bash bench/device/campaign.sh PLAN
 # LIMIT (default 420) bounds the whole campaign in seconds, of which the last SCORE_SECONDS (default 90) are
 # kept for scoring; RUNS (default runs/campaign) holds the runs, carried in to resume cut ones; DEVICE=cpu tries
