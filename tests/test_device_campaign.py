@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,11 +78,11 @@ def unpack(out: Path, into: Path) -> list[str]:
         return tar.getnames()
 
 
-def eval_metrics(tmp_path: Path, data: Path, bundles: list[Path], split: str) -> dict:
+def eval_metrics(tmp_path: Path, data: Path, bundles: list[Path], split: str, *options: str) -> dict:
     """`anomascope eval` of the bundles, as a user runs it; its results by bundle folder name."""
     out = tmp_path / f"eval-{split}"
     arguments = [a for bundle in bundles for a in ("--bundle", str(bundle))]
-    common = ["--data", str(data), "--out", str(out), "--split", split, "--bootstrap", "5", "--device", "cpu"]
+    common = ["--data", str(data), "--out", str(out), "--split", split, "--bootstrap", "5", "--device", "cpu", *options]
     assert main(["eval", *arguments, *common, "--no-report"]) == 0
     results = json.loads((out / "metrics.json").read_text())["results"]
     return {name.partition(":")[0]: {name.partition(":")[2]: metrics} for name, metrics in results.items()}
@@ -157,19 +158,24 @@ def test_a_run_cut_by_the_limit_comes_back_as_a_checkpoint_and_resumes_in_the_ne
 
 
 @pytest.mark.slow
-def test_a_plan_that_leaves_test_behind_trains_picks_on_val_and_hands_back_the_untested_bundle(data, tmp_path):
+def test_a_plan_that_leaves_test_behind_trains_picks_on_its_lesion_cases_and_hands_back_the_untested_bundle(
+    data, tmp_path
+):
     data_root, config = data
     split = tmp_path / "no-test"
     shutil.copytree(data_root, split, ignore=lambda folder, names: ["test"] if Path(folder) == data_root else [])
     plan = write_plan(tmp_path / "plan.toml", split, config, [{"bundle": "tiny", "steps": 2}])
-    plan.write_text("score_test = false\n" + plan.read_text())
+    plan.write_text("score_test = false\nanomalous_only = true\n" + plan.read_text())
     runs = tmp_path / "runs"
     out, report = campaign_sh(plan, tmp_path, runs, limit=600, score_seconds=300)
     (record,) = report["runs"]
     assert report["test_scored"] is False and report["picked"] == {"tiny": "tiny-seed0"}
     assert "test" not in record and not (runs / "tiny-seed0" / "test").exists()
-    expected = eval_metrics(tmp_path, split, [runs / "tiny-seed0"], "val")["tiny-seed0"]
+    # Its val figures are eval's on the lesion cases alone, not on every val case.
+    expected = eval_metrics(tmp_path, split, [runs / "tiny-seed0"], "val", "--anomalous-only")["tiny-seed0"]
     assert without_timings(record["val"]) == without_timings(expected)
+    every_case = eval_metrics(tmp_path / "all", split, [runs / "tiny-seed0"], "val")["tiny-seed0"]
+    assert without_timings(record["val"]) != without_timings(every_case)
     assert unpack(out, tmp_path / "back") == ["tiny-seed0/manifest.json", "tiny-seed0/weights.safetensors"]
 
 
@@ -177,7 +183,7 @@ def test_a_split_missing_a_folder_the_campaign_scores_on_is_refused_before_anyth
     campaign = load_campaign()
     plan = tmp_path / "plan.toml"
     plan.write_text(f"data = '{tmp_path}'\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n")
-    with pytest.raises(campaign.PlanError, match=f"run 1's data {tmp_path} has no val/ folder"):
+    with pytest.raises(campaign.PlanError, match=re.escape(f"run 1's data {tmp_path} has no val/ folder")):
         campaign.read_plan(plan)
     (tmp_path / "val").mkdir()
     with pytest.raises(campaign.PlanError, match="has no test/ folder; carry it, or set score_test = false"):
@@ -200,6 +206,7 @@ def test_a_split_missing_a_folder_the_campaign_scores_on_is_refused_before_anyth
         ("[[run]]\nbundle = 'a b'\nmethod = 'ppii'\n", "run 1's bundle 'a b' must be letters, digits"),
         ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\nsteps = '9'\n", "run 1's steps is '9', not an integer"),
         ("score_test = 'no'\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n", "score_test is 'no', not true or false"),
+        ("anomalous_only = 1\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n", "anomalous_only is 1, not true or false"),
         ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\nconfig = 'nowhere.toml'\n", "run 1's config nowhere.toml does not"),
         ("[[run]]\nbundle = 'b'\nmethod = 'ppii'\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n", "two runs of bundle"),
         ("data = \n", "cannot read it as TOML"),

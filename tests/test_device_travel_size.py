@@ -17,12 +17,14 @@ def write(path: Path, size: int) -> None:
 
 @pytest.fixture
 def checkout(tmp_path) -> Path:
-    """A repository with a tracked file, an untracked one git does not ignore, an ignored split and wheels."""
+    """A repository with a tracked file, an untracked one git does not ignore, an ignored shared/ (which travels
+    all the same), an ignored split and wheels."""
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / ".gitignore").write_text("/prepared\n/.whl/\n")
+    (tmp_path / ".gitignore").write_text("/prepared\n/.whl/\n/shared/\n")
     write(tmp_path / "engine" / "tracked.py", 1000)
     subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
     write(tmp_path / "untracked.txt", 300)
+    write(tmp_path / "shared" / "papers" / "p.pdf", 90)
     write(tmp_path / "prepared" / "lgg" / "train" / "a.png", 5000)
     write(tmp_path / "prepared" / "lgg" / "val" / "b.png", 2000)
     write(tmp_path / "prepared" / "lgg" / "test" / "c.png", 4000)
@@ -32,7 +34,7 @@ def checkout(tmp_path) -> Path:
 
 def test_the_tree_and_each_carried_path_are_counted_once_and_what_is_not_carried_not_at_all(checkout):
     travel = load_bench_script("device/travel_size.py")
-    tree = 1000 + 300 + len((checkout / ".gitignore").read_bytes())
+    tree = 1000 + 300 + 90 + len((checkout / ".gitignore").read_bytes())
     parts = travel.sizes(checkout, [".whl", "prepared/lgg/train", "prepared/lgg/val", "prepared/lgg"])
     # prepared/lgg after its train and val adds only test, which was not yet counted.
     assert parts == {
@@ -46,7 +48,7 @@ def test_the_tree_and_each_carried_path_are_counted_once_and_what_is_not_carried
 
 def test_a_call_over_the_limit_exits_1_and_says_by_how_much(checkout, capsys):
     travel = load_bench_script("device/travel_size.py")
-    tree = 1000 + 300 + len((checkout / ".gitignore").read_bytes())
+    tree = 1000 + 300 + 90 + len((checkout / ".gitignore").read_bytes())
     limit = tree + 5000 + 700
     assert travel.main(["--root", str(checkout), "--limit-bytes", str(limit), ".whl", "prepared/lgg/train"]) == 0
     assert "fits, 0.00 MB to spare" in capsys.readouterr().out

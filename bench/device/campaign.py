@@ -34,7 +34,7 @@ FIGURES = ("pixel_ap", "pixel_auroc", "max_dice", "dice", "iou", "image_auroc", 
 # The device tool brings back 8 files of at most 16 MiB, 64 MiB in all: with campaign.json, the sums and
 # setup.sh's gpu.txt, five 15 MiB parts of one tar, kept under 62 MiB to leave room for those three.
 HAND_BACK_BYTES = 62 * 2**20
-PLAN_KEYS = {"data", "pick_by", "bootstrap", "score_test", "run"}
+PLAN_KEYS = {"data", "pick_by", "bootstrap", "score_test", "anomalous_only", "run"}
 RUN_KEYS = {"bundle", "method", "config", "seed", "steps", "seconds", "data", "extra"}
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 30
@@ -69,6 +69,8 @@ class Plan:
     # False when the split's test/ stays behind (the travelling tree's 64 MiB may not hold it): the picked
     # runs are then scored on test after the window, where the split is.
     score_test: bool = True
+    # True scores only the lesion cases (eval --anomalous-only), as #35 ranks LGG seeds (tumour-slice AP).
+    anomalous_only: bool = False
 
 
 def read_plan(path: Path) -> Plan:
@@ -87,6 +89,7 @@ def read_plan(path: Path) -> Plan:
         pick_by=_typed(path, "pick_by", table.get("pick_by", "pixel_ap"), str),
         bootstrap=_typed(path, "bootstrap", table.get("bootstrap", 1000), int),
         score_test=_typed(path, "score_test", table.get("score_test", True), bool),
+        anomalous_only=_typed(path, "anomalous_only", table.get("anomalous_only", False), bool),
     )
     if plan.pick_by not in FIGURES:
         raise PlanError(f"{path}: pick_by {plan.pick_by!r} is not one of {', '.join(FIGURES)}")
@@ -199,11 +202,11 @@ def train_arguments(run: Run, folder: Path, device: str) -> list[str]:
     return arguments + list(run.extra)
 
 
-def eval_arguments(run: Run, folder: Path, split: str, device: str, bootstrap: int) -> list[str]:
+def eval_arguments(run: Run, folder: Path, split: str, device: str, plan: Plan) -> list[str]:
     return [
         "eval", "--bundle", str(folder), "--data", run.data, "--split", split, "--out", str(folder / split),
-        "--device", device, "--bootstrap", str(bootstrap), "--no-report",
-    ]  # fmt: skip
+        "--device", device, "--bootstrap", str(plan.bootstrap), "--no-report",
+    ] + (["--anomalous-only"] if plan.anomalous_only else [])  # fmt: skip
 
 
 def drive(jobs: list[Job], follow: Callable[[Job], Job | None]) -> None:
@@ -269,7 +272,7 @@ class Campaign:
         return start(run, "train", arguments, self.folder(run), self.train_until)
 
     def score(self, run: Run, split: str) -> Job:
-        arguments = eval_arguments(run, self.folder(run), split, self.device, self.plan.bootstrap)
+        arguments = eval_arguments(run, self.folder(run), split, self.device, self.plan)
         return start(run, split, arguments, self.folder(run), self.score_until)
 
     def after(self, job: Job) -> Job | None:
@@ -386,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "limit_seconds": args.limit,
         "pick_by": plan.pick_by,
+        "anomalous_only": plan.anomalous_only,
         "picked": picked,
         "test_scored": plan.score_test,
         "runs": list(campaign.records.values()),
