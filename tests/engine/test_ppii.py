@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from monai.networks.nets import BasicUNet
 from scipy.ndimage import gaussian_filter
 from skimage.exposure import equalize_hist
 
@@ -21,7 +22,8 @@ from anomascope.engine.fit import fit_method
 from anomascope.engine.inference import score_case
 from anomascope.engine.io import load_case
 from anomascope.engine.methods import default_config, make_predictor
-from anomascope.engine.methods.ppii.model import model_input, ppii_loss, ppii_plan
+from anomascope.engine.methods.ppii.model import model_input, new_ppii_net, ppii_loss, ppii_plan
+from anomascope.engine.methods.ppii.net import LeveledUNet, build_segmentation_unet, segmentation_stride
 from anomascope.engine.methods.training_plan import TrainingInputs
 from anomascope.engine.preprocess import equalize_histogram, standardize_foreground
 from tests.cli import infer_one, train_tiny
@@ -245,6 +247,35 @@ def test_a_bundle_saved_before_the_augment_key_existed_loads(trained, stripes):
     bundle = load_bundle(trained.path)
     del bundle.manifest["config"]["augment"]  # as bundles trained before the key existed were saved
     assert np.array_equal(score_case(make_predictor(bundle, CPU), image).heatmap, before)
+
+
+def test_the_leveled_unet_at_five_levels_is_monai_s_basic_unet():
+    features = (8, 8, 16, 32, 32, 8)
+    basic = build_segmentation_unet(tiny_config().net, 1)
+    leveled = LeveledUNet(features, 1, 1, dropout=0.1)
+    assert isinstance(basic, BasicUNet) and [v.shape for v in basic.state_dict().values()] == [
+        v.shape for v in leveled.state_dict().values()
+    ]
+    leveled.load_state_dict(dict(zip(leveled.state_dict(), basic.state_dict().values(), strict=True)))
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(leveled.eval()(x), basic.eval()(x))
+
+
+def test_a_six_level_network_trains_and_reads_an_image_off_its_stride_on_the_image_s_grid(stripes, tmp_path):
+    config = tiny_config(net={"features": [8, 8, 16, 32, 32, 32, 8]}, train={"steps": 2})
+    assert segmentation_stride(config.net) == 32 and isinstance(new_ppii_net(config), LeveledUNet)
+    bundle = fit_method(config, stripes, tmp_path / "six", CPU, show_progress=False)
+    predictor = make_predictor(load_bundle(bundle.path), CPU)
+    assert isinstance(predictor.model, LeveledUNet) and len(predictor.model.downs) == 5
+    images = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    assert predictor.predict(images).heatmap.shape == (1, 40, 40)
+
+
+@pytest.mark.parametrize("features", [[8, 8], [8]])
+def test_a_network_without_two_levels_is_refused_before_any_image_is_read(features):
+    with pytest.raises(ValueError, match=r"net.features needs at least two encoder widths and the last width"):
+        ppii_plan(tiny_config(net={"features": features}), cast(TrainingInputs, None))
 
 
 def test_plain_unet_has_no_uncertainty(stripes, tmp_path):

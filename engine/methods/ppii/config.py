@@ -40,7 +40,9 @@ class PpiiGeneratorConfig:
 @dataclass
 class SegmentationNetConfig:
     """MONAI BasicUNet for P-PII: five levels (the paper's depth; widths are not given, these are MONAI's
-    defaults: five levels and the up-path's last width); dropout 0.1 gives the MC-dropout U-Net."""
+    defaults: five levels and the up-path's last width); dropout 0.1 gives the MC-dropout U-Net. Not the
+    paper's: another number of encoder widths builds the same blocks at that depth (one more for a larger
+    input, so that the receptive field keeps its share of the image)."""
 
     features: tuple[int, ...] = (32, 32, 64, 128, 256, 32)
     dropout: float = 0.1
