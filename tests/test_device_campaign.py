@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -238,4 +239,6 @@ def test_each_ready_plan_reads_once_its_split_is_prepared(plan, data, tmp_path):
     here.write_text(
         "\n".join(f'data = "{data_root}"' if line.startswith("data = ") else line for line in text.splitlines())
     )
-    assert campaign.read_plan(here).runs  # its configs exist and every key is one the campaign knows
+    read = campaign.read_plan(here)  # its configs exist and every key is one the campaign knows
+    layered = [value for run in read.runs for flag, value in pairwise(run.extra) if flag == "--config"]
+    assert all((ROOT / path).is_file() for path in layered), layered

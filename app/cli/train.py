@@ -39,7 +39,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"--steps, --seconds and --seed apply to methods that train; {args.method} trains nothing")
     if args.image_size is not None:
         overrides["preprocess"] = {"image_size": args.image_size}
-    config = build_config(method.defaults(), args.config, dict(overrides, method=args.method))
+    config = method.defaults()
+    for path in args.config:  # each file over the ones before it, as a plan layers a change on a recipe
+        config = build_config(config, path, {})
+    config = build_config(config, None, dict(overrides, method=args.method))
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.overwrite:
         raise CommandError(f"{out} already holds a bundle; pass --overwrite to replace it")
@@ -165,7 +168,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], me
     p.add_argument("--method", required=True, choices=methods.listed)
     p.add_argument("--data", required=True, help="prepared dataset folder (MVTec layout with val/ for calibration)")
     p.add_argument("--out", required=True, help="bundle folder to write")
-    p.add_argument("--config", help="TOML file overriding the paper defaults (same keys as the manifest's config)")
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="TOML file overriding the paper defaults (same keys as the manifest's config); repeatable, each "
+        "file overriding the ones before it",
+    )
     p.add_argument("--steps", type=int, help="training steps (overrides the config)")
     p.add_argument("--seed", type=int, help="the training's random seed (overrides the config's train.seed)")
     p.add_argument(

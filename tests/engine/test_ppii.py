@@ -286,15 +286,22 @@ def test_plain_unet_has_no_uncertainty(stripes, tmp_path):
     assert result.uncertainty is None and result.heatmap.shape == (1, 32, 32)
 
 
-def test_cli_trains_and_infers_ppii(stripes, tmp_path):
-    bundle = tmp_path / "bundle"
+def test_cli_trains_and_infers_ppii_from_a_config_layered_on_another(stripes, tmp_path):
+    bundle, change = tmp_path / "bundle", tmp_path / "change.toml"
+    change.write_text("[ppii]\nmc_passes = 2\n[generator]\nbright_fraction = 0.25\n")
     manifest = train_tiny(
         "ppii",
         stripes,
         bundle,
         "[net]\nfeatures = [8, 8, 16, 32, 32, 8]\n[ppii]\nmc_passes = 3\n[calibration]\nmax_validation_images = 2\n",
+        "--config",
+        change,
     )
     assert manifest["method"] == "ppii" and manifest["readouts"] == ["ppii"]
+    # The second file wins where both set a key; the first's keys and the defaults stay elsewhere.
+    config = manifest["config"]
+    assert config["ppii"]["mc_passes"] == 2 and config["generator"]["bright_fraction"] == 0.25
+    assert config["net"]["features"] == [8, 8, 16, 32, 32, 8] and config["calibration"]["max_validation_images"] == 2
     assert manifest["config"]["generator"]["max_anomalies"] == 10
     assert set(manifest["calibration"]["ppii"]["thresholds"]) == {"k_sigma", "target_fpr", "max_f1"}
     image = next((stripes / "test" / "blob").iterdir())
