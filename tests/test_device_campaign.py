@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from anomascope.app.cli import main
+from anomascope.engine.config import build_config
+from anomascope.engine.methods import default_config
 from anomascope.engine.training import LOSS_READ_EVERY
 from tests.bench_scripts import load_bench_script
 from tests.synthetic import make_blob_dataset
@@ -217,6 +219,10 @@ def test_a_split_missing_a_folder_the_campaign_scores_on_is_refused_before_anyth
             "run 1's extra is ['--steps', 2], not a list",
         ),
         ("# no data\n[[run]]\nbundle = 'b'\nmethod = 'ppii'\n", "run 1 has no data; set it at the top"),
+        (
+            "[[run]]\nbundle = 'b'\nmethod = 'ppii'\nextra = ['--config', 'nowhere.toml']\n",
+            "run 1's extra's --config nowhere.toml does not exist",
+        ),
     ],
 )
 def test_a_plan_it_cannot_run_is_one_sentence_naming_the_file(tmp_path, text, error):
@@ -239,6 +245,10 @@ def test_each_ready_plan_reads_once_its_split_is_prepared(plan, data, tmp_path):
     here.write_text(
         "\n".join(f'data = "{data_root}"' if line.startswith("data = ") else line for line in text.splitlines())
     )
-    read = campaign.read_plan(here)  # its configs exist and every key is one the campaign knows
-    layered = [value for run in read.runs for flag, value in pairwise(run.extra) if flag == "--config"]
-    assert all((ROOT / path).is_file() for path in layered), layered
+    # Its configs (and those its runs layer on them) exist and every key is one the campaign knows...
+    for run in campaign.read_plan(here).runs:
+        # ...and each run's config builds as `anomascope train` builds it, so a key no config has fails here.
+        config = build_config(default_config(run.method), run.config)
+        for flag, value in pairwise(run.extra):
+            config = build_config(config, value) if flag == "--config" else config
+        assert config.method == run.method

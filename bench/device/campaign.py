@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -136,7 +137,8 @@ def _run(path: Path, k: int, entry, data: str | None) -> Run:
     )
     if not SAFE_NAME.match(run.bundle):
         raise PlanError(f"{path}: {where}'s bundle {run.bundle!r} must be letters, digits, '.', '_' and '-'")
-    for label, file in (("config", run.config), ("data", run.data)):
+    layered = [value for flag, value in pairwise(run.extra) if flag == "--config"]
+    for label, file in (("config", run.config), ("data", run.data), *(("extra's --config", f) for f in layered)):
         if file is not None and not Path(file).exists():
             raise PlanError(f"{path}: {where}'s {label} {file} does not exist")
     if run.steps is not None and run.steps < 1:

@@ -263,7 +263,8 @@ def test_the_leveled_unet_at_five_levels_is_monai_s_basic_unet():
 
 
 def test_a_six_level_network_trains_and_reads_an_image_off_its_stride_on_the_image_s_grid(stripes, tmp_path):
-    config = tiny_config(net={"features": [8, 8, 16, 32, 32, 32, 8]}, train={"steps": 2})
+    # Read at 0.75, a 40 px image is 30 px: padded to the 32 px stride, read, and brought back to 40 px.
+    config = tiny_config(net={"features": [8, 8, 16, 32, 32, 32, 8]}, train={"steps": 2}, ppii={"read_scale": 0.75})
     assert segmentation_stride(config.net) == 32 and isinstance(new_ppii_net(config), LeveledUNet)
     bundle = fit_method(config, stripes, tmp_path / "six", CPU, show_progress=False)
     predictor = make_predictor(load_bundle(bundle.path), CPU)

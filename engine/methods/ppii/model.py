@@ -17,7 +17,7 @@ from ...preprocess import check_intensity, network_intensity, padded_to_stride
 from ..base import AnomalyResult, MapPredictor
 from ..training_plan import Trainable, TrainingInputs, TrainingPlan
 from .config import PpiiMethodConfig
-from .net import build_segmentation_unet, enable_dropout, levels, segmentation_stride
+from .net import build_segmentation_unet, enable_dropout, segmentation_stride
 from .synthetic import check_tint, ppii_anomalies
 
 
@@ -51,7 +51,6 @@ def ppii_plan(config: PpiiMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
     check_tint(config.generator.bright_tint, config.preprocess.channels or 1)  # the network's channels
     check_read_scale(config.ppii.read_scale)
     check_augment(config.augment)
-    levels(config.net)  # a depth the network cannot have is refused before any image is read
     loss = ppii_loss(config)
     return TrainingPlan([Trainable("ppii", new_ppii_net(config), loss)], ["ppii"])
 
