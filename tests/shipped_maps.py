@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,17 @@ def fingerprint(result: CaseResult) -> dict:
     return record
 
 
+def cpu_model() -> str:
+    """The processor's model: two AVX512 machines of different makes (an Intel Xeon, an AMD EPYC) run the same
+    torch build's kernels and numpy's to different last bits."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor()
+
+
 def record() -> dict:
     torch.set_num_threads(1)
     fingerprints = {
@@ -74,7 +86,12 @@ def record() -> dict:
         for path in shipped_bundles()
         for readout, result in score_readouts(path).items()
     }
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__, "maps": fingerprints}
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": cpu_model(),
+        "torch": torch.__version__,
+        "maps": fingerprints,
+    }
 
 
 if __name__ == "__main__":
