@@ -69,8 +69,8 @@ def fingerprint(result: CaseResult) -> dict:
 
 
 def cpu_model() -> str:
-    """The processor's model: two AVX512 machines of different makes (an Intel Xeon, an AMD EPYC) run the same
-    torch build's kernels and numpy's to different last bits."""
+    """The processor's model: two AVX512 machines of different models can run the same torch build's kernels,
+    and numpy's, to different last bits (an AMD EPYC did, against the machine that first recorded the maps)."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         for line in cpuinfo.read_text().splitlines():

@@ -11,8 +11,8 @@ import torch
 from tests.shipped_maps import OUTPUTS, RECORD, cpu_model, fingerprint, score_readouts, shipped_bundles
 
 RECORDED = json.loads(RECORD.read_text())
-# Bit-for-bit needs the same kernels: the same torch build on the same instruction set and the same make of
-# processor (an AMD EPYC and an Intel Xeon, both AVX512, differ in the last bits, numpy's kernels too).
+# Bit-for-bit needs the same kernels: the same torch build on the same instruction set and the same model of
+# processor (two AVX512 models differed in the last bits, numpy's kernels too).
 # Elsewhere the float64 sums must agree to 1e-5 (relative), which a changed read-out would not meet.
 SAME_KERNELS = (
     RECORDED["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
