@@ -6,6 +6,7 @@ import dataclasses
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,10 +178,13 @@ def _deep_update(target: dict, updates: dict) -> None:
             target[key] = value
 
 
-def build_config(defaults, toml: Path | None = None, overrides: dict | None = None):
-    """The one way a method's config is made: its defaults (the paper's), then a TOML file, then overrides
-    (a nested dict, such as the command line's options)."""
-    config = merge(defaults, load_toml(Path(toml))) if toml is not None else defaults
+def build_config(defaults, toml: str | Path | Sequence[str | Path] | None = None, overrides: dict | None = None):
+    """The one way a method's config is made: its defaults (the paper's), then a TOML file (or several, each
+    over the ones before it, as a change layered on a recipe), then overrides (a nested dict, such as the
+    command line's options)."""
+    config = defaults
+    for file in [toml] if isinstance(toml, (str, Path)) else (toml or []):
+        config = merge(config, load_toml(Path(file)))
     return merge(config, overrides) if overrides else config
 
 

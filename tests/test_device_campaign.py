@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -248,7 +247,5 @@ def test_each_ready_plan_reads_once_its_split_is_prepared(plan, data, tmp_path):
     # Its configs (and those its runs layer on them) exist and every key is one the campaign knows...
     for run in campaign.read_plan(here).runs:
         # ...and each run's config builds as `anomascope train` builds it, so a key no config has fails here.
-        config = build_config(default_config(run.method), run.config)
-        for flag, value in pairwise(run.extra):
-            config = build_config(config, value) if flag == "--config" else config
+        config = build_config(default_config(run.method), [*filter(None, [run.config]), *run.layered_configs])
         assert config.method == run.method

@@ -39,10 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"--steps, --seconds and --seed apply to methods that train; {args.method} trains nothing")
     if args.image_size is not None:
         overrides["preprocess"] = {"image_size": args.image_size}
-    config = method.defaults()
-    for path in args.config:  # each file over the ones before it, as a plan layers a change on a recipe
-        config = build_config(config, path, {})
-    config = build_config(config, None, dict(overrides, method=args.method))
+    config = build_config(method.defaults(), args.config, dict(overrides, method=args.method))
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.overwrite:
         raise CommandError(f"{out} already holds a bundle; pass --overwrite to replace it")

@@ -61,6 +61,11 @@ class Run:
     def name(self) -> str:
         return f"{self.bundle}-seed{self.seed}"
 
+    @property
+    def layered_configs(self) -> list[str]:
+        """The configs `extra` layers over `config` (its `--config` options), in order."""
+        return [value for flag, value in pairwise(self.extra) if flag == "--config"]
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -137,8 +142,8 @@ def _run(path: Path, k: int, entry, data: str | None) -> Run:
     )
     if not SAFE_NAME.match(run.bundle):
         raise PlanError(f"{path}: {where}'s bundle {run.bundle!r} must be letters, digits, '.', '_' and '-'")
-    layered = [value for flag, value in pairwise(run.extra) if flag == "--config"]
-    for label, file in (("config", run.config), ("data", run.data), *(("extra's --config", f) for f in layered)):
+    extra = (("extra's --config", file) for file in run.layered_configs)
+    for label, file in (("config", run.config), ("data", run.data), *extra):
         if file is not None and not Path(file).exists():
             raise PlanError(f"{path}: {where}'s {label} {file} does not exist")
     if run.steps is not None and run.steps < 1:

@@ -18,6 +18,16 @@ def test_a_toml_file_overrides_the_defaults_and_overrides_override_both(tmp_path
     assert build_config(default_config("ppii")) == default_config("ppii")
 
 
+def test_several_toml_files_apply_in_order_each_over_the_ones_before(tmp_path):
+    recipe, change = tmp_path / "recipe.toml", tmp_path / "change.toml"
+    recipe.write_text("[train]\nsteps = 3000\nbatch_size = 8\n")
+    change.write_text("[train]\nsteps = 500\n[preprocess]\nimage_size = 128\n")
+    config = build_config(default_config("ppii"), [recipe, str(change)])
+    assert (config.train.steps, config.train.batch_size, config.preprocess.image_size) == (500, 8, 128)
+    assert build_config(default_config("ppii"), [change, recipe]).train.steps == 3000
+    assert build_config(default_config("ppii"), []) == default_config("ppii")
+
+
 def test_a_manifest_s_lists_come_back_as_tuples_optional_tuples_included():
     """JSON and TOML have no tuples: a config read back from a manifest equals the one that was saved."""
     config = build_config(default_config("ppii"), overrides={"generator": {"bright_tint": [0.5, 0.9, 1.0]}})
