@@ -36,6 +36,9 @@ TOML has no null: the string "none" in overrides stands for it. Each run's figur
 (figures.json), and the config it started with (started-with.json), so a plan cut short goes on where it stopped,
 checked against the plan as it is now; the summary JSON holds every run and the
 settings' mean ± sd; each run names the machine that trained it, the summary the one that last ran the plan.
+The summary is written again after every seed, so a plan longer than one sitting leaves its finished runs there;
+where runs/ was not kept (a new checkout), those runs' figures are carried from the summary, checked against
+the config each setting trained, and their bundles, if one is shipped, trained again and checked to reproduce.
 """
 
 from __future__ import annotations
@@ -260,18 +263,23 @@ def check_trained_as_planned(plan: Plan, setting: Setting, seed: int, folder: Pa
     recorded = trained_config(folder)
     if recorded is None:
         return False
+    check_same_config(plan, setting, recorded, str(folder), seed)
+    return True
+
+
+def check_same_config(plan: Plan, setting: Setting, recorded: dict, where: str, seed: int | None = None) -> None:
+    """Refuse a recorded config that differs from what the setting resolves to now (at `seed`; without one,
+    the seed is not compared: a summary records its settings' configs at the plan's first seed)."""
     trained = flat(to_dict(recorded_config(plan.method, recorded)))
-    planned = flat(resolved_config(plan, setting, seed))
-    moved = sorted(
-        key for key in (trained.keys() | planned.keys()) - UNCOMPARED if trained.get(key) != planned.get(key)
-    )
+    planned = flat(resolved_config(plan, setting, plan.seeds[0] if seed is None else seed))
+    skipped = UNCOMPARED if seed is not None else UNCOMPARED | {"train.seed"}
+    moved = sorted(key for key in (trained.keys() | planned.keys()) - skipped if trained.get(key) != planned.get(key))
     if moved:
         changes = "; ".join(f"{key} {trained.get(key)!r} then, {planned.get(key)!r} now" for key in moved)
         raise PlanError(
-            f"{folder}: trained with another config than the plan resolves to now ({changes}); spell the setting's "
+            f"{where}: trained with another config than the plan resolves to now ({changes}); spell the setting's "
             "values out in the plan, or move the old runs aside"
         )
-    return True
 
 
 def trained_config(folder: Path) -> dict | None:
@@ -368,7 +376,8 @@ def summary(plan: Plan, rows: list[dict], device: torch.device, unchecked: list[
         "settings_overrides": {s.name: {"overrides": s.overrides, "data": s.data} for s in plan.settings},
         # What each setting trained, whatever the shipped config it builds on says later (seed: the first's).
         "settings_config": {s.name: resolved_config(plan, s, plan.seeds[0]) for s in plan.settings},
-        "runs_without_manifest": unchecked,  # figures kept without their bundle: their config is not checked
+        # Figures kept without their bundle (carried from the summary, or the bundle removed): no manifest checked.
+        "runs_without_manifest": unchecked,
         "machine": machine(device),
         "settings": settings,
         "runs": rows,
@@ -435,11 +444,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablate: {args.plan} has no setting {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     root = Path(args.runs) / plan.name
+    out = Path(args.out) if args.out else Path(args.plan).with_suffix(".json")
     try:
-        unchecked = unchecked_runs(plan, root)
+        carried = carry_from_summary(plan, out, root)
+        unchecked_runs(plan, root)
     except PlanError as exc:
         print(f"ablate: {exc}", file=sys.stderr)
         return 2
+    if carried:
+        print(f"ablate: carried from {out}, without their bundles: {', '.join(carried)}", file=sys.stderr)
     if args.ship:
         if not args.to:
             parser.error("--ship needs --to FOLDER")
@@ -467,18 +480,47 @@ def main(argv: list[str] | None = None) -> int:
         print(table(report))
         return 0
     device = pick_device(args.device)
-    rows = []
     for setting in plan.settings:
         for seed in plan.seeds:
             if args.only and setting.name not in args.only:
-                rows += previous_rows(root, setting, seed)
-            else:
-                rows += run_setting(plan, setting, seed, root, device)
-    report = summary(plan, rows, device, unchecked)
-    out = Path(args.out) if args.out else Path(args.plan).with_suffix(".json")
-    out.write_text(json.dumps(report, indent=1, default=str))
-    print(table(report))
+                continue
+            run_setting(plan, setting, seed, root, device)
+            # After every seed: a plan cut short, or longer than a session, keeps what it finished.
+            write_summary(plan, root, device, out)
+    print(table(write_summary(plan, root, device, out)))
     return 0
+
+
+def write_summary(plan: Plan, root: Path, device: torch.device, out: Path) -> dict:
+    """The summary of every run of the plan kept under `root`, written to `out`."""
+    rows = [row for setting in plan.settings for seed in plan.seeds for row in previous_rows(root, setting, seed)]
+    report = summary(plan, rows, device, unchecked_runs(plan, root))
+    out.write_text(json.dumps(report, indent=1, default=str))
+    return report
+
+
+def carry_from_summary(plan: Plan, out: Path, root: Path) -> list[str]:
+    """The figures of runs the summary `out` holds and `root` does not (runs/ is not kept between checkouts),
+    written back as those runs' figures.json, so that they are not trained again; as SETTING/seedK. A setting
+    whose recorded config differs from what the plan resolves to now is refused, as a kept run would be."""
+    if not out.exists():
+        return []
+    report = json.loads(out.read_text())
+    carried = []
+    for setting in plan.settings:
+        for seed in plan.seeds:
+            folder = root / setting.name / f"seed{seed}"
+            rows = [r for r in report.get("runs", []) if r["setting"] == setting.name and r["seed"] == seed]
+            if not rows or (folder / "figures.json").exists():
+                continue
+            recorded = report.get("settings_config", {}).get(setting.name)
+            if recorded is None:
+                raise PlanError(f"{out}: holds runs of {setting.name} but not the config it trained; cannot carry them")
+            check_same_config(plan, setting, recorded, f"{out}, {setting.name}")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "figures.json").write_text(json.dumps(rows, indent=1))
+            carried.append(f"{setting.name}/seed{seed}")
+    return carried
 
 
 def ship_best_seed(
@@ -498,13 +540,18 @@ def ship_best_seed(
     source = bundle_at(root / setting.name / f"seed{best['seed']}", setting, steps)
     retrained = None
     if not (source / "weights.safetensors").exists():
-        retrained = retrain_snapshot(plan, setting, best, source, by, device)
+        why = (
+            "the run had trained past these steps before runs kept snapshots"
+            if (source.parent / "bundle" / "manifest.json").exists()
+            else "the run's bundle was not kept; its figures were carried from the plan's summary"
+        )
+        retrained = {"why": why, **retrain_snapshot(plan, setting, best, source, by, device)}
     trained = load_bundle(source)
     if trained.manifest["training"]["steps"] != steps:
         raise PlanError(f"{source}: trained to {trained.manifest['training']['steps']} steps, not {steps}")
     selection = picked(plan, setting, steps, rows, best, f"best of {len(rows)} seeds by val {by}")
     if retrained:
-        selection["retrained"] = {"why": "the run had trained past these steps before runs kept snapshots", **retrained}
+        selection["retrained"] = retrained
     if to.exists():
         shutil.rmtree(to)
     copy_bundle(source, to)

@@ -182,6 +182,71 @@ def test_a_curve_carried_on_keeps_its_old_last_point(ablate, ablated, tmp_path):
     assert carried["paper@3"] == report["settings"]["paper@3"] and "paper@4" in carried
 
 
+def test_runs_gone_with_the_checkout_are_carried_from_the_summary(ablate, ablated, tmp_path, capsys, monkeypatch):
+    root, _, plan, report = ablated
+    # A new checkout: the plan and its committed summary, no runs/.
+    shutil.copy2(plan, tmp_path / plan.name)
+    shutil.copy2(plan.with_suffix(".json"), tmp_path / "tiny.json")
+    monkeypatch.setattr(ablate, "fit_method", lambda *args, **kwargs: pytest.fail("trained a run the summary holds"))
+    assert ablate.main([str(tmp_path / plan.name), "--runs", str(tmp_path / "runs")]) == 0
+    carried = json.loads((tmp_path / "tiny.json").read_text())
+    assert carried["settings"] == report["settings"] and carried["runs"] == report["runs"]
+    assert sorted(carried["runs_without_manifest"]) == [
+        f"{name}/seed{seed}" for name in ("paper", "standardise-no-mask") for seed in (0, 1)
+    ]
+    assert "carried from" in capsys.readouterr().err
+
+
+def test_a_summary_of_another_config_is_not_carried(ablate, ablated, tmp_path, capsys, monkeypatch):
+    root, _, plan, _ = ablated
+    moved = tmp_path / "tiny.toml"
+    moved.write_text(plan.read_text().replace("mc_passes = 2", "mc_passes = 3"))
+    shutil.copy2(plan.with_suffix(".json"), tmp_path / "tiny.json")
+    monkeypatch.setattr(ablate, "fit_method", lambda *args, **kwargs: pytest.fail("trained on a moved config"))
+    assert ablate.main([str(moved), "--runs", str(tmp_path / "runs")]) == 2
+    assert "ppii.mc_passes 2 then, 3 now" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "tiny" / "paper" / "seed0" / "figures.json").exists()
+
+
+def test_a_plan_cut_short_has_written_its_finished_seeds(ablate, ablated, tmp_path, monkeypatch):
+    _, data, _, _ = ablated
+    plan = tmp_path / "tiny.toml"
+    plan.write_text(PLAN.format(data=data))
+    fit_method, calls = ablate.fit_method, []
+
+    def cut_at_the_second_seed(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 3:  # seed 0 trained to 1, then 3 steps; seed 1 is cut
+            raise KeyboardInterrupt
+        return fit_method(*args, **kwargs)
+
+    monkeypatch.setattr(ablate, "fit_method", cut_at_the_second_seed)
+    with pytest.raises(KeyboardInterrupt):
+        ablate.main([str(plan), "--runs", str(tmp_path / "runs")])
+    written = json.loads(plan.with_suffix(".json").read_text())
+    assert [(row["setting"], row["seed"], row["steps"]) for row in written["runs"]] == [
+        ("paper", 0, 1),
+        ("paper", 0, 3),
+    ]
+    assert written["settings"]["paper@3"]["seeds"] == [0]
+
+
+def test_a_carried_run_shipped_is_trained_again_and_must_reproduce(ablate, ablated, tmp_path):
+    root, data, _, _ = ablated
+    plan = tmp_path / "three.toml"
+    plan.write_text(PLAN.format(data=data).replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
+    assert ablate.main([str(plan), "--runs", str(root / "runs-three"), "--only", "paper"]) == 0
+    shipped = tmp_path / "shipped"
+    arguments = [str(plan), "--runs", str(tmp_path / "new-checkout"), "--ship", "paper", "--to", str(shipped)]
+    assert ablate.main([*arguments, "--by", "pixel_auroc_all"]) == 0
+    selection = json.loads((shipped / "manifest.json").read_text())["selection"]
+    assert "carried from the plan's summary" in selection["retrained"]["why"]
+    assert selection["retrained"]["retrained"] == pytest.approx(
+        selection["retrained"]["recorded"], abs=ablate.REPRODUCED_WITHIN
+    )
+    assert json.loads((shipped / "manifest.json").read_text())["training"]["steps"] == 3
+
+
 def test_a_plan_naming_an_unknown_setting_is_refused(ablate, ablated, capsys):
     _, _, plan, _ = ablated
     assert ablate.main([str(plan), "--only", "nonesuch"]) == 2
