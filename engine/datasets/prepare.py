@@ -72,6 +72,7 @@ def prepare(
         writer = LayoutWriter(staging)
         split = described(dataset, PREPARERS[dataset](source, writer, **options), options, writer)
         check_has_training_images(split)
+        check_has_calibration_images(split)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -100,6 +101,18 @@ def check_has_training_images(split: dict) -> None:
     raise PrepareError(
         f"the split has no training images: train's share ({split['fractions']['train']:g}) of the {groups} "
         "groups drew none; lower --val-fraction, or raise --limit"
+    )
+
+
+def check_has_calibration_images(split: dict) -> None:
+    """A split whose val share drew no normal image leaves nothing to calibrate a trained bundle's thresholds
+    on: `train` would fail only after training. Refused before it replaces anything."""
+    if split["counts"].get("val/good"):
+        return
+    groups = len(set(split["groups"].values()))
+    raise PrepareError(
+        f"the split has no normal val images to calibrate thresholds on: val's share "
+        f"({split['fractions']['val']:g}) of the {groups} groups drew none; raise --val-fraction, or --limit"
     )
 
 

@@ -101,7 +101,7 @@ def test_prepare_missing_source_is_a_clear_error(tmp_path, capsys):
 
 
 def test_prepare_refuses_to_overwrite(tmp_path, capsys):
-    source = _fake_ham(tmp_path / "src", n_lesions=3)
+    source = _fake_ham(tmp_path / "src")
     out = tmp_path / "out"
     assert main(["prepare", "ham10000", "--source", str(source), "--out", str(out)]) == 0
     assert main(["prepare", "ham10000", "--source", str(source), "--out", str(out)]) == 2

@@ -157,6 +157,17 @@ def test_a_val_share_that_draws_no_training_patient_is_refused_and_keeps_the_spl
     assert [p.name for p in tmp_path.iterdir()] == ["prepared"]  # no half-built folder left
 
 
+def test_a_val_share_that_draws_no_val_patient_is_refused_and_keeps_the_split_there(lgg_source, tmp_path):
+    out = tmp_path / "prepared"
+    prepare("lgg", lgg_source, out, seed=0)
+    before = _tree(out)
+    # 0.01 of 10 patients: no patient falls in val, so a trained bundle would have no thresholds.
+    with pytest.raises(PrepareError, match=r"no normal val images to calibrate thresholds on: val's share \(0.01\)"):
+        prepare("lgg", lgg_source, out, seed=0, overwrite=True, val_fraction=0.01)
+    assert _tree(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+
+
 def test_split_groups_keeps_the_test_groups_for_every_val_share():
     for count in range(1, 120):
         groups = [f"g{i}" for i in range(count)]
@@ -212,9 +223,10 @@ def test_same_seed_same_split_other_seed_another(lgg_source, tmp_path):
 
 
 def test_limit_counts_patients(lgg_source, tmp_path):
-    split = prepare("lgg", lgg_source, tmp_path / "out", seed=0, limit=4)
-    assert sum(len(patients) for patients in split["patients"].values()) == 4
-    assert len(set(split["groups"].values())) <= 4
+    # 7 of the 10 patients: enough for the 70/10/20 shares to draw a val patient.
+    split = prepare("lgg", lgg_source, tmp_path / "out", seed=0, limit=7)
+    assert sum(len(patients) for patients in split["patients"].values()) == 7
+    assert len(set(split["groups"].values())) <= 7
 
 
 def test_licence_and_counts_are_recorded(lgg_source, tmp_path):
