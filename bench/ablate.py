@@ -250,6 +250,8 @@ def resolved_config(plan: Plan, setting: Setting, seed: int) -> dict:
 
 # Beside each run: the config it started training with (see record_start).
 STARTED_WITH = "started-with.json"
+# Beside a run whose figures were carried from the plan's summary without a bundle: the config it trained.
+CARRIED = "carried.json"
 # Keys a kept run may differ in: the steps along a curve, and settings that change only how fast it trains.
 UNCOMPARED = {"train.steps", "train.num_workers", "train.channels_last", "train.compile", "train.optimizer_kernels"}
 
@@ -259,12 +261,15 @@ def check_trained_as_planned(plan: Plan, setting: Setting, seed: int, folder: Pa
     A plan builds on a shipped config, which moves: without this check a resumed curve, or a table of kept
     figures, would mix two recipes under one setting's name. A field an older manifest lacks is new since and
     stands at its default there, which the plan must resolve to as well. False when the run has no manifest
-    left to check (figures kept without their bundle)."""
+    left to check (figures kept without their bundle; carried ones are checked against the config recorded
+    with them, as a summary records it, without the seed)."""
     recorded = trained_config(folder)
-    if recorded is None:
-        return False
-    check_same_config(plan, setting, recorded, str(folder), seed)
-    return True
+    if recorded is not None:
+        check_same_config(plan, setting, recorded, str(folder), seed)
+        return True
+    if (folder / CARRIED).exists():  # figures without a bundle, but with the config they were trained with
+        check_same_config(plan, setting, json.loads((folder / CARRIED).read_text())["config"], str(folder))
+    return False
 
 
 def check_same_config(plan: Plan, setting: Setting, recorded: dict, where: str, seed: int | None = None) -> None:
@@ -342,9 +347,11 @@ def copy_bundle(bundle: Path, to: Path) -> None:
 
 
 def retrain_snapshot(plan: Plan, setting: Setting, row: dict, to: Path, by: str, device: torch.device) -> dict:
-    """A seed's bundle at a step count its run has trained past, from before runs kept their snapshots:
-    trained again from scratch to `to` and scored on val again. The seeded CPU run must give the figure
-    recorded for it, or the snapshot would not be the run the table reports."""
+    """A seed's bundle that was not kept (a step count its run trained past before runs kept their snapshots,
+    or a run carried from the summary without its bundle): trained again from scratch to `to` and scored on
+    val again. The seeded run must give the figure recorded for it, or it would not be the run the table
+    reports; on another kind of machine, or for a curve's point reached by resuming under a decaying rate,
+    it may not, and is refused."""
     config = run_config(plan, setting, row["seed"], row["steps"])
     fit_method(config, Path(setting.data or plan.data), to, device, show_progress=False)
     again = val_figures(to, Path(plan.data), device)
@@ -352,7 +359,9 @@ def retrain_snapshot(plan: Plan, setting: Setting, row: dict, to: Path, by: str,
         shutil.rmtree(to)
         raise PlanError(
             f"{setting.name} seed {row['seed']}@{row['steps']}: trained again, val {by} {again[by]:.4f} "
-            f"against the recorded {row[by]:.4f}; the run did not reproduce, so it is not shipped"
+            f"against the recorded {row[by]:.4f}; the run did not reproduce, so it is not shipped (recorded with "
+            f"{row.get('machine', {}).get('cpu_capability')} kernels, trained again with "
+            f"{machine(device)['cpu_capability']})"
         )
     return {"recorded": row[by], "retrained": again[by]}
 
@@ -501,26 +510,63 @@ def write_summary(plan: Plan, root: Path, device: torch.device, out: Path) -> di
 
 def carry_from_summary(plan: Plan, out: Path, root: Path) -> list[str]:
     """The figures of runs the summary `out` holds and `root` does not (runs/ is not kept between checkouts),
-    written back as those runs' figures.json, so that they are not trained again; as SETTING/seedK. A setting
-    whose recorded config differs from what the plan resolves to now is refused, as a kept run would be."""
+    written back as those runs' figures.json beside a record of the config they trained (CARRIED), so that
+    they are not trained again; as SETTING/seedK. A summary of another plan or split, or a setting whose
+    recorded config differs from what the plan resolves to now, is refused, as a kept run would be."""
     if not out.exists():
         return []
     report = json.loads(out.read_text())
+    check_same_plan(plan, report, out)
     carried = []
     for setting in plan.settings:
         for seed in plan.seeds:
-            folder = root / setting.name / f"seed{seed}"
-            rows = [r for r in report.get("runs", []) if r["setting"] == setting.name and r["seed"] == seed]
-            if not rows or (folder / "figures.json").exists():
-                continue
-            recorded = report.get("settings_config", {}).get(setting.name)
-            if recorded is None:
-                raise PlanError(f"{out}: holds runs of {setting.name} but not the config it trained; cannot carry them")
-            check_same_config(plan, setting, recorded, f"{out}, {setting.name}")
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "figures.json").write_text(json.dumps(rows, indent=1))
-            carried.append(f"{setting.name}/seed{seed}")
+            rows = [r for r in report["runs"] if r["setting"] == setting.name and r["seed"] == seed]
+            if rows and carry_run(plan, setting, seed, rows, report, out, root):
+                carried.append(f"{setting.name}/seed{seed}")
     return carried
+
+
+def check_same_plan(plan: Plan, report: dict, out: Path) -> None:
+    """Refuse a summary written for another plan, or scored on another split than the plan names now."""
+    if report.get("plan") != plan.name or report.get("data") != plan.data:
+        raise PlanError(
+            f"{out}: the summary of plan {report.get('plan')!r} on {report.get('data')}, not of {plan.name!r} on "
+            f"{plan.data}; move it aside, or name another --out"
+        )
+    for setting in plan.settings:
+        recorded = report.get("settings_overrides", {}).get(setting.name)
+        if recorded is not None and recorded.get("data") != setting.data:
+            raise PlanError(
+                f"{out}: {setting.name} trained on {recorded.get('data')}, the plan names {setting.data} now; "
+                "move the summary aside, or name another --out"
+            )
+
+
+def carry_run(plan: Plan, setting: Setting, seed: int, rows: list[dict], report: dict, out: Path, root: Path) -> bool:
+    """One seed's rows of the summary written back where runs/ has none; False where it has its own, or where
+    the summary, older than settings_config, does not say what the setting trained (it is trained again)."""
+    folder = root / setting.name / f"seed{seed}"
+    figures_file = folder / "figures.json"
+    if figures_file.exists():
+        kept = {row["steps"] for row in json.loads(figures_file.read_text())}
+        missing = sorted({row["steps"] for row in rows} - kept)
+        if missing:
+            raise PlanError(
+                f"{figures_file}: lacks the steps {missing} that {out} holds for this run; the summary would lose "
+                "them when written again: move one of them aside"
+            )
+        return False
+    recorded = report.get("settings_config", {}).get(setting.name)
+    if recorded is None:
+        print(
+            f"ablate: {out} does not record what {setting.name} trained; seed {seed} is trained again", file=sys.stderr
+        )
+        return False
+    check_same_config(plan, setting, recorded, f"{out}, {setting.name}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CARRIED).write_text(json.dumps({"summary": str(out), "config": recorded}, indent=1))
+    figures_file.write_text(json.dumps(rows, indent=1))
+    return True
 
 
 def ship_best_seed(
@@ -541,9 +587,9 @@ def ship_best_seed(
     retrained = None
     if not (source / "weights.safetensors").exists():
         why = (
-            "the run had trained past these steps before runs kept snapshots"
-            if (source.parent / "bundle" / "manifest.json").exists()
-            else "the run's bundle was not kept; its figures were carried from the plan's summary"
+            "the run's bundle was not kept; its figures were carried from the plan's summary"
+            if (source.parent / CARRIED).exists()
+            else "the run had trained past these steps before runs kept snapshots"
         )
         retrained = {"why": why, **retrain_snapshot(plan, setting, best, source, by, device)}
     trained = load_bundle(source)
@@ -635,6 +681,11 @@ def rescore(plan: Plan, name: str, steps: int | None, read_out: dict, label: str
         folder = root / setting.name / f"seed{seed}"
         [recorded] = [row for row in previous_rows(root, setting, seed) if row["steps"] == steps] or [None]
         source = bundle_at(folder, setting, steps)
+        if recorded is not None and (folder / CARRIED).exists() and not (source / "weights.safetensors").exists():
+            raise PlanError(
+                f"{name} seed {seed}@{steps}: its figures were carried from the summary without the bundle; "
+                "--ship trains the picked seed again, or move the summary aside to train them all"
+            )
         if recorded is None or not (source / "weights.safetensors").exists():
             raise PlanError(f"{name} seed {seed}@{steps}: no scored bundle to read out again; run the plan first")
         rows.append(recorded)

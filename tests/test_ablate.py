@@ -182,30 +182,89 @@ def test_a_curve_carried_on_keeps_its_old_last_point(ablate, ablated, tmp_path):
     assert carried["paper@3"] == report["settings"]["paper@3"] and "paper@4" in carried
 
 
+def _new_checkout(plan: Path, to: Path, report: dict | None = None) -> Path:
+    """The plan and its committed summary (or `report` in its place) in a folder with no runs/."""
+    shutil.copy2(plan, to / plan.name)
+    summary = report if report is not None else json.loads(plan.with_suffix(".json").read_text())
+    (to / plan.with_suffix(".json").name).write_text(json.dumps(summary))
+    return to / plan.name
+
+
 def test_runs_gone_with_the_checkout_are_carried_from_the_summary(ablate, ablated, tmp_path, capsys, monkeypatch):
     root, _, plan, report = ablated
-    # A new checkout: the plan and its committed summary, no runs/.
-    shutil.copy2(plan, tmp_path / plan.name)
-    shutil.copy2(plan.with_suffix(".json"), tmp_path / "tiny.json")
+    copy = _new_checkout(plan, tmp_path)
     monkeypatch.setattr(ablate, "fit_method", lambda *args, **kwargs: pytest.fail("trained a run the summary holds"))
-    assert ablate.main([str(tmp_path / plan.name), "--runs", str(tmp_path / "runs")]) == 0
+    assert ablate.main([str(copy), "--runs", str(tmp_path / "runs")]) == 0
     carried = json.loads((tmp_path / "tiny.json").read_text())
     assert carried["settings"] == report["settings"] and carried["runs"] == report["runs"]
     assert sorted(carried["runs_without_manifest"]) == [
         f"{name}/seed{seed}" for name in ("paper", "standardise-no-mask") for seed in (0, 1)
     ]
     assert "carried from" in capsys.readouterr().err
+    carried_with = json.loads((tmp_path / "runs" / "tiny" / "paper" / "seed1" / ablate.CARRIED).read_text())
+    assert carried_with["config"] == report["settings_config"]["paper"]
 
 
 def test_a_summary_of_another_config_is_not_carried(ablate, ablated, tmp_path, capsys, monkeypatch):
     root, _, plan, _ = ablated
-    moved = tmp_path / "tiny.toml"
+    moved = _new_checkout(plan, tmp_path)
     moved.write_text(plan.read_text().replace("mc_passes = 2", "mc_passes = 3"))
-    shutil.copy2(plan.with_suffix(".json"), tmp_path / "tiny.json")
     monkeypatch.setattr(ablate, "fit_method", lambda *args, **kwargs: pytest.fail("trained on a moved config"))
     assert ablate.main([str(moved), "--runs", str(tmp_path / "runs")]) == 2
     assert "ppii.mc_passes 2 then, 3 now" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "tiny" / "paper" / "seed0" / "figures.json").exists()
+
+
+def test_carried_runs_are_checked_again_when_the_plan_moves_later(ablate, ablated, tmp_path, capsys, monkeypatch):
+    _, _, plan, _ = ablated
+    copy = _new_checkout(plan, tmp_path)
+    monkeypatch.setattr(ablate, "fit_method", lambda *args, **kwargs: pytest.fail("trained a carried run"))
+    assert ablate.main([str(copy), "--runs", str(tmp_path / "runs")]) == 0
+    # Carried once; the shipped config then moves: the carried figures must not pass for the new recipe.
+    copy.write_text(copy.read_text().replace("mc_passes = 2", "mc_passes = 3"))
+    assert ablate.main([str(copy), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "moved.json")]) == 2
+    assert "paper/seed0: trained with another config" in capsys.readouterr().err
+
+
+def test_a_summary_of_another_split_or_plan_is_refused(ablate, ablated, tmp_path, capsys):
+    _, _, plan, report = ablated
+    copy = _new_checkout(plan, tmp_path, {**report, "data": "prepared/elsewhere"})
+    assert ablate.main([str(copy), "--runs", str(tmp_path / "runs")]) == 2
+    assert "the summary of plan 'tiny' on prepared/elsewhere" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_summary_older_than_its_configs_is_trained_again(ablate, ablated, tmp_path, capsys, monkeypatch):
+    _, _, plan, report = ablated
+    older = {key: value for key, value in report.items() if key != "settings_config"}
+    copy = _new_checkout(plan, tmp_path, older)
+
+    def would_train(*args, **kwargs):
+        raise RuntimeError("would train")
+
+    monkeypatch.setattr(ablate, "fit_method", would_train)
+    with pytest.raises(RuntimeError, match="would train"):
+        ablate.main([str(copy), "--runs", str(tmp_path / "runs")])
+    assert "does not record what paper trained; seed 0 is trained again" in capsys.readouterr().err
+
+
+def test_kept_figures_short_of_the_summary_are_refused(ablate, ablated, tmp_path, capsys):
+    _, _, plan, _ = ablated
+    copy = _new_checkout(plan, tmp_path)
+    runs = tmp_path / "runs"
+    shutil.copytree(ablated[0] / "runs", runs)
+    figures = runs / "tiny" / "paper" / "seed0" / "figures.json"
+    figures.write_text(json.dumps([row for row in json.loads(figures.read_text()) if row["steps"] == 1]))
+    assert ablate.main([str(copy), "--runs", str(runs)]) == 2
+    assert "lacks the steps [3]" in capsys.readouterr().err
+
+
+def test_a_carried_run_is_not_read_out_again(ablate, ablated, tmp_path, capsys):
+    _, _, plan, _ = ablated
+    copy = _new_checkout(plan, tmp_path)
+    arguments = [str(copy), "--runs", str(tmp_path / "runs"), "--rescore", "paper", "--label", "five"]
+    assert ablate.main([*arguments, "--read-out", '{"ppii": {"mc_passes": 5}}']) == 2
+    assert "carried from the summary without the bundle" in capsys.readouterr().err
 
 
 def test_a_plan_cut_short_has_written_its_finished_seeds(ablate, ablated, tmp_path, monkeypatch):
