@@ -1,7 +1,7 @@
-"""The device kit's commands on an image without the app's packages: `train`, `eval` and `infer` run in a
-process where storage, the database, password, web-UI and plotting packages cannot be imported (the lent
-GPU machine's image has none of them, and bench/device/wheels.sh brings none) and the package is not
-installed."""
+"""The device kit's commands on an image without the app's packages: `train`, `eval` and `infer` of P-PII run
+in a process where storage, the database, password, web-UI and plotting packages cannot be imported (the lent
+GPU machine's image has none of them, and bench/device/wheels.sh brings none), nor diffusers (`wheels.sh
+--no-diffusers`), and the package is not installed."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ MISSING = (
     "libjpeg",
     "openjpeg",
     "jpeg_ls",
+    # Only the denoiser methods' networks and schedules need diffusers: a P-PII campaign leaves its wheel (the
+    # kit's largest) behind, so that an LGG split's test slices travel beside the others.
+    "diffusers",
 )
 BLOCKED_PACKAGES = ("anomascope.storage",)
 

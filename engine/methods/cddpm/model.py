@@ -17,8 +17,7 @@ from ...config import from_dict
 from ...devices import on_device
 from ...filters import ssim_map
 from ...metrics import average_precision
-from ...nets import build_denoiser
-from ...nets.denoiser import unet_stride
+from ...nets.denoiser import build_denoiser, unet_stride
 from ...preprocess import from_model_range, network_intensity
 from ...schedules import VPSchedule, make_sampler, sample_conditioned
 from ...synthetic import parameter_generator

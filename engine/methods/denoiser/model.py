@@ -7,8 +7,7 @@ import torch.nn.functional as F
 
 from ...bundle import ModelBundle
 from ...config import from_dict
-from ...nets import build_denoiser
-from ...nets.denoiser import unet_stride
+from ...nets.denoiser import build_denoiser, unet_stride
 from ...schedules import VPSchedule
 from ..base import MapPredictor
 from ..training_plan import Trainable, TrainingInputs, TrainingPlan

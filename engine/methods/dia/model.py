@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ...bundle import ModelBundle
 from ...config import from_dict
-from ...nets import build_denoiser
+from ...nets.denoiser import build_denoiser
 from ...preprocess import from_model_range
 from ...schedules import VPSchedule
 from ..base import AnomalyResult, Predictor
