@@ -268,11 +268,23 @@ def check_trained_as_planned(plan: Plan, setting: Setting, seed: int, folder: Pa
         check_same_config(plan, setting, recorded, str(folder), seed)
         return True
     if (folder / CARRIED).exists():  # figures without a bundle, but with the config they were trained with
-        check_same_config(plan, setting, json.loads((folder / CARRIED).read_text())["config"], str(folder))
+        carried = json.loads((folder / CARRIED).read_text())
+        check_same_config(plan, setting, carried["config"], str(folder), advice=carried_advice(carried["summary"]))
     return False
 
 
-def check_same_config(plan: Plan, setting: Setting, recorded: dict, where: str, seed: int | None = None) -> None:
+def carried_advice(summary: Path | str) -> str:
+    return f"the figures were carried from {summary}: move it and these runs aside, or name another --out"
+
+
+def check_same_config(
+    plan: Plan,
+    setting: Setting,
+    recorded: dict,
+    where: str,
+    seed: int | None = None,
+    advice: str = "spell the setting's values out in the plan, or move the old runs aside",
+) -> None:
     """Refuse a recorded config that differs from what the setting resolves to now (at `seed`; without one,
     the seed is not compared: a summary records its settings' configs at the plan's first seed)."""
     trained = flat(to_dict(recorded_config(plan.method, recorded)))
@@ -281,10 +293,7 @@ def check_same_config(plan: Plan, setting: Setting, recorded: dict, where: str, 
     moved = sorted(key for key in (trained.keys() | planned.keys()) - skipped if trained.get(key) != planned.get(key))
     if moved:
         changes = "; ".join(f"{key} {trained.get(key)!r} then, {planned.get(key)!r} now" for key in moved)
-        raise PlanError(
-            f"{where}: trained with another config than the plan resolves to now ({changes}); spell the setting's "
-            "values out in the plan, or move the old runs aside"
-        )
+        raise PlanError(f"{where}: trained with another config than the plan resolves to now ({changes}); {advice}")
 
 
 def trained_config(folder: Path) -> dict | None:
@@ -359,11 +368,15 @@ def retrain_snapshot(plan: Plan, setting: Setting, row: dict, to: Path, by: str,
         shutil.rmtree(to)
         raise PlanError(
             f"{setting.name} seed {row['seed']}@{row['steps']}: trained again, val {by} {again[by]:.4f} "
-            f"against the recorded {row[by]:.4f}; the run did not reproduce, so it is not shipped (recorded with "
-            f"{row.get('machine', {}).get('cpu_capability')} kernels, trained again with "
-            f"{machine(device)['cpu_capability']})"
+            f"against the recorded {row[by]:.4f}; the run did not reproduce, so it is not shipped (recorded on "
+            f"{machine_kind(row.get('machine', {}))}, trained again on {machine_kind(machine(device))})"
         )
     return {"recorded": row[by], "retrained": again[by]}
+
+
+def machine_kind(info: dict) -> str:
+    """What decides whether a seeded run reproduces: the GPU, or the CPU kernels torch picked."""
+    return info.get("gpu") or f"the CPU with {info.get('cpu_capability')} kernels"
 
 
 def summary(plan: Plan, rows: list[dict], device: torch.device, unchecked: list[str]) -> dict:
@@ -543,13 +556,12 @@ def check_same_plan(plan: Plan, report: dict, out: Path) -> None:
 
 
 def carry_run(plan: Plan, setting: Setting, seed: int, rows: list[dict], report: dict, out: Path, root: Path) -> bool:
-    """One seed's rows of the summary written back where runs/ has none; False where it has its own, or where
-    the summary, older than settings_config, does not say what the setting trained (it is trained again)."""
+    """One seed's rows of the summary written back where runs/ has none; False where it has its own."""
     folder = root / setting.name / f"seed{seed}"
     figures_file = folder / "figures.json"
     if figures_file.exists():
         kept = {row["steps"] for row in json.loads(figures_file.read_text())}
-        missing = sorted({row["steps"] for row in rows} - kept)
+        missing = sorted({row["steps"] for row in rows} & set(setting.steps) - kept)
         if missing:
             raise PlanError(
                 f"{figures_file}: lacks the steps {missing} that {out} holds for this run; the summary would lose "
@@ -558,11 +570,12 @@ def carry_run(plan: Plan, setting: Setting, seed: int, rows: list[dict], report:
         return False
     recorded = report.get("settings_config", {}).get(setting.name)
     if recorded is None:
-        print(
-            f"ablate: {out} does not record what {setting.name} trained; seed {seed} is trained again", file=sys.stderr
+        # Training them again would write the summary over its rows after the first seed.
+        raise PlanError(
+            f"{out}: holds runs of {setting.name} but not the config they trained (it predates settings_config), "
+            "so they cannot be carried; name another --out to train the plan again beside it"
         )
-        return False
-    check_same_config(plan, setting, recorded, f"{out}, {setting.name}")
+    check_same_config(plan, setting, recorded, f"{out}, {setting.name}", advice=carried_advice(out))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CARRIED).write_text(json.dumps({"summary": str(out), "config": recorded}, indent=1))
     figures_file.write_text(json.dumps(rows, indent=1))
