@@ -146,26 +146,25 @@ def test_a_val_share_that_leaves_no_train_or_no_val_is_refused(lgg_source, tmp_p
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
-def test_a_val_share_that_draws_no_training_patient_is_refused_and_keeps_the_split_there(lgg_source, tmp_path):
+@pytest.mark.parametrize(
+    ("share", "refusal"),
+    [
+        # 0.79 of 10 patients leaves train 0.01: every patient falls in val or test.
+        (0.79, r"no training images: train's share \(0.01\) of the 10 groups"),
+        # 0.01 of 10 patients: none falls in val, so a trained bundle would have no thresholds.
+        (0.01, r"no normal val images to calibrate thresholds on: val's share \(0.01\) of the 10 groups"),
+    ],
+)
+def test_a_val_share_that_empties_train_or_val_is_refused_and_keeps_the_split_there(
+    lgg_source, tmp_path, share, refusal
+):
     out = tmp_path / "prepared"
     prepare("lgg", lgg_source, out, seed=0)
     before = _tree(out)
-    # 0.01 of 10 patients: every patient falls in val or test.
-    with pytest.raises(PrepareError, match=r"no training images: train's share \(0.01\) of the 10 groups"):
-        prepare("lgg", lgg_source, out, seed=0, overwrite=True, val_fraction=0.79)
+    with pytest.raises(PrepareError, match=refusal):
+        prepare("lgg", lgg_source, out, seed=0, overwrite=True, val_fraction=share)
     assert _tree(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["prepared"]  # no half-built folder left
-
-
-def test_a_val_share_that_draws_no_val_patient_is_refused_and_keeps_the_split_there(lgg_source, tmp_path):
-    out = tmp_path / "prepared"
-    prepare("lgg", lgg_source, out, seed=0)
-    before = _tree(out)
-    # 0.01 of 10 patients: no patient falls in val, so a trained bundle would have no thresholds.
-    with pytest.raises(PrepareError, match=r"no normal val images to calibrate thresholds on: val's share \(0.01\)"):
-        prepare("lgg", lgg_source, out, seed=0, overwrite=True, val_fraction=0.01)
-    assert _tree(out) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
 
 
 def test_split_groups_keeps_the_test_groups_for_every_val_share():
