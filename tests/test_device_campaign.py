@@ -197,6 +197,39 @@ def test_a_split_missing_a_folder_the_campaign_scores_on_is_refused_before_anyth
     assert campaign.read_plan(plan).score_test is True
 
 
+BLOCK_DIFFUSERS = """
+import sys
+
+
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "diffusers":
+            raise ModuleNotFoundError(f"no module named {name!r} on this image", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Missing())
+"""
+
+
+def test_a_method_whose_packages_did_not_travel_is_refused_before_anything_trains(tmp_path, monkeypatch):
+    campaign = load_campaign()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCK_DIFFUSERS)  # as a kit of `wheels.sh --ppii` is, without diffusers
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    plan = tmp_path / "plan.toml"
+    ppii = campaign.Run(bundle="a", method="ppii", data=str(tmp_path))
+    campaign.check_methods_load(plan, campaign.Plan(runs=(ppii,)))  # P-PII needs no diffusers
+    cddpm = campaign.Run(bundle="b", method="cddpm", data=str(tmp_path))
+    with pytest.raises(campaign.PlanError) as raised:
+        campaign.check_methods_load(plan, campaign.Plan(runs=(ppii, cddpm)))
+    assert str(raised.value) == (
+        f"{plan}: method cddpm does not load on this machine (ModuleNotFoundError: no module named 'diffusers' on "
+        "this image); bring its packages (bench/device/wheels.sh without --ppii brings every method's)"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from anomascope.app.inference_outputs import real_path, unique_stem
-from anomascope.engine.io.dicom import looks_like_dicom
+from anomascope.engine.io.formats import looks_like_dicom
 
 INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".nii", ".nii.gz", ".zip")
 COLUMNS = ["file", "status", "score", "seconds", "outputs", "error", "stem", "shard", "settings"]

@@ -40,6 +40,15 @@ RUN_KEYS = {"bundle", "method", "config", "seed", "steps", "seconds", "data", "e
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 30
 CLI = (sys.executable, "-m", "anomascope.app.cli")
+# Loads a method's training plan and read-out, which import its networks: what a run would import first.
+LOAD_METHOD = """
+import sys
+from anomascope.engine.methods.registry import registry
+
+method = registry().get(sys.argv[1])
+method.training_plan()
+method.predictor_class()
+"""
 
 
 class PlanError(ValueError):
@@ -117,6 +126,20 @@ def check_splits_travelled(path: Path, plan: Plan) -> None:
             raise PlanError(
                 f"{path}: run {k}'s data {run.data} has no test/ folder; carry it, or set score_test = false "
                 "and score the picked runs on test after the window"
+            )
+
+
+def check_methods_load(path: Path, plan: Plan) -> None:
+    """Every method of the plan loads with the packages this machine has, before anything trains: a kit of
+    `wheels.sh --ppii` lacks diffusers, which the denoiser methods need, and a run would otherwise fail only
+    once the window's time is running."""
+    for method in dict.fromkeys(run.method for run in plan.runs):
+        done = subprocess.run([sys.executable, "-c", LOAD_METHOD, method], capture_output=True, text=True)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or ["it exited with no message"])[-1]
+            raise PlanError(
+                f"{path}: method {method} does not load on this machine ({why}); bring its packages "
+                "(bench/device/wheels.sh without --ppii brings every method's)"
             )
 
 
@@ -380,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         plan = read_plan(args.plan)
+        check_methods_load(args.plan, plan)
     except PlanError as exc:
         print(f"campaign: {exc}", file=sys.stderr)
         return 2

@@ -1,16 +1,18 @@
 #!/bin/bash
 # The wheels the engine needs that the GPU machine's image lacks (bench/device/README.md), into .whl/
 # (ignored by git), at the versions this checkout's .venv runs. Run here, from the repository root.
-# --no-diffusers leaves out the largest wheel, which only the denoiser methods (sano, spr, cddpm, dia) need:
-# a P-PII campaign's split then travels with its test slices.
+# --ppii brings only what a P-PII campaign (campaign.sh) on a prepared, PNG, split imports: it leaves out
+# diffusers, the largest wheel, which only the denoiser methods (sano, spr, cddpm, dia) need, the DICOM and NIfTI
+# readers' pydicom and nibabel, and pytest, which only throughput.sh runs; an LGG split then travels whole, with
+# a cut run's checkpoint beside it.
 set -euo pipefail
 python=.venv/bin/python
 version() { "$python" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 names=(diffusers monai pydicom nibabel importlib-metadata pytest pluggy iniconfig pygments)
 case "${1:-}" in
     "") ;;
-    --no-diffusers) names=("${names[@]:1}") ;;
-    *) echo "wheels.sh: unknown option $1 (the one option is --no-diffusers)" >&2; exit 2 ;;
+    --ppii) names=(monai importlib-metadata) ;;
+    *) echo "wheels.sh: unknown option $1 (the one option is --ppii)" >&2; exit 2 ;;
 esac
 rm -rf .whl && mkdir .whl
 packages=()

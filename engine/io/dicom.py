@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +14,12 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut
 
 from .case import Case, ImageReadError, printable, window_from_range
+from .formats import HEAD_BYTES, SeriesFile, is_dicom_bytes, looks_like_dicom
 from .limits import ReadLimits
 
-# Bytes a reader needs to tell a DICOM file from anything else (preamble, "DICM", first tag).
-HEAD_BYTES = 512
-# Groups a DICOM file without the 128-byte preamble starts with: file meta, or identification.
-_FIRST_GROUPS = (0x0002, 0x0008)
+# This reader checks the values it uses (NUMERIC_TAGS below) and names what is wrong in one sentence; pydicom's
+# own value checks would only warn about the same file first.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) as stored little-endian
 # Tags the reader turns into numbers; text there is refused by name, not met later as a traceback.
 NUMERIC_TAGS = {
@@ -41,15 +40,6 @@ NUMERIC_TAGS = {
     "ImagePositionPatient": float,
     "ImageOrientationPatient": float,
 }
-
-
-def is_dicom_bytes(data: bytes) -> bool:
-    return len(data) >= 132 and data[128:132] == b"DICM"
-
-
-def looks_like_dicom(head: bytes) -> bool:
-    """The DICM marker, or (a file without preamble) a first tag of the groups such files start with."""
-    return is_dicom_bytes(head) or (len(head) >= 8 and int.from_bytes(head[:2], "little") in _FIRST_GROUPS)
 
 
 class _TooManyElements(Exception):
@@ -140,15 +130,6 @@ def read_dicom_file(source: str | Path, data: bytes, limits: ReadLimits) -> Case
 class _Slice:
     name: str
     ds: pydicom.Dataset
-
-
-@dataclass(frozen=True)
-class SeriesFile:
-    """A file of a folder or zip: its first bytes, and how to read it whole within a byte budget."""
-
-    name: str
-    head: bytes
-    read: Callable[[int], bytes]
 
 
 def read_dicom_series(source: str | Path, files: list[SeriesFile], limits: ReadLimits) -> Case:

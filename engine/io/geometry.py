@@ -1,11 +1,13 @@
-"""Putting per-slice masks back into the source's physical space (for NIfTI export)."""
+"""How a volume's voxels become the slices a reader sees, and back: NIfTI's display convention, and per-slice
+masks put back into the source's physical space (for NIfTI export)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .nifti import volume_from_slices
-
+# Axial slices are shown in radiological convention: anterior at the top, patient's right on the
+# image's left. `nifti_slices` and `volume_from_slices` are each other's inverse.
+DISPLAY_CONVENTION = "RAS+ canonical; axial slices, anterior up, patient right on image left"
 # DICOM patient coordinates are LPS; NIfTI's are RAS.
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -29,3 +31,17 @@ def mask_volume(
         affine[:3, 3] = position
         return volume, _LPS_TO_RAS @ affine
     return volume, np.diag([col_mm, row_mm, slice_spacing or 1.0, 1.0])
+
+
+def nifti_slices(volume: np.ndarray) -> np.ndarray:
+    """(X, Y[, Z[, T]]) RAS+ voxels to (Z, T, H=Y, W=X) display slices."""
+    while volume.ndim < 4:
+        volume = volume[..., None]
+    volume = volume[:, :, :, :, 0] if volume.ndim == 5 else volume
+    # (X, Y, Z, T) -> (Z, T, Y, X), then flip Y (anterior up) and X (patient right on the left).
+    return np.ascontiguousarray(volume.transpose(2, 3, 1, 0)[:, :, ::-1, ::-1])
+
+
+def volume_from_slices(slices: np.ndarray) -> np.ndarray:
+    """Inverse of nifti_slices for a (Z, H, W) stack: back to (X, Y, Z) in RAS+ voxel order."""
+    return np.ascontiguousarray(slices[:, ::-1, ::-1].transpose(2, 1, 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import io
 import logging
 import os
@@ -10,24 +11,22 @@ import warnings
 import zipfile
 from functools import partial
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
 
 from .case import Case, ImageReadError
-from .dicom import (
-    HEAD_BYTES,
-    SeriesFile,
-    is_dicom_bytes,
-    looks_like_dicom,
-    parse_dicom,
-    read_dicom_file,
-    read_dicom_series,
-    series_datasets,
-)
+from .formats import HEAD_BYTES, SeriesFile, looks_like_dicom, sniff_format
 from .limits import ReadLimits, read_file, read_head
-from .nifti import read_nifti
 from .photo import read_photo
+
+if TYPE_CHECKING:
+    import pydicom
+
+# The DICOM and NIfTI readers are loaded when a file of their format is read (`_reader`), not here: a command
+# that reads only photos (training on a prepared PNG split) then runs without pydicom and nibabel, which the
+# lent GPU machine's image lacks (formats.py tells the formats apart without them).
 
 LOOPING_LINK = "a link that loops, leading back to itself and never to a file"
 SUPPORTED = "PNG, JPEG, DICOM (file, folder or zip of one series) or NIfTI (.nii, .nii.gz)"
@@ -35,9 +34,9 @@ SUPPORTED = "PNG, JPEG, DICOM (file, folder or zip of one series) or NIfTI (.nii
 
 def quiet_reader_libraries() -> None:
     """The readers check what they use and say what is wrong in one sentence; the parsing libraries'
-    own warnings and log lines about a file (pydicom's value checks, nibabel's header fixes, PIL's
-    size warning) would only split that sentence, so the command line and the page turn them off."""
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    own warnings and log lines about a file (nibabel's header fixes, PIL's size warning) would only split
+    that sentence, so the command line and the page turn them off (pydicom's value checks are off wherever
+    the DICOM reader is loaded: dicom.py)."""
     for library in ("pydicom", "nibabel", "PIL"):
         warnings.filterwarnings("ignore", module=library)
         logging.getLogger(library).addHandler(logging.NullHandler())
@@ -55,7 +54,7 @@ def load_case(path: str | Path, limits: ReadLimits | None = None) -> Case:
     if not path.exists():
         raise _missing(path)
     if path.is_dir():
-        return _finite(path, read_dicom_series(path, _folder_files(path, limits), limits))
+        return _finite(path, _reader(path, "dicom").read_dicom_series(path, _folder_files(path, limits), limits))
     kind = _kind(path, read_head(path, HEAD_BYTES))  # refused before a byte more is read
     return _read(path, read_file(path, limits.max_bytes), kind, limits)
 
@@ -69,13 +68,13 @@ def load_dicom_sources(path: str | Path, limits: ReadLimits | None = None) -> li
     if not path.exists():
         raise _missing(path)
     if path.is_dir():
-        return series_datasets(path, _folder_files(path, limits), limits)
+        return _reader(path, "dicom").series_datasets(path, _folder_files(path, limits), limits)
     kind = _kind(path, read_head(path, HEAD_BYTES))
     data = read_file(path, limits.max_bytes)
     if kind == "dicom":
-        return [parse_dicom(path, data, limits)]
+        return [_reader(path, "dicom").parse_dicom(path, data, limits)]
     if kind == "zip":
-        return series_datasets(path, _zip_files(path, data, limits), limits)
+        return _reader(path, "dicom").series_datasets(path, _zip_files(path, data, limits), limits)
     named = {"png": "PNG", "jpeg": "JPEG", "nifti": "NIfTI"}.get(kind, kind)
     raise ImageReadError(path, f"a {named} image, not DICOM: it has no DICOM study or series to refer to")
 
@@ -102,42 +101,30 @@ def _kind(source: str | Path, head: bytes) -> str:
 
 def _read(source: str | Path, data: bytes, kind: str, limits: ReadLimits) -> Case:
     if kind in ("png", "jpeg"):
-        case = read_photo(source, data, kind, limits)
-    elif kind == "dicom":
-        case = read_dicom_file(source, data, limits)
-    elif kind == "nifti":
-        case = read_nifti(source, data, limits)
-    else:
-        case = read_dicom_series(source, _zip_files(source, data, limits), limits)
-    return _finite(source, case)
+        return _finite(source, read_photo(source, data, kind, limits))
+    if kind == "nifti":
+        return _finite(source, _reader(source, "nifti").read_nifti(source, data, limits))
+    dicom = _reader(source, "dicom")
+    if kind == "dicom":
+        return _finite(source, dicom.read_dicom_file(source, data, limits))
+    return _finite(source, dicom.read_dicom_series(source, _zip_files(source, data, limits), limits))
+
+
+def _reader(source: str | Path, name: str) -> ModuleType:
+    """The DICOM or NIfTI reader (the module `name` here), loaded when a file of that format is read; where its
+    library is not installed, a refusal naming it."""
+    try:
+        return importlib.import_module(f".{name}", __package__)
+    except ModuleNotFoundError as exc:
+        raise ImageReadError(
+            source, f"reading {_FORMAT_NAMES[name]} needs {exc.name}, which is not installed here"
+        ) from exc
+
+
+_FORMAT_NAMES = {"dicom": "DICOM", "nifti": "NIfTI"}
 
 
 _CLAIMED = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".nii": "NIfTI", ".zip": "zip"}
-
-
-def sniff_format(source: str | Path, data: bytes) -> str | None:
-    """The format from the content's magic bytes; the extension only breaks ties."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
-        return "zip"
-    if is_dicom_bytes(data):
-        return "dicom"
-    if data[:2] == b"\x1f\x8b" or _looks_like_nifti_header(data):
-        return "nifti"
-    name = str(source).lower()
-    if name.endswith((".dcm", ".dicom", ".ima")) or "." not in Path(name).name:
-        return "dicom"  # DICOM without the 128-byte preamble: the reader checks for real tags
-    return None
-
-
-def _looks_like_nifti_header(data: bytes) -> bool:
-    if len(data) < 348:
-        return False
-    size_le, size_be = int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big")
-    return size_le in (348, 540) or size_be in (348, 540)
 
 
 def _finite(source: str | Path, case: Case) -> Case:

@@ -10,11 +10,9 @@ import nibabel as nib
 import numpy as np
 
 from .case import Case, ImageReadError, window_from_range
+from .geometry import DISPLAY_CONVENTION, nifti_slices
 from .limits import ReadLimits
 
-# Axial slices are shown in radiological convention: anterior at the top, patient's right on the
-# image's left. `nifti_slices` and `volume_from_slices` are each other's inverse.
-DISPLAY_CONVENTION = "RAS+ canonical; axial slices, anterior up, patient right on image left"
 HEADER_BYTES = 540  # a NIfTI-2 header; NIfTI-1's is 348
 # Bytes past the voxel data a writer may leave (padding); more means the header does not describe the file.
 TRAILING_SLACK = 2**20
@@ -70,20 +68,6 @@ def read_nifti(source: str | Path, data: bytes, limits: ReadLimits) -> Case:
             "description": _description(image),
         },
     )
-
-
-def nifti_slices(volume: np.ndarray) -> np.ndarray:
-    """(X, Y[, Z[, T]]) RAS+ voxels to (Z, T, H=Y, W=X) display slices."""
-    while volume.ndim < 4:
-        volume = volume[..., None]
-    volume = volume[:, :, :, :, 0] if volume.ndim == 5 else volume
-    # (X, Y, Z, T) -> (Z, T, Y, X), then flip Y (anterior up) and X (patient right on the left).
-    return np.ascontiguousarray(volume.transpose(2, 3, 1, 0)[:, :, ::-1, ::-1])
-
-
-def volume_from_slices(slices: np.ndarray) -> np.ndarray:
-    """Inverse of nifti_slices for a (Z, H, W) stack: back to (X, Y, Z) in RAS+ voxel order."""
-    return np.ascontiguousarray(slices[:, ::-1, ::-1].transpose(2, 1, 0))
 
 
 def _inflate(source, data: bytes, cap: int) -> bytes:

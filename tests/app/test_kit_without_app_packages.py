@@ -1,7 +1,7 @@
 """The device kit's commands on an image without the app's packages: `train`, `eval` and `infer` of P-PII run
 in a process where storage, the database, password, web-UI and plotting packages cannot be imported (the lent
-GPU machine's image has none of them, and bench/device/wheels.sh brings none), nor diffusers (`wheels.sh
---no-diffusers`), and the package is not installed."""
+GPU machine's image has none of them, and bench/device/wheels.sh brings none), nor diffusers, pydicom and nibabel
+(`wheels.sh --ppii`: a prepared split is PNG), and the package is not installed."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.synthetic import make_blob_dataset
 
 # Top-level modules the lent machine's image lacks and the kit's commands must not need. The pylibjpeg
-# family is optional to pydicom, which must go on without it there.
+# family is optional to pydicom, which must go on without it where the full wheels bring pydicom.
 MISSING = (
     "sqlalchemy",
     "alembic",
@@ -29,9 +30,12 @@ MISSING = (
     "libjpeg",
     "openjpeg",
     "jpeg_ls",
-    # Only the denoiser methods' networks and schedules need diffusers: a P-PII campaign leaves its wheel (the
-    # kit's largest) behind, so that an LGG split's test slices travel beside the others.
+    # Only the denoiser methods' networks and schedules need diffusers, and only DICOM and NIfTI files pydicom and
+    # nibabel: a P-PII campaign on a prepared (PNG) split leaves the three wheels behind, so that an LGG split's
+    # test slices and a cut run's checkpoint travel beside the others.
     "diffusers",
+    "pydicom",
+    "nibabel",
 )
 BLOCKED_PACKAGES = ("anomascope.storage",)
 
@@ -130,6 +134,18 @@ def test_infer_at_a_calibrated_threshold_writes_maps_and_masks(trained):
     for name in (f"{image.stem}_heatmap.npy", f"{image.stem}_overlay.png", f"{image.stem}_mask.png"):
         assert (out / name).stat().st_size > 0
     assert list((out / "results" / "parquet").iterdir())
+
+
+def test_a_dicom_file_on_the_kit_is_refused_naming_what_is_missing(trained, dicom_writer):
+    _, bundle, tmp_path = trained
+    image = dicom_writer("slice.dcm", np.full((32, 32), 100, dtype=np.uint16))
+    out = tmp_path / "dicom"
+    done = without_app_packages(tmp_path, "infer", "--bundle", bundle, "--out", out, "--device", "cpu", image)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"anomascope infer: {image.name}: reading DICOM needs pydicom, which is not installed here",
+        "anomascope infer: 1 of 1 inputs failed (reported above)",
+    ]
 
 
 def test_a_preset_name_still_opens_the_database_and_its_failure_is_one_sentence(trained, capsys):
