@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +16,7 @@ from anomascope.engine.methods.cddpm.foreign import foreign_images
 from anomascope.engine.methods.cddpm.model import corrupt
 from anomascope.engine.methods.cddpm.tasks import TASK_NAMES, make_tasks
 from anomascope.engine.methods.ppii.config import PpiiGeneratorConfig
-from anomascope.engine.methods.ppii.synthetic import ppii_anomalies, rater_masks
+from anomascope.engine.methods.ppii.synthetic import ppii_anomalies, rater_masks, smooth_bump
 from anomascope.engine.synthetic import poisson_blend, solve_poisson
 from anomascope.engine.synthetic.poisson import dst1, idst1
 from anomascope.engine.synthetic.shapes import companion_generator
@@ -298,3 +299,34 @@ def test_synthetic_anomalies_never_wait_for_the_gpu(images, tasks):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(torch.equal(a, b) for a, b in zip(first, generate(1), strict=True))
+
+
+def test_a_flat_topped_bump_stays_at_its_peak_then_falls_to_zero_at_its_edge():
+    cpu = torch.device("cpu")
+    peaked = smooth_bump(41, 41, cpu, torch.float32)
+    flat_topped = smooth_bump(41, 41, cpu, torch.float32, (0.35, 0.7))
+    side = torch.linspace(-1.0, 1.0, 41)
+    radius = (side[:, None] ** 2 + side[None, :] ** 2).sqrt()
+    assert flat_topped[radius <= 0.35].min() == 1.0 and peaked[radius <= 0.35].min() < 0.8
+    assert flat_topped[radius >= 0.7].max() == 0.0 and peaked[radius >= 1.0].max() == 0.0
+    # Between its radii, the raised cosine moved out and squeezed; (0, 1) is the peaked bump.
+    fall = (radius > 0.35) & (radius < 0.7)
+    torch.testing.assert_close(flat_topped[fall], (1 + torch.cos(math.pi * (radius[fall] - 0.35) / 0.35)) / 2)
+    torch.testing.assert_close(peaked, (1 + torch.cos(math.pi * radius.clamp(max=1.0))) / 2)
+    with pytest.raises(ValueError, match=r"bright_profile is \[0.7, 0.35\]; its radii must rise"):
+        smooth_bump(41, 41, cpu, torch.float32, (0.7, 0.35))
+
+
+def test_a_flat_topped_bump_gives_a_flatter_label_than_a_peaked_one():
+    images = torch.full((4, 1, 48, 48), 0.3)
+    config = PpiiGeneratorConfig(bright_fraction=1.0, bright_amplitude=(0.4, 0.6), max_anomalies=1)
+    labels = {}
+    for profile in ((0.0, 1.0), (0.5, 1.0)):
+        sample = ppii_anomalies(images, torch.Generator().manual_seed(0), replace(config, bright_profile=profile))
+        inside = sample.masks.amax(dim=1).bool()
+        labels[profile] = [label[mask] for label, mask in zip(sample.label, inside, strict=True)]
+    # The same draws: inside the raters' circles the flat top's label stays nearer its peak, and the peak is
+    # about as high (the blend keeps the change inside each circle, up-scaled).
+    for peaked, flat in zip(labels[(0.0, 1.0)], labels[(0.5, 1.0)], strict=True):
+        assert flat.mean() / flat.max() > peaked.mean() / peaked.max() + 0.15
+        assert 0.7 < flat.max() / peaked.max() < 1.3

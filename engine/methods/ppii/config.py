@@ -35,6 +35,12 @@ class PpiiGeneratorConfig:
     # that a darkening has a colour: melanin darkens a photo's blue and green more than its red. None changes
     # every channel alike.
     bright_tint: tuple[float, ...] | None = None
+    # Not the paper's: the bump's profile, as two radii in shares of the patch's half-side: flat at its peak out
+    # to the first, then falling as a raised cosine to 0 at the second. Poisson blending keeps only the change
+    # inside the raters' circles (0.7 of the half-side on average), and the label is that change, so the
+    # shipped peaked bump, (0, 1), teaches the network to mark a hyperintensity's brightest part; a FLAIR
+    # tumour is more a plateau with a soft border.
+    bright_profile: tuple[float, float] = (0.0, 1.0)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ..base import AnomalyResult, MapPredictor
 from ..training_plan import Trainable, TrainingInputs, TrainingPlan
 from .config import PpiiMethodConfig
 from .net import build_segmentation_unet, enable_dropout, segmentation_stride
-from .synthetic import check_tint, ppii_anomalies
+from .synthetic import check_profile, check_tint, ppii_anomalies
 
 
 def model_input(images: torch.Tensor, preprocess: PreprocessConfig, intensity: str = "equalise") -> torch.Tensor:
@@ -49,6 +49,7 @@ def new_ppii_net(config: PpiiMethodConfig) -> torch.nn.Module:
 def ppii_plan(config: PpiiMethodConfig, inputs: TrainingInputs) -> TrainingPlan:
     check_intensity(config.ppii.intensity, "ppii.intensity")  # before any image is loaded
     check_tint(config.generator.bright_tint, config.preprocess.channels or 1)  # the network's channels
+    check_profile(config.generator.bright_profile)
     check_read_scale(config.ppii.read_scale)
     check_augment(config.augment)
     loss = ppii_loss(config)

@@ -50,7 +50,7 @@ def ppii_anomalies(images: torch.Tensor, generator: torch.Generator, config: Ppi
             if config.bright_fraction and uniform(draws, 0.0, 1.0) < config.bright_fraction:
                 peak = uniform(draws, *config.bright_amplitude)
                 canvas[i, :, ty : ty + ph, tx : tx + pw] += (
-                    peak * tint * smooth_bump(ph, pw, images.device, images.dtype)
+                    peak * tint * smooth_bump(ph, pw, images.device, images.dtype, config.bright_profile)
                 )
             else:
                 canvas[i, :, ty : ty + ph, tx : tx + pw] = partners[i, :, sy : sy + ph, sx : sx + pw]
@@ -88,13 +88,28 @@ def check_tint(tint: tuple[float, ...] | None, channels: int) -> None:
         raise ValueError(f"generator.bright_tint has {len(tint)} entries for images of {channels} channels")
 
 
-def smooth_bump(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(H, W): 1 at the centre, falling smoothly (a raised cosine) to 0 at the patch's edges; soft-bordered,
-    as a FLAIR hyperintensity fades into the tissue around it."""
+def smooth_bump(
+    height: int, width: int, device: torch.device, dtype: torch.dtype, profile: tuple[float, float] = (0.0, 1.0)
+) -> torch.Tensor:
+    """(H, W): 1 out to `profile[0]` of the half-side, then falling smoothly (a raised cosine) to 0 at
+    `profile[1]`; soft-bordered, as a FLAIR hyperintensity fades into the tissue around it. (0, 1) is the bump
+    peaked at the centre that reaches 0 at the patch's edges."""
+    check_profile(profile)
+    flat, edge = profile
     rows = torch.linspace(-1.0, 1.0, height, device=device)
     columns = torch.linspace(-1.0, 1.0, width, device=device)
-    radius = (rows[:, None] ** 2 + columns[None, :] ** 2).sqrt().clamp(max=1.0)
-    return ((1.0 + torch.cos(math.pi * radius)) / 2.0).to(dtype)
+    radius = (rows[:, None] ** 2 + columns[None, :] ** 2).sqrt()
+    fall = ((radius - flat) / (edge - flat)).clamp(0.0, 1.0)
+    return ((1.0 + torch.cos(math.pi * fall)) / 2.0).to(dtype)
+
+
+def check_profile(profile: tuple[float, float]) -> None:
+    flat, edge = profile
+    if not 0.0 <= flat < edge <= 1.0:
+        raise ValueError(
+            f"generator.bright_profile is {list(profile)}; its radii must rise from at least 0 to at most 1 "
+            "(shares of the patch's half-side)"
+        )
 
 
 def rater_circle(draws: torch.Generator, ph: int, pw: int, config: PpiiGeneratorConfig) -> tuple[float, float, float]:
