@@ -75,8 +75,9 @@ def load_dicom_sources(path: str | Path, limits: ReadLimits | None = None) -> li
         return [_reader(path, "dicom").parse_dicom(path, data, limits)]
     if kind == "zip":
         return _reader(path, "dicom").series_datasets(path, _zip_files(path, data, limits), limits)
-    named = {"png": "PNG", "jpeg": "JPEG", "nifti": "NIfTI"}.get(kind, kind)
-    raise ImageReadError(path, f"a {named} image, not DICOM: it has no DICOM study or series to refer to")
+    raise ImageReadError(
+        path, f"a {_FORMAT_NAMES.get(kind, kind)} image, not DICOM: it has no DICOM study or series to refer to"
+    )
 
 
 def load_bytes(source: str | Path, data: bytes, limits: ReadLimits | None = None) -> Case:
@@ -121,7 +122,7 @@ def _reader(source: str | Path, name: str) -> ModuleType:
         ) from exc
 
 
-_FORMAT_NAMES = {"dicom": "DICOM", "nifti": "NIfTI"}
+_FORMAT_NAMES = {"png": "PNG", "jpeg": "JPEG", "nifti": "NIfTI", "dicom": "DICOM"}
 
 
 _CLAIMED = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".nii": "NIfTI", ".zip": "zip"}
